@@ -1,0 +1,20 @@
+"""textgym: language-model text generation as a Gymnasium environment, and the RLHF pipeline around it.
+
+Importing textgym registers its environments with Gymnasium (ids in :data:`ENV_IDS`).
+"""
+
+from gymnasium.envs.registration import register, registry
+
+__version__ = "0.1.0"
+
+#: Every environment id textgym registers, with its entry points (single, vector).
+ENV_IDS: dict[str, tuple[str, str | None]] = {
+    "textgym/TextGeneration-v0": (
+        "textgym.envs.text_generation:TextGenerationEnv",
+        "textgym.envs.text_generation_vector:TextGenerationVectorEnv",
+    ),
+}
+
+for _env_id, (_entry, _vector_entry) in ENV_IDS.items():
+    if _env_id not in registry:
+        register(id=_env_id, entry_point=_entry, vector_entry_point=_vector_entry)

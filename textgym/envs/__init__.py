@@ -1,0 +1,7 @@
+"""Environments: text generation (single and vector) and the toy and teaching environments."""
+
+from textgym.envs.core import GenerationCore, PromptTruncatedWarning
+from textgym.envs.text_generation import TextGenerationEnv
+from textgym.envs.text_generation_vector import TextGenerationVectorEnv
+
+__all__ = ["GenerationCore", "PromptTruncatedWarning", "TextGenerationEnv", "TextGenerationVectorEnv"]

@@ -1,0 +1,153 @@
+"""Text generation as a Gymnasium environment: the context window is the state, a token the action.
+
+A language model writes a completion one token at a time. The environment holds the context window
+(prompt plus tokens so far), a frozen reference model that scores each action, and a reward function
+that scores the finished completion. With ``kl_coef`` = beta, the reward of step t is
+
+    r_t = beta * log pi_ref(a_t | s_t) + score * [t is the last step]
+
+An agent that adds its own ``-beta * log pi(a_t | s_t)`` to each reward maximises
+``score - beta * KL(pi || pi_ref)``, the RLHF objective, and ``step`` never needs the policy's
+log-probabilities.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from textgym.envs.core import GenerationCore, PromptOverflow, RefScoring
+from textgym.rewards.base import RewardFunction
+
+
+def as_token_id(action: Any) -> int:
+    """One integer token id from ``action`` (int, numpy integer, or a one-element integer array)."""
+    array = np.asarray(action)
+    if array.size != 1 or not np.issubdtype(array.dtype, np.integer):
+        raise TypeError(f"action must be one integer token id, got {action!r}")
+    return int(array.reshape(()))
+
+
+class TextGenerationEnv(gym.Env):
+    """Generate a completion for a prompt, one token per step.
+
+    ## Description
+    Each episode draws a prompt (or takes ``options["prompt"]``) and lets the agent append tokens
+    until it emits EOS or reaches ``max_new_tokens``. A frozen reference LM inside the environment
+    scores every action incrementally with its own KV cache; the reward function scores the finished
+    completion (:mod:`textgym.envs.core` explains both reference-scoring modes).
+
+    ## Action Space
+    ``Discrete(vocab_size)``: the id of the next token. With ``action_mask`` set, only tokens whose
+    mask entry is 1 are allowed; others raise ``ValueError``.
+
+    ## Observation Space
+    ``Dict(input_ids=Box(0, vocab_size - 1, (max_context,), int64),
+    attention_mask=Box(0, 1, (max_context,), int64))``: the context window, left-padded with the
+    tokenizer's pad id, ``attention_mask`` 1 on real tokens (a real EOS is never masked as padding).
+
+    ## Rewards
+    ``ref_scoring="step"``: ``kl_coef * log pi_ref(a_t | s_t)`` every step, plus the reward
+    function's ``score`` on the last step. ``ref_scoring="episode"``: 0 until the last step, then
+    ``score + kl_coef * sum_t log pi_ref(a_t | s_t)``. Both give the same return.
+
+    ## Starting State
+    A prompt drawn uniformly with ``self.np_random`` from ``prompts``, or ``options["prompt"]``.
+    An empty prompt starts from the BOS token. A prompt longer than ``max_context - max_new_tokens``
+    tokens keeps its last tokens with a ``PromptTruncatedWarning`` (``prompt_overflow="truncate"``)
+    or raises ``ValueError`` (``prompt_overflow="error"``).
+
+    ## Episode End
+    Terminated: the action is the EOS token. Truncated: ``max_new_tokens`` tokens were generated.
+    ``step`` after the end raises ``RuntimeError``; call ``reset``.
+
+    ## Information
+    After ``reset``: ``prompt`` (str), and ``action_mask`` (int8, ``(vocab_size,)``) if set.
+    Every step: ``ref_logprob`` (float, ``log pi_ref(a_t | s_t)``; step mode only) and
+    ``action_mask`` if set. On the last step also: ``score`` (float, the reward function's score),
+    ``prompt`` (str), ``completion`` (str, the decoded completion without a final EOS),
+    ``completion_ids`` (int64 array, every generated token including EOS), ``ref_logprobs``
+    (float64 array, ``log pi_ref`` of each generated token) and ``reward_terms``
+    (``{"score": score, "kl_ref": kl_coef * sum(ref_logprobs)}``, summing to the episode's return).
+
+    ## Arguments
+    - ``model``: the reference causal LM, or a name for :func:`textgym.models.load_causal_lm`.
+    - ``tokenizer``: its tokenizer (loaded with the model when ``model`` is a name).
+    - ``prompts``: a list of prompt strings or a ``datasets.Dataset`` (``prompt_column``).
+    - ``reward_fn``: a :class:`textgym.rewards.RewardFunction`.
+    - ``max_context``, ``max_new_tokens``, ``kl_coef``, ``ref_scoring``, ``prompt_overflow``,
+      ``prompt_column``, ``action_mask``: see :class:`textgym.envs.core.GenerationCore`.
+    - ``render_mode``: None or ``"ansi"`` (the prompt and completion so far, as text).
+
+    >>> from textgym.models.tiny import random_causal_lm, word_tokenizer
+    >>> from textgym.rewards import KeywordReward
+    >>> tok = word_tokenizer(["good", "bad", "movie"])
+    >>> env = TextGenerationEnv(random_causal_lm(len(tok), 1, 16), tok, ["movie"],
+    ...                         KeywordReward(["good"]), max_context=8, max_new_tokens=2)
+    >>> obs, info = env.reset(seed=0)
+    >>> obs["input_ids"].tolist(), info["prompt"]
+    ([0, 0, 0, 0, 0, 0, 0, 3], 'movie')
+    >>> _ = env.step(1)
+    >>> obs, reward, terminated, truncated, info = env.step(1)
+    >>> truncated, info["completion"], info["score"]
+    (True, 'good good', 2.0)
+
+    ## Version History
+    - v0: initial version.
+    """
+
+    metadata = {"render_modes": ["ansi"], "render_fps": 4}
+
+    def __init__(
+        self, model: PreTrainedModel | str, tokenizer: PreTrainedTokenizerBase | None = None,
+        prompts: Any = None, reward_fn: RewardFunction | None = None, *, max_context: int = 64,
+        max_new_tokens: int = 32, kl_coef: float = 0.05, ref_scoring: RefScoring = "step",
+        prompt_overflow: PromptOverflow = "truncate", prompt_column: str = "prompt",
+        action_mask: np.ndarray | None = None, render_mode: str | None = None,
+    ) -> None:
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}")
+        self.core = GenerationCore(
+            1, model, tokenizer, prompts, reward_fn, max_context=max_context, max_new_tokens=max_new_tokens,
+            kl_coef=kl_coef, ref_scoring=ref_scoring, prompt_overflow=prompt_overflow,
+            prompt_column=prompt_column, action_mask=action_mask,
+        )
+        self.render_mode = render_mode
+        self.action_space = spaces.Discrete(self.core.vocab_size)
+        self.observation_space = self.core.single_observation_space
+        self._running = False
+
+    @property
+    def tokenizer(self) -> PreTrainedTokenizerBase:
+        """The tokenizer that decodes actions into text."""
+        return self.core.tokenizer
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
+        """Start an episode with a new prompt (see Starting State)."""
+        super().reset(seed=seed)
+        prompt = self.core.choose_prompt(self.np_random, options)
+        info = self.core.start([0], [prompt])[0]
+        self._running = True
+        return self._observation(), info
+
+    def step(self, action: Any) -> tuple[dict, float, bool, bool, dict]:
+        """Append one token (see Rewards, Episode End and Information)."""
+        if not self._running:
+            raise RuntimeError("step() called with no episode running: call reset() first "
+                               "(before the first step and after every episode end)")
+        actions = np.array([as_token_id(action)], np.int64)
+        self.core.check_actions(actions)
+        rewards, terminated, truncated, infos = self.core.step(actions)
+        self._running = not (terminated[0] or truncated[0])
+        return self._observation(), float(rewards[0]), bool(terminated[0]), bool(truncated[0]), infos[0]
+
+    def render(self) -> str | None:
+        """The prompt and completion so far, for ``render_mode="ansi"``."""
+        return self.core.render_text(0) if self.render_mode == "ansi" else None
+
+    def _observation(self) -> dict[str, np.ndarray]:
+        return {"input_ids": self.core.input_ids[0].copy(), "attention_mask": self.core.attention_mask[0].copy()}

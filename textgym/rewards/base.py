@@ -1,0 +1,89 @@
+"""The reward-function protocol and the checks every reward call goes through.
+
+A reward function scores finished completions in batches:
+``reward_fn(prompts, completions) -> np.ndarray`` of shape (len(prompts),), with a ``name``.
+Environments call :func:`score_batch`, never the function directly, so that a NaN, an inf or a
+wrong shape is an error naming the reward and the input, and a batch whose rewards are all equal
+(a dead learning signal) is a warning.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+
+@runtime_checkable
+class RewardFunction(Protocol):
+    """Scores a batch of completions, one float each. Higher is better.
+
+    Attributes:
+        name: A short identifier used in ``info``, logs and error messages.
+    """
+
+    name: str
+
+    def __call__(self, prompts: list[str], completions: list[str]) -> np.ndarray:
+        """Score ``completions[i]`` as an answer to ``prompts[i]``; returns shape (len(prompts),)."""
+        ...
+
+
+class DeadRewardWarning(UserWarning):
+    """Every reward in a batch was equal: advantages are zero and nothing is learned."""
+
+
+def score_batch(
+    reward_fn: RewardFunction, prompts: Sequence[str], completions: Sequence[str],
+) -> np.ndarray:
+    """Call ``reward_fn`` and check what it returns.
+
+    Args:
+        reward_fn: The reward function.
+        prompts: The prompts, as text.
+        completions: The generated completions, as text, same length as ``prompts``.
+
+    Returns:
+        float64 scores of shape (len(prompts),).
+
+    Raises:
+        ValueError: If the lengths disagree, the result has the wrong shape, or any score is NaN
+            or infinite (the message names the reward and the offending prompt and completion).
+
+    Example:
+        >>> from textgym.rewards.rules import LengthReward
+        >>> score_batch(LengthReward(target=2), ["q"], ["a b c"])
+        array([-1.])
+    """
+    if len(prompts) != len(completions):
+        raise ValueError(
+            f"reward {_name(reward_fn)!r}: got {len(prompts)} prompts but {len(completions)} "
+            "completions; pass one prompt per completion"
+        )
+    scores = np.asarray(reward_fn(list(prompts), list(completions)), dtype=np.float64)
+    if scores.shape != (len(prompts),):
+        raise ValueError(
+            f"reward {_name(reward_fn)!r} returned shape {scores.shape} for {len(prompts)} "
+            f"completions; it must return one float per completion, shape ({len(prompts)},)"
+        )
+    bad = np.flatnonzero(~np.isfinite(scores))
+    if len(bad):
+        i = int(bad[0])
+        raise ValueError(
+            f"reward {_name(reward_fn)!r} returned {scores[i]} for prompt {prompts[i]!r} and "
+            f"completion {completions[i]!r} ({len(bad)} non-finite of {len(scores)}); "
+            "a reward must be a finite number"
+        )
+    if len(scores) > 1 and np.all(scores == scores[0]):
+        warnings.warn(
+            f"reward {_name(reward_fn)!r} gave every one of {len(scores)} completions the same "
+            f"score {scores[0]}: no learning signal in this batch",
+            DeadRewardWarning, stacklevel=2,
+        )
+    return scores
+
+
+def _name(reward_fn: RewardFunction) -> str:
+    return getattr(reward_fn, "name", type(reward_fn).__name__)
