@@ -75,7 +75,8 @@ def pipeline_generate(policy, reference, tok, prompts, reward, batch, new_tokens
     ids = torch.tensor([tok(p)["input_ids"] for p in prompts[:batch]])  # (B, P), equal lengths
     out = policy.generate(ids, attention_mask=torch.ones_like(ids), do_sample=True, max_new_tokens=new_tokens,
                           min_new_tokens=new_tokens, pad_token_id=0)  # (B, P + T)
-    logits = reference(out, attention_mask=torch.ones_like(out), logits_to_keep=new_tokens + 1).logits[:, :-1]  # (B, T, V)
+    mask = torch.ones_like(out)
+    logits = reference(out, attention_mask=mask, logits_to_keep=new_tokens + 1).logits[:, :-1]  # (B, T, V)
     ref_lp = torch.log_softmax(logits.float(), -1).gather(-1, out[:, ids.shape[1]:, None])  # (B, T, 1)
     texts = tok.batch_decode(out[:, ids.shape[1]:], skip_special_tokens=True)
     score_batch(reward, prompts[:batch], texts)
@@ -91,7 +92,8 @@ def pipeline_naive(policy, reference, tok, prompts, reward, batch, new_tokens, m
     for _ in range(new_tokens):
         mask = torch.ones_like(ctx)
         action = sample_tokens(policy(ctx, attention_mask=mask).logits[:, -1])  # (B,)
-        ref_lps.append(torch.log_softmax(reference(ctx, attention_mask=mask).logits[:, -1].float(), -1)[torch.arange(batch), action])
+        ref_logits = reference(ctx, attention_mask=mask).logits[:, -1].float()  # (B, V)
+        ref_lps.append(torch.log_softmax(ref_logits, -1)[torch.arange(batch), action])
         ctx = torch.cat([ctx, action[:, None]], 1)
     texts = tok.batch_decode(ctx[:, -new_tokens:], skip_special_tokens=True)
     score_batch(reward, prompts[:batch], texts)
@@ -149,8 +151,8 @@ def main() -> None:
         cfg = Config(models=["2x128"], batches=[8], new_tokens=[32], repeats=1, output=cfg.output)
     torch.set_num_threads(cfg.threads)
     rows = []
-    header = f"{'model':>6} {'batch':>5} {'new':>4} | {'a_step':>8} {'a_episode':>9} {'b_generate':>10} {'c_naive':>8} | "
-    print(header + f"{'a_step/b':>8} {'a_ep/b':>7} {'c/b':>6}   (generated tokens/s)")
+    header = f"{'model':>6} {'batch':>5} {'new':>4} | {'a_step':>8} {'a_episode':>9} {'b_generate':>10} "
+    print(header + f"{'c_naive':>8} | {'a_step/b':>8} {'a_ep/b':>7} {'c/b':>6}   (generated tokens/s)")
     for size in cfg.models:
         for new_tokens in cfg.new_tokens:
             for batch in cfg.batches:

@@ -74,14 +74,13 @@ class TextGenerationVectorEnv(VectorEnv):
     def reset(self, *, seed: int | list[int | None] | None = None, options: dict | None = None) -> tuple[dict, dict]:
         """Start a new episode in every slot."""
         super().reset(seed=seed)
-        seeds = [None if seed is None else seed + i for i in range(self.num_envs)] if not isinstance(seed, list) else seed
+        seeds = seed if isinstance(seed, list) else [None if seed is None else seed + i for i in range(self.num_envs)]
         if len(seeds) != self.num_envs:
             raise ValueError(f"reset got {len(seeds)} seeds for {self.num_envs} envs")
-        if self._rngs is None:
-            self._rngs = [seeding.np_random(s)[0] for s in seeds]
-        else:
-            self._rngs = [rng if s is None else seeding.np_random(s)[0] for rng, s in zip(self._rngs, seeds, strict=True)]
-        prompts = [self.core.choose_prompt(rng, opts) for rng, opts in zip(self._rngs, self._slot_options(options), strict=True)]
+        old = self._rngs or [None] * self.num_envs
+        self._rngs = [_reseed(rng, s) for rng, s in zip(old, seeds, strict=True)]
+        slot_options = self._slot_options(options)
+        prompts = [self.core.choose_prompt(rng, opts) for rng, opts in zip(self._rngs, slot_options, strict=True)]
         infos: dict[str, Any] = {}
         for slot, info in enumerate(self.core.start(range(self.num_envs), prompts)):
             infos = self._add_info(infos, info, slot)
@@ -122,6 +121,11 @@ class TextGenerationVectorEnv(VectorEnv):
         if len(options["prompt"]) != self.num_envs:
             raise ValueError(f"options['prompt'] has {len(options['prompt'])} prompts for {self.num_envs} envs")
         return [{**options, "prompt": p} for p in options["prompt"]]
+
+
+def _reseed(rng: np.random.Generator | None, seed: int | None) -> np.random.Generator:
+    """Keep a slot's generator on ``seed=None`` (as ``Env.reset`` does), else make a new one."""
+    return rng if seed is None and rng is not None else seeding.np_random(seed)[0]
 
 
 def _batch_step_infos(slot_infos: list[dict[str, Any]], finished: np.ndarray, num_envs: int) -> dict[str, Any]:

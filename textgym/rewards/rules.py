@@ -59,4 +59,4 @@ class LengthReward:
     def __call__(self, prompts: list[str], completions: list[str]) -> np.ndarray:
         """Return ``-|words - target|`` per completion."""
         lengths = np.array([len(c.split()) for c in completions], dtype=np.float64)
-        return -np.abs(lengths - self.target)
+        return 0.0 - np.abs(lengths - self.target)  # 0.0 - x: no negative zero

@@ -1,0 +1,40 @@
+"""LMSampler drives the vector env and samples what the model's softmax says."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import textgym  # noqa: F401
+from agents.sampling import LMSampler
+
+
+@pytest.mark.filterwarnings("ignore::textgym.rewards.DeadRewardWarning")
+def test_sampler_matches_the_reference_model_it_samples(env_kwargs, lm):
+    """Sampling from the reference itself: mean log pi_ref per token ~ minus the reference's entropy."""
+    envs = gym.make_vec("textgym/TextGeneration-v0", num_envs=8, vectorization_mode="vector_entry_point",
+                        **env_kwargs)
+    agent = LMSampler(lm, num_envs=8, pad_id=0, seed=0)
+    obs, _ = envs.reset(seed=0)
+    starts = np.ones(8, dtype=bool)
+    ref_lps, entropies = [], []
+    for _ in range(60):
+        prompts = [obs["input_ids"][i][obs["attention_mask"][i] == 1] for i in range(8)]
+        with torch.no_grad():
+            for p in prompts:
+                lp = torch.log_softmax(lm(torch.from_numpy(p)[None]).logits[0, -1], -1)
+                entropies.append(-(lp.exp() * lp).sum().item())
+        obs, _, terminated, truncated, info = envs.step(agent.act(obs, starts))
+        ref_lps.extend(info["ref_logprob"][info["_ref_logprob"]])
+        ref_lps.extend(info.get("final_info", {}).get("ref_logprob", np.zeros(8))[terminated | truncated])
+        starts = terminated | truncated
+    assert np.mean(ref_lps) == pytest.approx(-np.mean(entropies), abs=0.08)
+
+
+def test_first_call_must_start_every_slot(lm):
+    agent = LMSampler(lm, num_envs=2, pad_id=0)
+    obs = {"input_ids": np.ones((2, 4), np.int64), "attention_mask": np.ones((2, 4), np.int64)}
+    with pytest.raises(ValueError, match="every slot"):
+        agent.act(obs, np.array([True, False]))

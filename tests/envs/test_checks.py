@@ -1,0 +1,84 @@
+"""Every registered textgym id passes Gymnasium's and stable-baselines3's env checkers."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+import textgym
+
+
+@pytest.fixture
+def kwargs_for(env_kwargs):
+    """Constructor arguments each registered id needs in tests (none once it has defaults)."""
+    return {"textgym/TextGeneration-v0": env_kwargs}
+
+
+@pytest.mark.parametrize("env_id", sorted(textgym.ENV_IDS))
+def test_gymnasium_check_env(env_id, kwargs_for):
+    env = gym.make(env_id, **kwargs_for.get(env_id, {}))
+    check_env(env.unwrapped, skip_render_check=False)
+
+
+@pytest.mark.parametrize("env_id", sorted(textgym.ENV_IDS))
+def test_sb3_check_env(env_id, kwargs_for):
+    env = gym.make(env_id, **kwargs_for.get(env_id, {}))
+    sb3_check_env(env, warn=False)
+
+
+def rollout(env, seed, steps=30):
+    obs, info = env.reset(seed=seed)
+    env.action_space.seed(seed)
+    trace = [obs["input_ids"].tolist(), info["prompt"]]
+    for _ in range(steps):
+        obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
+        trace.append((obs["input_ids"].tolist(), round(reward, 6), terminated, truncated))
+        if terminated or truncated:
+            obs, info = env.reset()
+            trace.append(info["prompt"])
+    return trace
+
+
+@pytest.mark.parametrize("env_id", sorted(textgym.ENV_IDS))
+def test_same_seed_double_rollout_matches(env_id, kwargs_for):
+    first = rollout(gym.make(env_id, **kwargs_for.get(env_id, {})), seed=11)
+    second = rollout(gym.make(env_id, **kwargs_for.get(env_id, {})), seed=11)
+    assert first == second
+
+
+CALLS = st.one_of(
+    st.tuples(st.just("reset"), st.one_of(st.none(), st.integers(0, 2**31)),
+              st.one_of(st.none(), st.just({"prompt": "w1 w2"}), st.just({"prompt": ""}),
+                        st.just({"bogus": 1}), st.just({"prompt": 3}))),
+    st.tuples(st.just("step"), st.one_of(st.integers(-5, 60), st.floats(-2, 60), st.none(), st.booleans()),
+              st.none()),
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(calls=st.lists(CALLS, max_size=25))
+def test_random_call_sequences_raise_only_documented_errors(env_kwargs, calls):
+    env = gym.make("textgym/TextGeneration-v0", **env_kwargs).unwrapped
+    running = False
+    for name, arg, options in calls:
+        try:
+            if name == "reset":
+                obs, _ = env.reset(seed=arg, options=options)
+                running = True
+                assert env.observation_space.contains(obs)
+            else:
+                obs, reward, terminated, truncated, _ = env.step(arg)
+                assert running, "step succeeded without a running episode"
+                assert np.isfinite(reward) and env.observation_space.contains(obs)
+                running = not (terminated or truncated)
+        except RuntimeError as err:
+            assert name == "step" and not running and "reset" in str(err)
+        except TypeError as err:
+            assert "integer token id" in str(err) or "options['prompt']" in str(err)
+        except ValueError as err:
+            assert "not a token id" in str(err) or "unknown reset option" in str(err)

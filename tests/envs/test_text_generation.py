@@ -1,0 +1,241 @@
+"""TextGenerationEnv: the Gymnasium contract, reference scoring, rewards, info keys and bad input."""
+
+from __future__ import annotations
+
+import warnings
+
+import datasets
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import textgym  # noqa: F401  (registers the environments)
+from textgym.envs import PromptTruncatedWarning, TextGenerationEnv
+from textgym.models.tiny import random_causal_lm
+
+EOS = 0
+
+
+def make(env_kwargs, **overrides):
+    return gym.make("textgym/TextGeneration-v0", **{**env_kwargs, **overrides}).unwrapped
+
+
+def run_episode(env, actions, seed=0, options=None):
+    obs, info = env.reset(seed=seed, options=options)
+    steps = []
+    for action in actions:
+        obs, reward, terminated, truncated, info = env.step(action)
+        steps.append((obs, reward, terminated, truncated, info))
+        if terminated or truncated:
+            break
+    return steps
+
+
+def teacher_forced_logprobs(lm, prompt_ids, completion_ids):
+    """log pi_ref of each completion token from one plain forward over the whole sequence."""
+    ids = torch.tensor([list(prompt_ids) + list(completion_ids)])
+    with torch.no_grad():
+        logprobs = torch.log_softmax(lm(ids).logits[0, :-1].float(), -1)  # (T - 1, V)
+    targets = ids[0, 1:]
+    return logprobs[torch.arange(len(targets)), targets][-len(completion_ids):].numpy()
+
+
+def test_observation_is_left_padded_context(env_kwargs, tokenizer):
+    env = make(env_kwargs)
+    obs, info = env.reset(options={"prompt": "w1 w2 w3"})
+    assert info == {"prompt": "w1 w2 w3"}
+    assert obs["input_ids"].tolist() == [EOS] * 13 + [1, 2, 3]
+    assert obs["attention_mask"].tolist() == [0] * 13 + [1, 1, 1]
+    obs, *_ = env.step(7)
+    assert obs["input_ids"][-4:].tolist() == [1, 2, 3, 7]
+    assert obs["attention_mask"].sum() == 4
+    assert env.observation_space.contains(obs)
+
+
+@pytest.mark.parametrize("ref_scoring", ["step", "episode"])
+def test_ref_logprobs_equal_teacher_forced_forward_with_real_eos(env_kwargs, lm, ref_scoring):
+    """pad == EOS: a real EOS at the end must be scored, not masked away as padding."""
+    env = make(env_kwargs, ref_scoring=ref_scoring)
+    steps = run_episode(env, [5, 9, EOS, 3], options={"prompt": "w4 w4"})
+    assert len(steps) == 3
+    _, _, terminated, truncated, info = steps[-1]
+    assert terminated and not truncated
+    assert info["completion_ids"].tolist() == [5, 9, EOS]
+    assert steps[-1][0]["attention_mask"][-1] == 1  # the EOS is a real token of the context
+    expected = teacher_forced_logprobs(lm, [4, 4], [5, 9, EOS])
+    np.testing.assert_allclose(info["ref_logprobs"], expected, atol=1e-4)
+    if ref_scoring == "step":
+        np.testing.assert_allclose([s[4]["ref_logprob"] for s in steps], expected, atol=1e-4)
+
+
+def test_long_episode_ref_logprobs_match(env_kwargs, lm):
+    env = make(env_kwargs, max_context=40, max_new_tokens=30)
+    rng = np.random.default_rng(3)
+    actions = rng.integers(1, 48, 30)
+    info = run_episode(env, actions, options={"prompt": "w1 w2 w3 w4 w5"})[-1][4]
+    np.testing.assert_allclose(info["ref_logprobs"], teacher_forced_logprobs(lm, [1, 2, 3, 4, 5], actions), atol=1e-4)
+
+
+def test_reward_is_kl_shaping_plus_final_score(env_kwargs):
+    env = make(env_kwargs, kl_coef=0.2)
+    steps = run_episode(env, [3, 3, 5, 8, 9, 10], options={"prompt": "w1"})
+    rewards = np.array([s[1] for s in steps])
+    info = steps[-1][4]
+    assert steps[-1][3] and not steps[-1][2]  # truncated at max_new_tokens
+    assert info["score"] == 3.0  # "w3 w3 w5" hits the keywords three times
+    assert info["completion"] == "w3 w3 w5 w8 w9 w10"
+    np.testing.assert_allclose(rewards[:-1], 0.2 * info["ref_logprobs"][:-1])
+    np.testing.assert_allclose(rewards[-1], 0.2 * info["ref_logprobs"][-1] + 3.0)
+    assert sum(info["reward_terms"].values()) == pytest.approx(rewards.sum())
+    assert info["reward_terms"]["kl_ref"] == pytest.approx(0.2 * info["ref_logprobs"].sum())
+
+
+def test_step_and_episode_modes_give_equal_returns(env_kwargs):
+    returns = {}
+    for mode in ("step", "episode"):
+        env = make(env_kwargs, ref_scoring=mode)
+        rewards = [s[1] for s in run_episode(env, [11, 12, 13, 14, 15, 16], seed=4)]
+        if mode == "episode":
+            assert rewards[:-1] == [0.0] * 5
+        returns[mode] = sum(rewards)
+    assert returns["step"] == pytest.approx(returns["episode"], abs=1e-5)
+
+
+def test_info_keys_are_the_documented_ones(env_kwargs):
+    env = make(env_kwargs, action_mask=np.ones(48, np.int8))
+    _, info = env.reset(seed=0)
+    assert set(info) == {"prompt", "action_mask"}
+    steps = run_episode(env, [1] * 6)
+    assert set(steps[0][4]) == {"ref_logprob", "action_mask"}
+    assert set(steps[-1][4]) == {"ref_logprob", "action_mask", "score", "prompt", "completion", "completion_ids",
+                                 "ref_logprobs", "reward_terms"}
+    env = make(env_kwargs, ref_scoring="episode")
+    steps = run_episode(env, [1] * 6)
+    assert steps[0][4] == {}
+    assert "ref_logprob" not in steps[-1][4] and len(steps[-1][4]["ref_logprobs"]) == 6
+
+
+def test_action_mask_is_reported_and_enforced(env_kwargs):
+    mask = np.zeros(48, np.int8)
+    mask[[3, 5, EOS]] = 1
+    env = make(env_kwargs, action_mask=mask)
+    _, info = env.reset(seed=0)
+    np.testing.assert_array_equal(info["action_mask"], mask)
+    assert env.action_space.sample(info["action_mask"]) in (0, 3, 5)
+    with pytest.raises(ValueError, match="excluded by the action mask"):
+        env.step(4)
+
+
+def test_prompts_drawn_with_np_random_and_from_a_dataset(env_kwargs):
+    env = make(env_kwargs)
+    first = [env.reset(seed=s)[1]["prompt"] for s in range(8)]
+    again = [env.reset(seed=s)[1]["prompt"] for s in range(8)]
+    assert first == again and len(set(first)) > 1
+    dataset = datasets.Dataset.from_dict({"text": ["w1 w2", "w3"]})
+    env = make(env_kwargs, prompts=dataset, prompt_column="text")
+    assert {env.reset(seed=s)[1]["prompt"] for s in range(10)} == {"w1 w2", "w3"}
+
+
+def test_render_ansi_shows_context(env_kwargs):
+    env = make(env_kwargs, render_mode="ansi")
+    env.reset(options={"prompt": "w1 w2"})
+    env.step(3)
+    assert env.render() == "w1 w2 w3"
+
+
+def test_empty_prompt_starts_from_bos(env_kwargs):
+    env = make(env_kwargs)
+    obs, _ = env.reset(options={"prompt": ""})
+    assert obs["attention_mask"].sum() == 1 and obs["input_ids"][-1] == EOS
+
+
+# ------------------------------------------------------------------------------ bad input
+@pytest.mark.parametrize("action", [48, -1, 10**9])
+def test_out_of_range_action(env_kwargs, action):
+    env = make(env_kwargs)
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="not a token id"):
+        env.step(action)
+
+
+@pytest.mark.parametrize("action", [1.0, "w1", True, np.array([1, 2]), None])
+def test_non_integer_action(env_kwargs, action):
+    env = make(env_kwargs)
+    env.reset(seed=0)
+    with pytest.raises(TypeError, match="one integer token id"):
+        env.step(action)
+
+
+def test_step_before_reset_and_after_end(env_kwargs):
+    env = make(env_kwargs)
+    with pytest.raises(RuntimeError, match="call reset"):
+        env.step(1)
+    env.reset(seed=0)
+    env.step(EOS)
+    with pytest.raises(RuntimeError, match="call reset"):
+        env.step(1)
+
+
+def test_prompt_longer_than_window(env_kwargs):
+    long_prompt = " ".join(f"w{i}" for i in range(1, 21))  # 20 tokens, window leaves 10
+    env = make(env_kwargs)
+    with pytest.warns(PromptTruncatedWarning, match="20 tokens does not fit"):
+        obs, _ = env.reset(options={"prompt": long_prompt})
+    assert obs["input_ids"][-10:].tolist() == list(range(11, 21))
+    env = make(env_kwargs, prompt_overflow="error")
+    with pytest.raises(ValueError, match="does not fit the window"):
+        env.reset(options={"prompt": long_prompt})
+
+
+def test_bad_construction(env_kwargs, tokenizer):
+    with pytest.raises(ValueError, match="prompt set is empty"):
+        make(env_kwargs, prompts=[])
+    with pytest.raises(TypeError, match="list of strings"):
+        make(env_kwargs, prompts="w1 w2")
+    with pytest.raises(ValueError, match="do not belong together"):
+        make(env_kwargs, model=random_causal_lm(20, 1, 16))
+    with pytest.raises(ValueError, match="exceed max_new_tokens"):
+        make(env_kwargs, max_context=6, max_new_tokens=6)
+    with pytest.raises(ValueError, match="positions"):
+        make(env_kwargs, max_context=65)
+    with pytest.raises(ValueError, match="no column 'prompt'"):
+        make(env_kwargs, prompts=datasets.Dataset.from_dict({"text": ["w1"]}))
+    with pytest.raises(ValueError, match="ref_scoring"):
+        make(env_kwargs, ref_scoring="lazy")
+    with pytest.raises(TypeError, match="RewardFunction"):
+        make(env_kwargs, reward_fn=lambda p, c: 0)
+
+
+def test_unknown_reset_option(env_kwargs):
+    env = make(env_kwargs)
+    with pytest.raises(ValueError, match="unknown reset option"):
+        env.reset(options={"propmt": "w1"})
+
+
+def test_nan_reward_names_the_reward(env_kwargs):
+    class Broken:
+        name = "broken"
+
+        def __call__(self, prompts, completions):
+            return np.full(len(prompts), np.nan)
+
+    env = make(env_kwargs, reward_fn=Broken())
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="reward 'broken' returned nan for prompt"):
+        env.step(EOS)
+
+
+def test_no_warnings_in_a_plain_episode(env_kwargs):
+    env = make(env_kwargs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        run_episode(env, [1, 2, 3, 4, 5, 6])
+
+
+def test_direct_construction_matches_make(env_kwargs):
+    direct = TextGenerationEnv(**env_kwargs)
+    made = make(env_kwargs)
+    a = [s[1] for s in run_episode(direct, [1, 2, 3, 4, 5, 6], seed=2)]
+    b = [s[1] for s in run_episode(made, [1, 2, 3, 4, 5, 6], seed=2)]
+    assert a == b

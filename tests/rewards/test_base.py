@@ -1,0 +1,60 @@
+"""score_batch: every reward call is checked for shape, NaN/inf and a dead signal."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from textgym.rewards import DeadRewardWarning, KeywordReward, LengthReward, RewardFunction, score_batch
+
+
+class Const:
+    def __init__(self, values):
+        self.values = values
+        self.name = "const"
+
+    def __call__(self, prompts, completions):
+        return self.values
+
+
+def test_rule_rewards_are_reward_functions():
+    assert isinstance(KeywordReward(["a"]), RewardFunction)
+    assert isinstance(LengthReward(3), RewardFunction)
+
+
+def test_non_finite_scores_name_reward_and_input():
+    with pytest.raises(ValueError, match=r"reward 'const' returned inf for prompt 'p2' and completion 'c2'"):
+        score_batch(Const(np.array([1.0, np.inf])), ["p1", "p2"], ["c1", "c2"])
+    with pytest.raises(ValueError, match="returned nan"):
+        score_batch(Const([np.nan]), ["p"], ["c"])
+
+
+def test_wrong_shape_and_length():
+    with pytest.raises(ValueError, match="shape \\(2,\\)"):
+        score_batch(Const(np.zeros(3)), ["a", "b"], ["c", "d"])
+    with pytest.raises(ValueError, match="2 prompts but 1 completions"):
+        score_batch(Const(np.zeros(1)), ["a", "b"], ["c"])
+
+
+def test_all_equal_batch_warns_single_does_not():
+    with pytest.warns(DeadRewardWarning, match="same score 0.5"):
+        score_batch(Const(np.full(3, 0.5)), ["a"] * 3, ["b"] * 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        score_batch(Const(np.array([0.5])), ["a"], ["b"])
+        score_batch(Const(np.array([0.5, 1.0])), ["a"] * 2, ["b"] * 2)
+
+
+def test_keyword_reward_whole_words_and_cap():
+    reward = KeywordReward(["good"], cap=2)
+    np.testing.assert_array_equal(reward(["p"] * 3, ["good goodness", "good good good", "Good."]), [1, 2, 1])
+    with pytest.raises(ValueError, match="at least one keyword"):
+        KeywordReward([])
+
+
+def test_length_reward():
+    np.testing.assert_array_equal(LengthReward(2)(["p"] * 3, ["", "a b", "a b c d"]), [-2, 0, -2])
+    with pytest.raises(ValueError, match=">= 0 words"):
+        LengthReward(-1)

@@ -1,0 +1,20 @@
+"""Every example script runs end to end (on its smallest budget)."""
+
+from __future__ import annotations
+
+import runpy
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = sorted((Path(__file__).parent.parent / "examples").glob("*.py"))
+QUICK_ARGS: dict[str, list[str]] = {}
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_example_runs(path, monkeypatch, tmp_path, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", [str(path), *QUICK_ARGS.get(path.name, [])])
+    runpy.run_path(str(path), run_name="__main__")
+    assert capsys.readouterr().out.strip()
