@@ -1,6 +1,6 @@
 """Quickstart: make the text-generation env, step it with a sampling agent, read reward and info.
 
-Run: ``python examples/quickstart.py``. Works offline.
+Run: ``python examples/quickstart.py``. Works offline on the embedded kit.
 """
 
 from __future__ import annotations
@@ -8,34 +8,29 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 
-import textgym  # noqa: F401  (registers textgym/TextGeneration-v0)
+import textgym  # noqa: F401  (registers the textgym/... environments)
 from agents.sampling import LMSampler
-from textgym.models.tiny import random_causal_lm, word_tokenizer
-from textgym.rewards import KeywordReward
+from textgym.models import load_causal_lm
 
 
 def main() -> None:
-    """Run two episodes and print every step's reward and the final info."""
-    tokenizer = word_tokenizer("the a movie film was is great fun dull long plot acting good bad".split())
-    model = random_causal_lm(len(tokenizer), n_layer=2, n_embd=64, seed=0)
-    env = gym.make(
-        "textgym/TextGeneration-v0", model=model, tokenizer=tokenizer,
-        prompts=["the movie was", "a film is"], reward_fn=KeywordReward(["great", "fun", "good"]),
-        max_context=24, max_new_tokens=8, kl_coef=0.05, render_mode="ansi",
-    )
-    agent = LMSampler(model, num_envs=1, pad_id=tokenizer.pad_token_id, seed=0)
-    for episode in range(2):
-        obs, info = env.reset(seed=episode)
-        print(f"episode {episode}: prompt {info['prompt']!r}")
-        start, done, total = True, False, 0.0
+    """Sample one completion per task from the embedded tiny LM and print rewards and info."""
+    policy = load_causal_lm("textgym/tiny-lm")
+    for env_id in ("textgym/Sentiment-v0", "textgym/Helpfulness-v0", "textgym/Detox-v0"):
+        env = gym.make(env_id, render_mode="ansi")
+        agent = LMSampler(policy, num_envs=1, pad_id=env.unwrapped.tokenizer.pad_token_id, seed=0)
+        obs, info = env.reset(seed=1)
+        start, done, rewards = True, False, []
         while not done:
-            action = int(agent.act(obs, np.array([start]))[0])
+            action = agent.act(obs, np.array([start]))[0]
             obs, reward, terminated, truncated, info = env.step(action)
-            start, done, total = False, terminated or truncated, total + reward
-            print(f"  token {tokenizer.decode([action])!r:>10}  reward {reward:+.3f}  "
-                  f"log pi_ref {info['ref_logprob']:+.2f}")
-        print(f"  text: {env.render()!r}")
-        print(f"  score {info['score']}  reward terms {info['reward_terms']}  return {total:+.3f}\n")
+            start, done = False, terminated or truncated
+            rewards.append(reward)
+        print(f"{env_id}: {len(rewards)} tokens, {'EOS' if terminated else 'truncated'}")
+        print(f"  text         {env.render()!r}")
+        print(f"  per-step     {', '.join(f'{r:+.2f}' for r in rewards[:6])}, ...  (kl_coef * log pi_ref)")
+        print(f"  score        {info['score']:+.3f}  ({env.unwrapped.core.reward_fn.name})")
+        print(f"  reward terms {info['reward_terms']}  return {sum(rewards):+.3f}\n")
 
 
 if __name__ == "__main__":

@@ -8,13 +8,19 @@ from gymnasium.envs.registration import register, registry
 __version__ = "0.1.0"
 
 #: Every environment id textgym registers, with its entry points (single, vector).
-ENV_IDS: dict[str, tuple[str, str | None]] = {
-    "textgym/TextGeneration-v0": (
-        "textgym.envs.text_generation:TextGenerationEnv",
-        "textgym.envs.text_generation_vector:TextGenerationVectorEnv",
-    ),
+_TEXT = (
+    "textgym.envs.text_generation:TextGenerationEnv",
+    "textgym.envs.text_generation_vector:TextGenerationVectorEnv",
+)
+
+#: Every environment id textgym registers: (entry point, vector entry point, default kwargs).
+ENV_IDS: dict[str, tuple[str, str | None, dict]] = {
+    "textgym/TextGeneration-v0": (*_TEXT, {}),
+    "textgym/Sentiment-v0": (*_TEXT, {"task": "sentiment"}),
+    "textgym/Helpfulness-v0": (*_TEXT, {"task": "helpfulness"}),
+    "textgym/Detox-v0": (*_TEXT, {"task": "detox"}),
 }
 
-for _env_id, (_entry, _vector_entry) in ENV_IDS.items():
+for _env_id, (_entry, _vector_entry, _kwargs) in ENV_IDS.items():
     if _env_id not in registry:
-        register(id=_env_id, entry_point=_entry, vector_entry_point=_vector_entry)
+        register(id=_env_id, entry_point=_entry, vector_entry_point=_vector_entry, kwargs=_kwargs)

@@ -31,8 +31,10 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from textgym.models import load_causal_lm, load_tokenizer
 from textgym.models.kv import SlotKVCache, left_pad, positions_from_mask
 from textgym.rewards.base import RewardFunction, score_batch
+from textgym.tasks import DEFAULT_MODEL, get_task
 
 RefScoring = Literal["step", "episode"]
+LOGITS_BUDGET = 1 << 22  # floats of reference logits per teacher-forced chunk (16 MB)
 PromptOverflow = Literal["truncate", "error"]
 
 
@@ -55,12 +57,16 @@ class GenerationCore:
 
     Args:
         num_slots: Number of contexts stepped together.
-        model: The frozen reference causal LM, or a name/path for :func:`textgym.models.load_causal_lm`.
+        model: The frozen reference causal LM, or a name/path for :func:`textgym.models.load_causal_lm`
+            (default: the embedded ``textgym/tiny-lm``).
         tokenizer: Its tokenizer; loaded from ``model`` when None and ``model`` is a name.
-        prompts: Prompt texts, or a ``datasets.Dataset`` with a ``prompt_column``.
-        reward_fn: Scores finished completions (:class:`textgym.rewards.RewardFunction`).
-        max_context: Observation length: prompt plus completion must fit in it.
-        max_new_tokens: Episode length limit; reaching it truncates the episode.
+        prompts: Prompt texts, or a ``datasets.Dataset`` with a ``prompt_column`` (default: the
+            task's training prompts).
+        reward_fn: Scores finished completions (:class:`textgym.rewards.RewardFunction`; default:
+            the task's reward).
+        task: The embedded task (:data:`textgym.tasks.TASKS`) that supplies every default left out.
+        max_context: Observation length: prompt plus completion must fit in it (default: the task's).
+        max_new_tokens: Episode length limit; reaching it truncates the episode (default: the task's).
         kl_coef: Beta, the weight of ``log pi_ref(a_t | s_t)`` in the reward.
         ref_scoring: ``"step"`` or ``"episode"`` (module docstring).
         prompt_overflow: A prompt longer than ``max_context - max_new_tokens`` tokens is
@@ -70,11 +76,17 @@ class GenerationCore:
     """
 
     def __init__(
-        self, num_slots: int, model: PreTrainedModel | str, tokenizer: PreTrainedTokenizerBase | None,
-        prompts: Any, reward_fn: RewardFunction, max_context: int = 64, max_new_tokens: int = 32,
+        self, num_slots: int, model: PreTrainedModel | str = DEFAULT_MODEL,
+        tokenizer: PreTrainedTokenizerBase | None = None, prompts: Any = None, reward_fn: RewardFunction | None = None,
+        task: str = "sentiment", max_context: int | None = None, max_new_tokens: int | None = None,
         kl_coef: float = 0.05, ref_scoring: RefScoring = "step", prompt_overflow: PromptOverflow = "truncate",
         prompt_column: str = "prompt", action_mask: np.ndarray | None = None,
     ) -> None:
+        defaults = get_task(task)
+        prompts = defaults.prompts("train") if prompts is None else prompts
+        reward_fn = defaults.reward() if reward_fn is None else reward_fn
+        max_context = defaults.max_context if max_context is None else max_context
+        max_new_tokens = defaults.max_new_tokens if max_new_tokens is None else max_new_tokens
         self.reference = load_causal_lm(model) if isinstance(model, str) else model
         if tokenizer is None and not isinstance(model, str):
             raise ValueError("pass the tokenizer that belongs to the reference model")
@@ -207,15 +219,24 @@ class GenerationCore:
 
     @torch.no_grad()
     def score_reference(self, episodes: Sequence[_Episode]) -> list[np.ndarray]:
-        """Per-token ``log pi_ref`` of each completion, in one teacher-forced forward."""
-        seqs = [torch.from_numpy(np.concatenate([e.prompt_ids, np.array(e.tokens, np.int64)])) for e in episodes]
-        ids, mask = left_pad(seqs, self.pad_id)  # (n, W)
-        keep = max(len(e.tokens) for e in episodes) + 1
-        logits = self.reference(input_ids=ids, attention_mask=mask, position_ids=positions_from_mask(mask),
-                                logits_to_keep=keep).logits.float()  # (n, keep, V)
-        targets = ids[:, ids.shape[1] - keep + 1:]  # (n, keep - 1)
-        lps = torch.log_softmax(logits[:, :-1], -1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-        return [lps[row, lps.shape[1] - len(e.tokens):].double().numpy() for row, e in enumerate(episodes)]
+        """Per-token ``log pi_ref`` of each completion, by teacher forcing.
+
+        One forward per chunk of episodes, sized so the logits stay under about 16 MB (the full
+        (n, T, V) tensor and its log-softmax cost more in allocation than in arithmetic).
+        """
+        keep = max(len(e.tokens) for e in episodes) + 1  # logits for the completion positions only
+        rows = max(1, LOGITS_BUDGET // (keep * self.vocab_size))
+        out: list[np.ndarray] = []
+        for start in range(0, len(episodes), rows):
+            chunk = episodes[start:start + rows]
+            seqs = [torch.from_numpy(np.concatenate([e.prompt_ids, np.array(e.tokens, np.int64)])) for e in chunk]
+            ids, mask = left_pad(seqs, self.pad_id)  # (n, W)
+            logits = self.reference(input_ids=ids, attention_mask=mask, position_ids=positions_from_mask(mask),
+                                    logits_to_keep=keep).logits[:, :-1].float()  # (n, keep - 1, V)
+            targets = ids[:, ids.shape[1] - keep + 1:, None]  # (n, keep - 1, 1)
+            lps = (logits.gather(-1, targets) - torch.logsumexp(logits, -1, keepdim=True)).squeeze(-1)
+            out += [lps[row, lps.shape[1] - len(e.tokens):].double().numpy() for row, e in enumerate(chunk)]
+        return out
 
     # ----------------------------------------------------------------------------- views
     def observation(self) -> dict[str, np.ndarray]:

@@ -22,6 +22,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from textgym.envs.core import GenerationCore, PromptOverflow, RefScoring
 from textgym.rewards.base import RewardFunction
+from textgym.tasks import DEFAULT_MODEL
 
 
 def as_token_id(action: Any) -> int:
@@ -75,10 +76,18 @@ class TextGenerationEnv(gym.Env):
     (``{"score": score, "kl_ref": kl_coef * sum(ref_logprobs)}``, summing to the episode's return).
 
     ## Arguments
-    - ``model``: the reference causal LM, or a name for :func:`textgym.models.load_causal_lm`.
+    Every argument has a default, so ``gymnasium.make("textgym/TextGeneration-v0")`` runs offline
+    on the embedded kit (the sentiment task; ``textgym/Helpfulness-v0`` and ``textgym/Detox-v0``
+    pick the other tasks).
+
+    - ``model``: the reference causal LM, or a name for :func:`textgym.models.load_causal_lm`
+      (default ``"textgym/tiny-lm"``).
     - ``tokenizer``: its tokenizer (loaded with the model when ``model`` is a name).
-    - ``prompts``: a list of prompt strings or a ``datasets.Dataset`` (``prompt_column``).
-    - ``reward_fn``: a :class:`textgym.rewards.RewardFunction`.
+    - ``prompts``: a list of prompt strings or a ``datasets.Dataset`` (``prompt_column``);
+      default: the task's training prompts.
+    - ``reward_fn``: a :class:`textgym.rewards.RewardFunction`; default: the task's reward.
+    - ``task``: ``"sentiment"``, ``"helpfulness"`` or ``"detox"`` (:data:`textgym.tasks.TASKS`),
+      the source of every default left out.
     - ``max_context``, ``max_new_tokens``, ``kl_coef``, ``ref_scoring``, ``prompt_overflow``,
       ``prompt_column``, ``action_mask``: see :class:`textgym.envs.core.GenerationCore`.
     - ``render_mode``: None or ``"ansi"`` (the prompt and completion so far, as text).
@@ -103,16 +112,17 @@ class TextGenerationEnv(gym.Env):
     metadata = {"render_modes": ["ansi"], "render_fps": 4}
 
     def __init__(
-        self, model: PreTrainedModel | str, tokenizer: PreTrainedTokenizerBase | None = None,
-        prompts: Any = None, reward_fn: RewardFunction | None = None, *, max_context: int = 64,
-        max_new_tokens: int = 32, kl_coef: float = 0.05, ref_scoring: RefScoring = "step",
+        self, model: PreTrainedModel | str = DEFAULT_MODEL, tokenizer: PreTrainedTokenizerBase | None = None,
+        prompts: Any = None, reward_fn: RewardFunction | None = None, *, task: str = "sentiment",
+        max_context: int | None = None, max_new_tokens: int | None = None, kl_coef: float = 0.05,
+        ref_scoring: RefScoring = "step",
         prompt_overflow: PromptOverflow = "truncate", prompt_column: str = "prompt",
         action_mask: np.ndarray | None = None, render_mode: str | None = None,
     ) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}")
         self.core = GenerationCore(
-            1, model, tokenizer, prompts, reward_fn, max_context=max_context, max_new_tokens=max_new_tokens,
+            1, model, tokenizer, prompts, reward_fn, task=task, max_context=max_context, max_new_tokens=max_new_tokens,
             kl_coef=kl_coef, ref_scoring=ref_scoring, prompt_overflow=prompt_overflow,
             prompt_column=prompt_column, action_mask=action_mask,
         )

@@ -1,0 +1,56 @@
+"""One loading path: embedded names, local folders, clear errors; the embedded kit's quality."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from textgym.models import EMBEDDED_DIR, embedded_names, load_causal_lm, load_classifier, load_tokenizer, resolve
+
+KIT = ["textgym/helpfulness-classifier", "textgym/sentiment-classifier", "textgym/tiny-lm",
+       "textgym/toxicity-classifier"]
+
+
+def test_embedded_kit_is_installed_as_safetensors():
+    assert embedded_names() == KIT
+    for name in KIT:
+        folder = EMBEDDED_DIR / name.removeprefix("textgym/")
+        assert (folder / "model.safetensors").is_file() and not list(folder.glob("*.bin"))
+    sizes = json.loads((EMBEDDED_DIR / "metrics.json").read_text())["size_mib"]
+    assert sum(sizes.values()) < 8  # a few MB in all
+
+
+def test_embedded_lm_generates_corpus_like_text():
+    lm, tok = load_causal_lm("textgym/tiny-lm"), load_tokenizer("textgym/tiny-lm")
+    assert tok.eos_token_id == tok.pad_token_id == 0 and lm.config.vocab_size == len(tok)
+    ids = tok("I bought this kettle last week and", return_tensors="pt")["input_ids"]
+    out = lm.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=12, pad_token_id=0)
+    words = tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True).split()
+    assert len(words) >= 3 and all(w.strip(".,!?").isalpha() for w in words)
+
+
+def test_embedded_metrics_meet_the_bars():
+    metrics = json.loads((EMBEDDED_DIR / "metrics.json").read_text())
+    assert metrics["accuracy"]["sentiment-classifier"] >= 0.95
+    assert metrics["accuracy"]["toxicity-classifier"] >= 0.95
+    assert metrics["perplexity"]["tiny-lm held-out"] < 10
+
+
+def test_local_folder_roundtrip(tmp_path):
+    load_classifier("textgym/sentiment-classifier").save_pretrained(tmp_path)
+    model = load_classifier(str(tmp_path))
+    assert model.config.id2label == {0: "negative", 1: "positive"}
+
+
+def test_unknown_embedded_name_lists_known_ones():
+    with pytest.raises(ValueError, match="unknown embedded model 'textgym/huge-lm'.*textgym/tiny-lm"):
+        load_causal_lm("textgym/huge-lm")
+
+
+def test_missing_local_path():
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        resolve("./no/such/model")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_tokenizer("/no/such/folder")

@@ -1,0 +1,37 @@
+"""ClassifierReward on the embedded classifiers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from textgym.data import synthetic
+from textgym.rewards import ClassifierReward, RewardFunction, score_batch
+
+
+def test_sentiment_logit_separates_held_out_reviews():
+    test = synthetic.reviews()["test"].select(range(200))
+    reward = ClassifierReward("textgym/sentiment-classifier", label="positive")
+    assert isinstance(reward, RewardFunction) and reward.name == "classifier[positive]"
+    scores = score_batch(reward, [""] * len(test), test["text"])
+    labels = np.array(test["label"])
+    assert scores[labels == 1].min() > np.median(scores[labels == 0])
+    assert ((scores > 0) == (labels == 1)).mean() >= 0.95
+
+
+def test_prompt_plus_completion_and_probability():
+    reward = ClassifierReward("textgym/toxicity-classifier", label="polite", output="probability",
+                              text="prompt+completion")
+    scores = reward(["Comment: I like trains.\nReply:"] * 2, [" Thanks for sharing, good point.",
+                                                             " Shut up, you idiot, nobody cares."])
+    assert 0 <= scores[1] < 0.5 < scores[0] <= 1
+
+
+def test_empty_completion_is_scored():
+    reward = ClassifierReward("textgym/sentiment-classifier", label="positive")
+    assert np.isfinite(reward(["x"], [""])).all()
+
+
+def test_unknown_label_lists_the_labels():
+    with pytest.raises(ValueError, match=r"no label 'happy'; its labels are \['negative', 'positive'\]"):
+        ClassifierReward("textgym/sentiment-classifier", label="happy")
