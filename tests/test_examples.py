@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 EXAMPLES = sorted((Path(__file__).parent.parent / "examples").glob("*.py"))
-QUICK_ARGS: dict[str, list[str]] = {}
+QUICK_ARGS: dict[str, list[str]] = {"train_reward_model.py": ["--max-pairs", "64", "--test-pairs", "64"]}
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)

@@ -87,6 +87,7 @@ def test_reward_is_kl_shaping_plus_final_score(env_kwargs):
     assert info["completion"] == "w3 w3 w5 w8 w9 w10"
     np.testing.assert_allclose(rewards[:-1], 0.2 * info["ref_logprobs"][:-1])
     np.testing.assert_allclose(rewards[-1], 0.2 * info["ref_logprobs"][-1] + 3.0)
+    assert info["reward_terms"]["keyword[w3,w5]"] == 3.0
     assert sum(info["reward_terms"].values()) == pytest.approx(rewards.sum())
     assert info["reward_terms"]["kl_ref"] == pytest.approx(0.2 * info["ref_logprobs"].sum())
 

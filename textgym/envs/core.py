@@ -30,7 +30,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from textgym.models import load_causal_lm, load_tokenizer
 from textgym.models.kv import SlotKVCache, left_pad, positions_from_mask
-from textgym.rewards.base import RewardFunction, score_batch
+from textgym.rewards.base import RewardFunction, score_terms
 from textgym.tasks import DEFAULT_MODEL, get_task
 
 RefScoring = Literal["step", "episode"]
@@ -204,15 +204,15 @@ class GenerationCore:
             for episode, lps in zip(episodes, self.score_reference(episodes), strict=True):
                 episode.ref_logprobs = lps.tolist()
         completions = [self._completion_text(e, bool(terminated[s])) for s, e in zip(finished, episodes, strict=True)]
-        scores = score_batch(self.reward_fn, [e.prompt for e in episodes], completions)
+        scores, terms = score_terms(self.reward_fn, [e.prompt for e in episodes], completions)
         bonus = np.zeros(self.num_slots)
-        for slot, episode, text, score in zip(finished, episodes, completions, scores, strict=True):
+        for row, (slot, episode, text, score) in enumerate(zip(finished, episodes, completions, scores, strict=True)):
             kl_term = self.kl_coef * float(np.sum(episode.ref_logprobs))
             infos[slot].update(
                 score=float(score), prompt=episode.prompt, completion=text,
                 completion_ids=np.array(episode.tokens, np.int64),
                 ref_logprobs=np.array(episode.ref_logprobs, np.float64),
-                reward_terms={"score": float(score), "kl_ref": kl_term},
+                reward_terms={**{name: float(v[row]) for name, v in terms.items()}, "kl_ref": kl_term},
             )
             bonus[slot] = score + (kl_term if self._kv is None else 0.0)
         return bonus

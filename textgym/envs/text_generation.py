@@ -72,8 +72,10 @@ class TextGenerationEnv(gym.Env):
     ``action_mask`` if set. On the last step also: ``score`` (float, the reward function's score),
     ``prompt`` (str), ``completion`` (str, the decoded completion without a final EOS),
     ``completion_ids`` (int64 array, every generated token including EOS), ``ref_logprobs``
-    (float64 array, ``log pi_ref`` of each generated token) and ``reward_terms``
-    (``{"score": score, "kl_ref": kl_coef * sum(ref_logprobs)}``, summing to the episode's return).
+    (float64 array, ``log pi_ref`` of each generated token) and ``reward_terms`` (a dict of floats
+    that sums to the episode's return: the reward function's score under its name, or each of its
+    terms for a reward with ``terms`` such as a ``WeightedSum``, and ``"kl_ref"`` =
+    ``kl_coef * sum(ref_logprobs)``).
 
     ## Arguments
     Every argument has a default, so ``gymnasium.make("textgym/TextGeneration-v0")`` runs offline

@@ -1,7 +1,14 @@
 """Reward functions: the batched protocol and its implementations."""
 
-from textgym.rewards.base import DeadRewardWarning, RewardFunction, score_batch
-from textgym.rewards.classifier import ClassifierReward
-from textgym.rewards.rules import KeywordReward, LengthReward
+from textgym.rewards.base import DeadRewardWarning, RewardFunction, score_batch, score_terms
+from textgym.rewards.classifier import ClassifierReward, RewardModel
+from textgym.rewards.combine import WeightedSum
+from textgym.rewards.lexical import BleuReward, RougeReward
+from textgym.rewards.lexicon import LexiconSentiment
+from textgym.rewards.rules import DistinctN, KeywordReward, LengthReward, RepetitionPenalty
 
-__all__ = ["ClassifierReward", "DeadRewardWarning", "KeywordReward", "LengthReward", "RewardFunction", "score_batch"]
+__all__ = [
+    "BleuReward", "ClassifierReward", "DeadRewardWarning", "DistinctN", "KeywordReward", "LengthReward",
+    "LexiconSentiment", "RepetitionPenalty", "RewardFunction", "RewardModel", "RougeReward", "WeightedSum",
+    "score_batch", "score_terms",
+]

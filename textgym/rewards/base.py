@@ -36,27 +36,34 @@ class DeadRewardWarning(UserWarning):
 
 
 def score_batch(
-    reward_fn: RewardFunction, prompts: Sequence[str], completions: Sequence[str],
+    reward_fn: RewardFunction, prompts: Sequence[str], completions: Sequence[str], warn_dead: bool = True,
 ) -> np.ndarray:
     """Call ``reward_fn`` and check what it returns.
+
+    An empty completion string is a valid input (an episode that ends on its first token); an
+    empty batch is not.
 
     Args:
         reward_fn: The reward function.
         prompts: The prompts, as text.
         completions: The generated completions, as text, same length as ``prompts``.
+        warn_dead: Warn when every score in the batch is equal.
 
     Returns:
         float64 scores of shape (len(prompts),).
 
     Raises:
-        ValueError: If the lengths disagree, the result has the wrong shape, or any score is NaN
-            or infinite (the message names the reward and the offending prompt and completion).
+        ValueError: If the batch is empty, the lengths disagree, the result has the wrong shape, or
+            any score is NaN or infinite (the message names the reward and the offending prompt and
+            completion).
 
     Example:
         >>> from textgym.rewards.rules import LengthReward
         >>> score_batch(LengthReward(target=2), ["q"], ["a b c"])
         array([-1.])
     """
+    if not completions:
+        raise ValueError(f"reward {_name(reward_fn)!r} was given no completions; score at least one")
     if len(prompts) != len(completions):
         raise ValueError(
             f"reward {_name(reward_fn)!r}: got {len(prompts)} prompts but {len(completions)} "
@@ -76,13 +83,31 @@ def score_batch(
             f"completion {completions[i]!r} ({len(bad)} non-finite of {len(scores)}); "
             "a reward must be a finite number"
         )
-    if len(scores) > 1 and np.all(scores == scores[0]):
+    if warn_dead and len(scores) > 1 and np.all(scores == scores[0]):
         warnings.warn(
             f"reward {_name(reward_fn)!r} gave every one of {len(scores)} completions the same "
             f"score {scores[0]}: no learning signal in this batch",
             DeadRewardWarning, stacklevel=2,
         )
     return scores
+
+
+def score_terms(
+    reward_fn: RewardFunction, prompts: Sequence[str], completions: Sequence[str], warn_dead: bool = True,
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Checked scores and the terms they are made of.
+
+    A reward with a ``terms`` method (e.g. a weighted sum) reports each term; any other reward is
+    one term under its own name.
+
+    Returns:
+        ``(scores, terms)`` where the arrays of ``terms`` sum to ``scores``.
+    """
+    scores = score_batch(reward_fn, prompts, completions, warn_dead=warn_dead)
+    if not hasattr(reward_fn, "terms"):
+        return scores, {_name(reward_fn): scores}
+    terms = reward_fn.terms(list(prompts), list(completions))
+    return scores, {name: np.asarray(value, dtype=np.float64) for name, value in terms.items()}
 
 
 def _name(reward_fn: RewardFunction) -> str:

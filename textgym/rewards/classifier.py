@@ -1,4 +1,4 @@
-"""A sequence classifier's class logit (or probability) as the reward."""
+"""Rewards from sequence classifiers: a class logit or probability, or a reward model's scalar."""
 
 from __future__ import annotations
 
@@ -10,8 +10,36 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from textgym.models import load_classifier, load_tokenizer
 
+TextPart = Literal["completion", "prompt+completion"]
 
-class ClassifierReward:
+
+class _SequenceScorer:
+    """Loads a sequence classifier and runs it over texts in padded batches."""
+
+    def __init__(self, model: PreTrainedModel | str, tokenizer: PreTrainedTokenizerBase | None, text: TextPart,
+                 batch_size: int, max_length: int) -> None:
+        if text not in ("completion", "prompt+completion"):
+            raise ValueError(f"text must be 'completion' or 'prompt+completion', got {text!r}")
+        if tokenizer is None and not isinstance(model, str):
+            raise ValueError("pass the tokenizer that belongs to the classifier")
+        self.model = load_classifier(model) if isinstance(model, str) else model.eval()
+        self.tokenizer = load_tokenizer(model) if tokenizer is None else tokenizer
+        self.text, self.batch_size, self.max_length = text, batch_size, max_length
+
+    @torch.no_grad()
+    def logits(self, prompts: list[str], completions: list[str]) -> torch.Tensor:
+        """Classifier logits of each text, shape (B, num_labels). An empty text is read as EOS."""
+        texts = completions if self.text == "completion" else [p + c for p, c in zip(prompts, completions, strict=True)]
+        out = []
+        for start in range(0, len(texts), self.batch_size):
+            batch = [t if t else self.tokenizer.eos_token or " " for t in texts[start:start + self.batch_size]]
+            enc = self.tokenizer(batch, padding=True, truncation=True, max_length=self.max_length,
+                                 padding_side="right", return_tensors="pt")
+            out.append(self.model(**enc).logits.float())  # (b, num_labels)
+        return torch.cat(out)
+
+
+class ClassifierReward(_SequenceScorer):
     """Scores texts by one class of a sequence classifier: the seeds' "positive-class logit as reward".
 
     Args:
@@ -32,33 +60,53 @@ class ClassifierReward:
 
     def __init__(
         self, model: PreTrainedModel | str, tokenizer: PreTrainedTokenizerBase | None = None, *,
-        label: str = "positive", output: Literal["logit", "probability"] = "logit",
-        text: Literal["completion", "prompt+completion"] = "completion", batch_size: int = 64, max_length: int = 256,
+        label: str = "positive", output: Literal["logit", "probability"] = "logit", text: TextPart = "completion",
+        batch_size: int = 64, max_length: int = 256,
     ) -> None:
-        self.model = load_classifier(model) if isinstance(model, str) else model.eval()
-        if tokenizer is None and not isinstance(model, str):
-            raise ValueError("pass the tokenizer that belongs to the classifier")
-        self.tokenizer = load_tokenizer(model) if tokenizer is None else tokenizer
+        super().__init__(model, tokenizer, text, batch_size, max_length)
         labels = {str(v): int(k) for k, v in self.model.config.id2label.items()}
         if label not in labels:
             raise ValueError(f"the classifier has no label {label!r}; its labels are {sorted(labels)}")
-        if output not in ("logit", "probability") or text not in ("completion", "prompt+completion"):
-            raise ValueError(f"output must be 'logit' or 'probability' and text 'completion' or 'prompt+completion', "
-                             f"got {output!r} and {text!r}")
-        self.label_id, self.output, self.text = labels[label], output, text
-        self.batch_size, self.max_length = batch_size, max_length
+        if output not in ("logit", "probability"):
+            raise ValueError(f"output must be 'logit' or 'probability', got {output!r}")
+        self.label_id, self.output = labels[label], output
         self.name = f"classifier[{label}]"
 
-    @torch.no_grad()
     def __call__(self, prompts: list[str], completions: list[str]) -> np.ndarray:
         """The chosen class's logit or probability for each text."""
-        texts = completions if self.text == "completion" else [p + c for p, c in zip(prompts, completions, strict=True)]
-        scores = []
-        for start in range(0, len(texts), self.batch_size):
-            batch = [t if t else self.tokenizer.eos_token or "" for t in texts[start:start + self.batch_size]]
-            enc = self.tokenizer(batch, padding=True, truncation=True, max_length=self.max_length,
-                                 padding_side="right", return_tensors="pt")
-            logits = self.model(**enc).logits.float()  # (B, num_labels)
-            chosen = logits.softmax(-1) if self.output == "probability" else logits
-            scores.append(chosen[:, self.label_id])
-        return torch.cat(scores).double().numpy()
+        logits = self.logits(prompts, completions)
+        chosen = logits.softmax(-1) if self.output == "probability" else logits
+        return chosen[:, self.label_id].double().numpy()
+
+
+class RewardModel(_SequenceScorer):
+    """A learned preference reward model: the scalar head of a one-label sequence classifier.
+
+    This is the layout :func:`textgym.rewards.training.train_reward_model` and TRL's
+    ``RewardTrainer`` both save (``AutoModelForSequenceClassification`` with ``num_labels=1``), so a
+    model trained by either scores here. By default it reads ``prompt + completion``, the text it
+    was trained on.
+
+    Args:
+        model: The reward model, or its embedded name, hub name or path.
+        tokenizer: Its tokenizer (loaded with the model when ``model`` is a name).
+        text: ``"prompt+completion"`` (default) or ``"completion"``.
+        batch_size: Texts per forward pass.
+        max_length: Longest input in tokens.
+        name: The reward's name in logs and ``info``.
+    """
+
+    def __init__(
+        self, model: PreTrainedModel | str, tokenizer: PreTrainedTokenizerBase | None = None, *,
+        text: TextPart = "prompt+completion", batch_size: int = 64, max_length: int = 256,
+        name: str = "reward_model",
+    ) -> None:
+        super().__init__(model, tokenizer, text, batch_size, max_length)
+        if self.model.config.num_labels != 1:
+            raise ValueError(f"a reward model has one output (num_labels=1); this model has "
+                             f"{self.model.config.num_labels}: use ClassifierReward with a label instead")
+        self.name = name
+
+    def __call__(self, prompts: list[str], completions: list[str]) -> np.ndarray:
+        """The scalar reward of each text."""
+        return self.logits(prompts, completions)[:, 0].double().numpy()

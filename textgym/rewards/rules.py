@@ -60,3 +60,57 @@ class LengthReward:
         """Return ``-|words - target|`` per completion."""
         lengths = np.array([len(c.split()) for c in completions], dtype=np.float64)
         return 0.0 - np.abs(lengths - self.target)  # 0.0 - x: no negative zero
+
+
+def _ngrams(words: list[str], n: int) -> list[tuple[str, ...]]:
+    return [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
+
+
+class RepetitionPenalty:
+    """Minus the share of repeated word n-grams in each completion (0 when nothing repeats).
+
+    Args:
+        n: n-gram size.
+        weight: Scale of the penalty.
+
+    Example:
+        >>> RepetitionPenalty(n=1)(["p", "p"], ["good good good good", "a fine film"])
+        array([-0.75,  0.  ])
+    """
+
+    def __init__(self, n: int = 2, weight: float = 1.0) -> None:
+        if n < 1:
+            raise ValueError(f"n must be >= 1, got {n}")
+        self.n, self.weight = n, weight
+        self.name = f"repetition[{n}]"
+
+    def __call__(self, prompts: list[str], completions: list[str]) -> np.ndarray:
+        """``-weight * (1 - distinct / total)`` over each completion's n-grams."""
+        out = []
+        for text in completions:
+            grams = _ngrams(text.split(), self.n)
+            out.append(0.0 if not grams else -self.weight * (1 - len(set(grams)) / len(grams)))
+        return np.array(out, dtype=np.float64) + 0.0  # + 0.0: no negative zero
+
+
+class DistinctN:
+    """Distinct-n of each completion: distinct word n-grams over all n-grams (0 for none).
+
+    Example:
+        >>> DistinctN(n=2)(["p", "p"], ["a b a b", "a b c"])
+        array([0.66666667, 1.        ])
+    """
+
+    def __init__(self, n: int = 2) -> None:
+        if n < 1:
+            raise ValueError(f"n must be >= 1, got {n}")
+        self.n = n
+        self.name = f"distinct[{n}]"
+
+    def __call__(self, prompts: list[str], completions: list[str]) -> np.ndarray:
+        """Per-completion distinct-n ratio in [0, 1]."""
+        ratios = []
+        for text in completions:
+            grams = _ngrams(text.split(), self.n)
+            ratios.append(len(set(grams)) / len(grams) if grams else 0.0)
+        return np.array(ratios, dtype=np.float64)

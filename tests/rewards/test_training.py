@@ -1,0 +1,69 @@
+"""Reward-model training from pairs; TRL's RewardTrainer layout is interchangeable with ours."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from textgym.data import synthetic
+from textgym.data.preferences import rankings_to_pairs
+from textgym.rewards import RewardModel, score_batch
+from textgym.rewards.training import RewardTrainingConfig, pair_texts, train_reward_model
+
+
+@pytest.fixture(scope="module")
+def pairs():
+    data = synthetic.dialogues(n=800, seed=5)
+    return rankings_to_pairs(data["train"]).shuffle(seed=0), rankings_to_pairs(data["test"])
+
+
+def test_training_raises_held_out_pairwise_accuracy(pairs, tmp_path):
+    train, test = pairs
+    cfg = RewardTrainingConfig(output_dir=str(tmp_path / "rm"), epochs=1, batch_size=16)
+    metrics = train_reward_model(train.select(range(480)), test.select(range(200)), cfg)
+    assert metrics["after"]["accuracy"] >= 0.85 > metrics["before"]["accuracy"]
+    assert metrics["after"]["loss"] < metrics["before"]["loss"]
+    saved = json.loads((tmp_path / "rm" / "reward_metrics.json").read_text())
+    assert saved["after"] == metrics["after"]
+    reward = RewardModel(str(tmp_path / "rm"))
+    rows = test.select(range(40))
+    chosen = score_batch(reward, rows["prompt"], rows["chosen"])
+    rejected = score_batch(reward, rows["prompt"], rows["rejected"])
+    assert (chosen > rejected).mean() >= 0.8
+
+
+def test_pair_texts_keep_hh_transcripts_whole():
+    row = {"prompt": "\n\nHuman: hi\n\nAssistant:", "chosen": "\n\nHuman: hi\n\nAssistant: hello", "rejected": " go"}
+    assert pair_texts(row) == ("\n\nHuman: hi\n\nAssistant: hello", "\n\nHuman: hi\n\nAssistant: go")
+
+
+def test_bad_pairs_are_rejected(pairs, tmp_path):
+    train, test = pairs
+    with pytest.raises(ValueError, match="missing: \\['chosen'\\]"):
+        train_reward_model(train.remove_columns("chosen"), test, RewardTrainingConfig(output_dir=str(tmp_path)))
+
+
+def test_a_trl_reward_trainer_model_scores_as_a_textgym_reward(pairs, tmp_path):
+    trl = pytest.importorskip("trl")
+    from transformers import AutoModelForSequenceClassification
+
+    from textgym.models import load_tokenizer, resolve
+
+    tokenizer = load_tokenizer("textgym/tiny-lm")
+    model = AutoModelForSequenceClassification.from_pretrained(resolve("textgym/tiny-lm"), num_labels=1)
+    model.config.pad_token_id = tokenizer.pad_token_id
+    train = pairs[0].select(range(64))
+    rows = [{"chosen": c, "rejected": r} for c, r in map(pair_texts, train)]
+    config = trl.RewardConfig(output_dir=str(tmp_path / "trl"), max_steps=4, per_device_train_batch_size=8,
+                              use_cpu=True, bf16=False, report_to=[], save_strategy="no", logging_steps=2)
+    import datasets
+
+    trainer = trl.RewardTrainer(model=model, args=config, train_dataset=datasets.Dataset.from_list(rows),
+                                processing_class=tokenizer)
+    trainer.train()
+    trainer.save_model(str(tmp_path / "trl"))
+    reward = RewardModel(str(tmp_path / "trl"))
+    scores = reward(["\n\nHuman: hi\n\nAssistant:"] * 2, [" hello there", " go away"])
+    assert scores.shape == (2,) and np.isfinite(scores).all()

@@ -1,0 +1,171 @@
+"""Collecting preference feedback: a person ranks completions in a terminal, or a judge does.
+
+Both write the rankings JSONL of :mod:`textgym.data.preferences`, one row per prompt, appended and
+flushed to disk as soon as it is given, so Ctrl-C or a crash loses nothing and a rerun resumes at
+the first prompt without an answer. The reward-model trainer cannot tell human rows from judge
+rows (only the ``source`` field says which).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from textgym.data.loaders import read_jsonl
+from textgym.data.preferences import append_row, check_ranking, drop_last_row, read_rankings
+from textgym.rewards.base import RewardFunction, score_terms
+
+HELP = 'rank best to worst ("2 1 3"; ties: "2 1=3"), s = skip, u = undo, q = quit'
+
+
+@dataclass(frozen=True)
+class Item:
+    """One prompt and the completions to rank."""
+
+    id: int
+    prompt: str
+    completions: list[str]
+
+
+def items_from_file(path: str | Path) -> list[Item]:
+    """Items from a JSONL file of ``{"prompt", "completions"}`` rows (ids are row numbers unless given)."""
+    items = []
+    for index, row in enumerate(read_jsonl(path)):
+        completions = row.get("completions")
+        if not isinstance(row.get("prompt"), str) or not isinstance(completions, list) or len(completions) < 2:
+            raise ValueError(f"{path}: row {index + 1} needs a 'prompt' string and a list of >= 2 'completions'")
+        items.append(Item(int(row.get("id", index)), row["prompt"], [str(c) for c in completions]))
+    return items
+
+
+def sample_items(
+    model, tokenizer, prompts: Sequence[str], k: int, max_new_tokens: int = 32, seed: int = 0, skip: set[int] = (),
+) -> Iterator[Item]:
+    """Sample ``k`` completions per prompt, lazily; item ``i`` always gets the same completions (seeded by i)."""
+    for index, prompt in enumerate(prompts):
+        if index in skip:
+            continue
+        torch.manual_seed(seed * 1_000_003 + index)
+        ids = tokenizer(prompt, return_tensors="pt")["input_ids"]
+        out = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=True, max_new_tokens=max_new_tokens,
+                             min_new_tokens=1, num_return_sequences=k, pad_token_id=tokenizer.pad_token_id)
+        texts = tokenizer.batch_decode(out[:, ids.shape[1]:], skip_special_tokens=True)
+        yield Item(index, prompt, [t if t.strip() else "(empty)" for t in texts])
+
+
+def answered_ids(output: str | Path) -> set[int]:
+    """Ids already ranked or skipped in ``output`` (empty if it does not exist)."""
+    return {row["id"] for row in read_rankings(output)} if Path(output).exists() else set()
+
+
+def parse_ranking(text: str, k: int) -> list[int]:
+    """Turn typed order ("2 1 3", ties "2 1=3") into ranks per completion.
+
+    Example:
+        >>> parse_ranking("2 1 3", 3)
+        [2, 1, 3]
+        >>> parse_ranking("3 1=2", 3)
+        [2, 2, 1]
+    """
+    groups = [[int(x) for x in group.split("=")] for group in text.split()]
+    numbers = [n for group in groups for n in group]
+    if sorted(numbers) != list(range(1, k + 1)):
+        raise ValueError(f"name each of the completions 1..{k} exactly once")
+    ranks = [0] * k
+    rank = 1
+    for group in groups:
+        for n in group:
+            ranks[n - 1] = rank
+        rank += len(group)
+    check_ranking(ranks, k)
+    return ranks
+
+
+def _row(item: Item, **fields) -> dict:
+    return {"id": item.id, "prompt": item.prompt, "completions": item.completions, **fields}
+
+
+def label_interactive(items: Iterable[Item], output: str | Path, ask: Callable[[str], str] = input,
+                      show: Callable[[str], None] = print) -> int:
+    """Ask a person to rank each item; returns how many rows were written.
+
+    Undo removes the last written row and asks about that item again.
+    """
+    pending = list(items)
+    written: list[Item] = []
+    position = 0
+    while position < len(pending):
+        item = pending[position]
+        show(f"\n[{position + 1}/{len(pending)}] prompt:\n{item.prompt}")
+        for number, completion in enumerate(item.completions, start=1):
+            show(f"  {number}) {completion.strip()}")
+        try:
+            answer = ask(f"{HELP}\n> ").strip().lower()
+        except EOFError:
+            answer = "q"
+        if answer == "q":
+            break
+        if answer == "u":
+            if not written:
+                show("nothing to undo")
+                continue
+            drop_last_row(output)
+            position = pending.index(written.pop())
+            show("undone")
+            continue
+        if answer == "s":
+            append_row(output, _row(item, ranking=None, skipped=True, source="human"))
+        else:
+            try:
+                ranks = parse_ranking(answer, len(item.completions))
+            except ValueError as err:
+                show(f"could not read {answer!r}: {err}")
+                continue
+            append_row(output, _row(item, ranking=ranks, source="human"))
+        written.append(item)
+        position += 1
+    show(f"{len(written)} answers saved to {output}")
+    return len(written)
+
+
+def ranks_from_scores(scores: np.ndarray) -> list[int]:
+    """Competition ranks: 1 + how many scores are strictly higher (equal scores tie).
+
+    >>> ranks_from_scores(np.array([0.2, 0.9, 0.2]))
+    [2, 1, 2]
+    """
+    return [1 + int((scores > s).sum()) for s in scores]
+
+
+class Principle:
+    """A judge under a name: one principle of a constitution (e.g. ``harmless`` scored by a toxicity classifier)."""
+
+    def __init__(self, name: str, judge: RewardFunction) -> None:
+        self.name, self.judge = name, judge
+
+    def __call__(self, prompts: list[str], completions: list[str]) -> np.ndarray:
+        """The judge's scores."""
+        return self.judge(prompts, completions)
+
+
+def label_with_judge(items: Iterable[Item], output: str | Path, judge: RewardFunction,
+                     show: Callable[[str], None] = print) -> int:
+    """Rank each item's completions by a judge (RLAIF); returns how many rows were written.
+
+    ``judge`` may be any reward function; a ``WeightedSum`` of :class:`Principle` s scores each
+    completion under every principle and ranks by the weighted total. Each row keeps every term's
+    scores under ``"scores"``.
+    """
+    count = 0
+    for item in items:
+        prompts = [item.prompt] * len(item.completions)
+        scores, terms = score_terms(judge, prompts, item.completions, warn_dead=False)  # equal scores: a tie
+        append_row(output, _row(item, ranking=ranks_from_scores(scores), source=f"ai:{judge.name}",
+                                scores={name: [round(float(v), 6) for v in values] for name, values in terms.items()}))
+        count += 1
+    show(f"{count} rankings by {judge.name} saved to {output}")
+    return count

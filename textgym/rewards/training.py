@@ -1,0 +1,135 @@
+"""Train a preference reward model from pairs: ``loss = -log sigmoid(r_chosen - r_rejected)``.
+
+The model is an ``AutoModelForSequenceClassification`` with one output (a scalar head on a causal
+LM's trunk), trained with transformers' ``Trainer`` and saved with ``save_pretrained`` in the
+layout TRL's ``RewardTrainer`` also writes and reads, so :class:`textgym.rewards.RewardModel`
+scores with a model trained by either.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import datasets
+import torch
+import torch.nn.functional as F
+from transformers import AutoModelForSequenceClassification, PreTrainedTokenizerBase, Trainer, TrainingArguments
+
+from textgym.models import load_tokenizer, resolve
+
+
+@dataclass
+class RewardTrainingConfig:
+    """How to train a reward model."""
+
+    base_model: str = "textgym/tiny-lm"
+    """Model whose trunk gets the scalar head (embedded name, hub name or path)."""
+    output_dir: str = "runs/reward-model"
+    """Where the trained model, its tokenizer and ``reward_metrics.json`` are saved."""
+    epochs: float = 1.0
+    """Passes over the training pairs."""
+    batch_size: int = 16
+    """Pairs per step."""
+    learning_rate: float = 5e-4
+    """Peak AdamW learning rate (linear decay)."""
+    max_length: int = 128
+    """Longest text in tokens (longer ones keep their first tokens)."""
+    seed: int = 0
+    """Seed of the head's initialisation and the data order."""
+
+
+def pair_texts(row: dict) -> tuple[str, str]:
+    """The full chosen and rejected texts: ``prompt + answer``.
+
+    An answer that already starts with the prompt (an hh-rlhf transcript) is kept whole.
+    """
+    def full(answer: str) -> str:
+        return answer if answer.startswith(row["prompt"]) else row["prompt"] + answer
+
+    return full(row["chosen"]), full(row["rejected"])
+
+
+class _PairCollator:
+    """Tokenises chosen and rejected texts into one right-padded batch: chosen rows first."""
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, max_length: int) -> None:
+        self.tokenizer, self.max_length = tokenizer, max_length
+
+    def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
+        texts = [pair_texts(r) for r in rows]
+        enc = self.tokenizer([c for c, _ in texts] + [r for _, r in texts], padding=True, truncation=True,
+                             max_length=self.max_length, padding_side="right", return_tensors="pt")
+        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+
+
+def pairwise_loss(rewards: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean ``-log sigmoid(r_chosen - r_rejected)`` and accuracy, for rewards of shape (2B,), chosen first.
+
+    >>> loss, acc = pairwise_loss(torch.tensor([2.0, 0.0, 0.0, 1.0]))
+    >>> round(loss.item(), 4), acc.item()
+    (0.2201, 1.0)
+    """
+    chosen, rejected = rewards.view(2, -1)  # (2, B)
+    margin = chosen - rejected
+    return -F.logsigmoid(margin).mean(), (margin > 0).float().mean()
+
+
+class _PairwiseTrainer(Trainer):
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        rewards = model(**inputs).logits[:, 0]  # (2B,)
+        loss, _ = pairwise_loss(rewards)
+        return (loss, {"rewards": rewards}) if return_outputs else loss
+
+
+@torch.no_grad()
+def evaluate_pairs(model, tokenizer, pairs: datasets.Dataset, batch_size: int = 64, max_length: int = 128) -> dict:
+    """Held-out pairwise accuracy (r_chosen > r_rejected) and mean loss."""
+    model.eval()
+    collate = _PairCollator(tokenizer, max_length)
+    losses, correct = [], 0
+    for start in range(0, len(pairs), batch_size):
+        rows = pairs.select(range(start, min(start + batch_size, len(pairs))))
+        loss, acc = pairwise_loss(model(**collate(list(rows))).logits[:, 0])
+        losses.append(loss.item() * len(rows))
+        correct += acc.item() * len(rows)
+    return {"accuracy": correct / len(pairs), "loss": sum(losses) / len(pairs), "pairs": len(pairs)}
+
+
+def train_reward_model(train: datasets.Dataset, test: datasets.Dataset, cfg: RewardTrainingConfig) -> dict:
+    """Train on ``train`` pairs, evaluate on ``test`` pairs, save to ``cfg.output_dir``; returns the metrics.
+
+    Args:
+        train: Pairs with ``prompt``, ``chosen``, ``rejected``.
+        test: Held-out pairs in the same format.
+        cfg: Model, budget and output folder.
+    """
+    for name, data in (("train", train), ("test", test)):
+        missing = {"prompt", "chosen", "rejected"} - set(data.column_names)
+        if missing or len(data) == 0:
+            raise ValueError(f"the {name} pairs need rows with prompt, chosen and rejected "
+                             f"(missing: {sorted(missing)})")
+    torch.manual_seed(cfg.seed)
+    tokenizer = load_tokenizer(cfg.base_model)
+    model = AutoModelForSequenceClassification.from_pretrained(resolve(cfg.base_model), num_labels=1,
+                                                               trust_remote_code=False)
+    model.config.pad_token_id = tokenizer.pad_token_id
+    before = evaluate_pairs(model, tokenizer, test, max_length=cfg.max_length)
+    args = TrainingArguments(
+        output_dir=cfg.output_dir, num_train_epochs=cfg.epochs, per_device_train_batch_size=cfg.batch_size,
+        learning_rate=cfg.learning_rate, lr_scheduler_type="linear", warmup_steps=max(1, math.ceil(
+            0.05 * cfg.epochs * len(train) / cfg.batch_size)), weight_decay=0.01, seed=cfg.seed, use_cpu=True,
+        report_to=[], save_strategy="no", logging_steps=20, remove_unused_columns=False, dataloader_num_workers=0,
+    )
+    trainer = _PairwiseTrainer(model=model, args=args, train_dataset=train,
+                               data_collator=_PairCollator(tokenizer, cfg.max_length))
+    trainer.train()
+    metrics = {"before": before, "after": evaluate_pairs(model, tokenizer, test, max_length=cfg.max_length),
+               "train_pairs": len(train), "config": asdict(cfg)}
+    out = Path(cfg.output_dir)
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    (out / "reward_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    return metrics
