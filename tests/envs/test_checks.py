@@ -31,19 +31,26 @@ def test_sb3_check_env(env_id):
 def test_vector_form_of_every_id(env_id):
     envs = gym.make_vec(env_id, num_envs=2, vectorization_mode="vector_entry_point")
     obs, _ = envs.reset(seed=0)
-    assert obs["input_ids"].shape == (2, envs.single_observation_space["input_ids"].shape[0])
+    assert envs.observation_space.contains(obs)
+    obs, *_ = envs.step(envs.action_space.sample())
+    assert envs.observation_space.contains(obs)
+
+
+def _plain(obs):
+    return {k: v.tolist() for k, v in obs.items()} if isinstance(obs, dict) else obs.tolist()
 
 
 def rollout(env, seed, steps=30):
     obs, info = env.reset(seed=seed)
     env.action_space.seed(seed)
-    trace = [obs["input_ids"].tolist(), info["prompt"]]
+    trace = [_plain(obs), sorted(info)]
     for _ in range(steps):
-        obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
-        trace.append((obs["input_ids"].tolist(), round(reward, 6), terminated, truncated))
+        mask = info.get("action_mask")
+        obs, reward, terminated, truncated, info = env.step(env.action_space.sample(mask))
+        trace.append((_plain(obs), round(reward, 6), terminated, truncated))
         if terminated or truncated:
             obs, info = env.reset()
-            trace.append(info["prompt"])
+            trace.append(_plain(obs))
     return trace
 
 

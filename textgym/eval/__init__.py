@@ -1,0 +1,1 @@
+"""Evaluation: exact and sampled game scores, and (later) text metrics and reports."""
