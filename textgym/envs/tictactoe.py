@@ -31,6 +31,21 @@ OPPONENTS = ("random", "minimax", "mix")
 Opponent = Callable[[np.ndarray, np.ndarray], int]
 
 
+def _symmetries() -> tuple[tuple[int, ...], ...]:
+    """The 8 symmetries of the square as cell permutations: new_board[i] = board[perm[i]]."""
+    rotate = (6, 3, 0, 7, 4, 1, 8, 5, 2)
+    mirror = (2, 1, 0, 5, 4, 3, 8, 7, 6)
+    perms, current = [], tuple(range(9))
+    for _ in range(4):
+        perms += [current, tuple(current[m] for m in mirror)]
+        current = tuple(current[r] for r in rotate)
+    return tuple(perms)
+
+
+#: Cell permutations of the 8 board symmetries (rotations and reflections).
+SYMMETRIES = _symmetries()
+
+
 def winner(board: Sequence[int]) -> int:
     """+1 or -1 if that side has three in a line, else 0."""
     for a, b, c in LINES:

@@ -1,0 +1,110 @@
+"""The pure math of PPO and of the KL penalty: small functions with hand-computed tests.
+
+Shapes: ``T`` steps by ``N`` environments for rollout arrays; minibatch tensors are flat (B,).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def compute_gae(rewards: np.ndarray, values: np.ndarray, dones: np.ndarray, last_values: np.ndarray,
+                gamma: float, gae_lambda: float) -> tuple[np.ndarray, np.ndarray]:
+    """Generalised advantage estimation over a (T, N) rollout.
+
+    ``dones[t]`` is True where the episode ended with step t (terminated or truncated; a
+    truncation is treated as the end, as RLHF does with ``max_new_tokens``), so nothing flows from
+    step t+1 back into step t. ``last_values`` (N,) bootstraps the unfinished episodes after step T-1.
+
+    Returns:
+        ``(advantages, returns)``, both (T, N), with ``returns = advantages + values``.
+
+    Example:
+        >>> adv, ret = compute_gae(np.array([[1.0], [1.0]]), np.array([[0.5], [0.5]]), np.array([[0], [1]]),
+        ...                        np.array([9.0]), gamma=0.9, gae_lambda=0.5)
+        >>> adv.ravel().round(4).tolist()  # delta_1 = 1 - 0.5; delta_0 = 1 + 0.9 * 0.5 - 0.5; adv_0 = 0.95 + 0.45 * 0.5
+        [1.175, 0.5]
+    """
+    steps = rewards.shape[0]
+    advantages = np.zeros_like(rewards, dtype=np.float64)
+    last = np.zeros(rewards.shape[1:], dtype=np.float64)
+    for t in reversed(range(steps)):
+        not_done = 1.0 - dones[t]
+        next_values = last_values if t == steps - 1 else values[t + 1]
+        delta = rewards[t] + gamma * next_values * not_done - values[t]
+        last = delta + gamma * gae_lambda * not_done * last
+        advantages[t] = last
+    return advantages, advantages + values
+
+
+def policy_loss(new_logprob: torch.Tensor, old_logprob: torch.Tensor, advantages: torch.Tensor,
+                clip_coef: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """PPO's clipped surrogate loss (to minimise) and the fraction of clipped ratios.
+
+    >>> loss, clipped = policy_loss(torch.log(torch.tensor([1.5, 0.5])), torch.zeros(2), torch.tensor([1.0, 1.0]), 0.2)
+    >>> round(loss.item(), 4), clipped.item()  # ratios 1.5 -> 1.2 and 0.5 (unclipped, pessimistic min)
+    (-0.85, 1.0)
+    """
+    ratio = (new_logprob - old_logprob).exp()
+    unclipped = -advantages * ratio
+    clipped = -advantages * ratio.clamp(1 - clip_coef, 1 + clip_coef)
+    return torch.max(unclipped, clipped).mean(), ((ratio - 1).abs() > clip_coef).float().mean()
+
+
+def value_loss(new_values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor,
+               clip_coef: float | None) -> torch.Tensor:
+    """Half the squared error of the value head, pessimistically clipped around the old values.
+
+    >>> value_loss(torch.tensor([2.0]), torch.tensor([0.0]), torch.tensor([1.0]), clip_coef=0.5).item()
+    0.5
+    """
+    unclipped = (new_values - returns) ** 2
+    if clip_coef is None:
+        return 0.5 * unclipped.mean()
+    clipped = (old_values + (new_values - old_values).clamp(-clip_coef, clip_coef) - returns) ** 2
+    return 0.5 * torch.max(unclipped, clipped).mean()
+
+
+def kl_estimators(logprob: torch.Tensor, ref_logprob: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Schulman's estimators of KL(pi || ref) from samples of pi: k1 (unbiased), k2, k3 (unbiased, >= 0).
+
+    >>> {k: round(v.item(), 4) for k, v in kl_estimators(torch.tensor([0.0]), torch.log(torch.tensor([0.5]))).items()}
+    {'k1': 0.6931, 'k2': 0.2402, 'k3': 0.1931}
+    """
+    log_ratio = ref_logprob - logprob  # log(ref / pi)
+    return {"k1": (-log_ratio).mean(), "k2": (0.5 * log_ratio**2).mean(), "k3": (log_ratio.exp() - 1 - log_ratio).mean()}
+
+
+class FixedKLController:
+    """A constant ``kl_coef``."""
+
+    def __init__(self, kl_coef: float) -> None:
+        self.value = kl_coef
+
+    def update(self, current_kl: float, n_steps: int) -> float:
+        """Return the (unchanged) coefficient."""
+        return self.value
+
+
+class AdaptiveKLController:
+    """Ziegler et al. (2019): steer ``kl_coef`` so the policy's KL to the reference nears ``kl_setpoint``.
+
+    ``coef *= 1 + clip(kl / kl_setpoint - 1, -0.2, 0.2) * n_steps / horizon``. The setpoint is named
+    apart from PPO's ``target_kl``, which stops an update's epochs early instead.
+
+    >>> ctl = AdaptiveKLController(0.1, kl_setpoint=6.0, horizon=10000)
+    >>> round(ctl.update(current_kl=12.0, n_steps=1000), 4)  # error clipped to +0.2: coef * 1.02
+    0.102
+    """
+
+    def __init__(self, init_kl_coef: float, kl_setpoint: float, horizon: int) -> None:
+        if kl_setpoint <= 0 or horizon <= 0:
+            raise ValueError(f"kl_setpoint and horizon must be > 0, got {kl_setpoint} and {horizon}")
+        self.value, self.kl_setpoint, self.horizon = init_kl_coef, kl_setpoint, horizon
+
+    def update(self, current_kl: float, n_steps: int) -> float:
+        """Move the coefficient after ``n_steps`` samples with mean KL ``current_kl``; return it."""
+        error = float(np.clip(current_kl / self.kl_setpoint - 1, -0.2, 0.2))
+        self.value *= 1 + error * n_steps / self.horizon
+        return self.value

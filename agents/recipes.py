@@ -1,0 +1,20 @@
+"""Tuned configurations, measured by the benchmarks (``benchmarks/toy.py``)."""
+
+from __future__ import annotations
+
+import torch
+
+from agents.ppo import MLPPolicy, PPOConfig
+from textgym.envs.tictactoe import SYMMETRIES
+
+#: PPO on ``textgym/TicTacToe-v0`` against the ``mix`` opponent, 64 envs.
+TICTACTOE_PPO = PPOConfig(num_steps=16, num_minibatches=4, update_epochs=8, learning_rate=5e-3, gamma=1.0,
+                          gae_lambda=0.95, ent_coef=0.02)
+TICTACTOE_ENVS = 64
+
+
+def tictactoe_policy(seed: int = 0, symmetric: bool = True) -> MLPPolicy:
+    """The tic-tac-toe actor-critic, initialised from ``seed``: 128 x 128 tanh, averaged over the 8 board symmetries."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return MLPPolicy(18, 9, (128, 128), SYMMETRIES if symmetric else None)

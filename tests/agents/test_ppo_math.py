@@ -1,0 +1,65 @@
+"""PPO's pure math against hand-computed values."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from agents.ppo_math import AdaptiveKLController, FixedKLController, compute_gae, kl_estimators, policy_loss, value_loss
+
+
+def test_gae_with_lambda_one_is_discounted_return_minus_value():
+    rewards = np.array([[1.0], [2.0], [3.0]])
+    values = np.array([[0.5], [0.2], [0.1]])
+    adv, ret = compute_gae(rewards, values, np.zeros((3, 1)), np.array([4.0]), gamma=0.5, gae_lambda=1.0)
+    expected_returns = [1 + 0.5 * 2 + 0.25 * 3 + 0.125 * 4, 2 + 0.5 * 3 + 0.25 * 4, 3 + 0.5 * 4]
+    np.testing.assert_allclose(ret.ravel(), expected_returns)
+    np.testing.assert_allclose(adv.ravel(), np.array(expected_returns) - values.ravel())
+
+
+def test_gae_with_lambda_zero_is_one_step_td():
+    rewards, values = np.array([[1.0, 0.0]]), np.array([[0.3, 0.6]])
+    adv, _ = compute_gae(rewards, values, np.array([[0.0, 1.0]]), np.array([2.0, 5.0]), gamma=0.9, gae_lambda=0.0)
+    np.testing.assert_allclose(adv, [[1 + 0.9 * 2 - 0.3, 0 - 0.6]])  # the second env's episode ended: no bootstrap
+
+
+def test_gae_stops_at_episode_ends():
+    rewards = np.array([[0.0], [1.0], [0.0], [1.0]])
+    dones = np.array([[0.0], [1.0], [0.0], [1.0]])
+    adv, _ = compute_gae(rewards, np.zeros((4, 1)), dones, np.array([100.0]), gamma=1.0, gae_lambda=1.0)
+    np.testing.assert_allclose(adv.ravel(), [1.0, 1.0, 1.0, 1.0])
+
+
+def test_policy_loss_negative_advantage_clips_low_ratios():
+    new = torch.log(torch.tensor([0.5, 1.1]))
+    loss, clipped = policy_loss(new, torch.zeros(2), torch.tensor([-2.0, -2.0]), clip_coef=0.2)
+    # ratio 0.5: max(2*0.5, 2*0.8) = 1.6; ratio 1.1: max(2.2, 2.2) = 2.2
+    assert loss.item() == pytest.approx((1.6 + 2.2) / 2)
+    assert clipped.item() == 0.5
+
+
+def test_value_loss_unclipped_and_clipped():
+    new, old, ret = torch.tensor([1.0, -1.0]), torch.tensor([0.0, 0.0]), torch.tensor([2.0, 0.0])
+    assert value_loss(new, old, ret, None).item() == pytest.approx(0.5 * (1 + 1) / 2)
+    # clip 0.5: first max((1-2)^2, (0.5-2)^2) = 2.25; second max(1, 0.25) = 1
+    assert value_loss(new, old, ret, 0.5).item() == pytest.approx(0.5 * (2.25 + 1) / 2)
+
+
+def test_kl_estimators_on_a_known_distribution():
+    p, q = torch.tensor([0.25, 0.75]), torch.tensor([0.5, 0.5])  # pi = p, reference = q
+    exact = float((p * (p / q).log()).sum())
+    samples = torch.distributions.Categorical(p).sample((200000,), ).long()
+    est = kl_estimators(p.log()[samples], q.log()[samples])
+    assert est["k1"].item() == pytest.approx(exact, abs=0.005)
+    assert est["k3"].item() == pytest.approx(exact, abs=0.005)
+    assert est["k2"].item() > 0
+
+
+def test_kl_controllers():
+    assert FixedKLController(0.05).update(100.0, 10**6) == 0.05
+    ctl = AdaptiveKLController(0.2, kl_setpoint=4.0, horizon=1000)
+    assert ctl.update(current_kl=4.4, n_steps=100) == pytest.approx(0.2 * (1 + 0.1 * 0.1))
+    assert ctl.update(current_kl=0.0, n_steps=1000) == pytest.approx(0.2 * 1.01 * 0.8)  # error clipped at -0.2
+    with pytest.raises(ValueError, match="kl_setpoint"):
+        AdaptiveKLController(0.1, kl_setpoint=0.0, horizon=10)
