@@ -19,6 +19,7 @@ environment's ``np_random``, taken in a fixed order, so the batched form can rep
 from __future__ import annotations
 
 import functools
+import itertools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -107,6 +108,31 @@ def _pick(candidates: list[int], u: float) -> int:
     return candidates[int(u * len(candidates))]
 
 
+POW3 = tuple(3 ** (8 - i) for i in range(9))  # board code: sum((board[i] + 1) * POW3[i]); cell 0 most significant
+EMPTY_CODE = sum(POW3)
+LINES_THROUGH = tuple(tuple(line for line in LINES if cell in line) for cell in range(9))
+
+
+@functools.cache
+def board_tables() -> dict[str, np.ndarray]:
+    """Tables indexed by board code (3^9 rows), for the side whose marks are +1.
+
+    ``obs`` (float32, 18): the observation; ``legal`` and ``optimal`` (bool, 9): its legal and
+    minimax-optimal moves. The other side's code is ``3^9 - 1 - code``.
+    """
+    boards = np.array(list(itertools.product((-1, 0, 1), repeat=9)), dtype=np.int8)  # (3^9, 9)
+    legal = boards == 0
+    optimal = legal.copy()
+    lines = np.abs(boards[:, np.array(LINES)].sum(-1)) == 3  # (3^9, 8)
+    for code in np.flatnonzero(legal.any(1) & ~lines.any(1)):
+        optimal[code] = False
+        optimal[code, optimal_moves(tuple(int(x) for x in boards[code]))] = True
+    obs = np.concatenate([boards == 1, boards == -1], axis=1).astype(np.float32)
+    for table in (obs, legal, optimal):
+        table.flags.writeable = False
+    return {"obs": obs, "legal": legal, "optimal": optimal}
+
+
 class TicTacToeEnv(gym.Env):
     """Tic-tac-toe for one agent against a built-in opponent.
 
@@ -176,6 +202,8 @@ class TicTacToeEnv(gym.Env):
         self.action_space = spaces.Discrete(9)
         self.observation_space = spaces.Box(0, 1, (18,), np.float32)
         self.board: tuple[int, ...] = (0,) * 9
+        self._code = EMPTY_CODE
+        self._tables = board_tables()
         self._running = False
         self._agent_first = True
         self._opponent_now: str | Opponent = "random"
@@ -187,13 +215,12 @@ class TicTacToeEnv(gym.Env):
         self._opponent_now = self.opponent
         if self.opponent == "mix":
             self._opponent_now = "random" if self.np_random.random() < 0.5 else "minimax"
-        self.board = (0,) * 9
+        self.board, self._code = (0,) * 9, EMPTY_CODE
         if not self._agent_first:
-            self.board = _play(self.board, self._opponent_move(), -1)
+            self._mark(self._opponent_move(), -1)
         self._running = True
         name = self._opponent_now if isinstance(self._opponent_now, str) else "callable"
-        return observation(self.board), {"action_mask": self.action_masks(), "opponent": name,
-                                         "agent_first": self._agent_first}
+        return self._obs(), {"action_mask": self.action_masks(), "opponent": name, "agent_first": self._agent_first}
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
         """Mark a cell; the opponent answers if the game goes on (see Rewards and Episode End)."""
@@ -204,21 +231,19 @@ class TicTacToeEnv(gym.Env):
             if self.illegal == "error":
                 raise ValueError(f"cell {cell} is occupied; legal cells: {legal_moves(self.board)}")
             return self._end(-1.0, "loss", illegal=True)
-        self.board = _play(self.board, cell, 1)
-        if winner(self.board) == 1:
+        if self._mark(cell, 1):
             return self._end(1.0, "win")
         if 0 not in self.board:
             return self._end(0.0, "draw")
-        self.board = _play(self.board, self._opponent_move(), -1)
-        if winner(self.board) == -1:
+        if self._mark(self._opponent_move(), -1):
             return self._end(-1.0, "loss")
         if 0 not in self.board:
             return self._end(0.0, "draw")
-        return observation(self.board), 0.0, False, False, {"action_mask": self.action_masks()}
+        return self._obs(), 0.0, False, False, {"action_mask": self.action_masks()}
 
     def action_masks(self) -> np.ndarray:
         """Legal cells as an int8 mask of length 9 (the method sb3-contrib's MaskablePPO calls)."""
-        return np.array([c == 0 for c in self.board], dtype=np.int8)
+        return self._tables["legal"][self._code].astype(np.int8)
 
     def render(self) -> str | np.ndarray | None:
         """The board as text (``ansi``) or as a 96 x 96 RGB image (``rgb_array``)."""
@@ -228,24 +253,34 @@ class TicTacToeEnv(gym.Env):
             return render_rgb(self.board)
         return None
 
+    def _mark(self, cell: int, mark: int) -> bool:
+        """Place ``mark`` on ``cell``; True if it completes a line."""
+        self.board = _play(self.board, cell, mark)
+        self._code += mark * POW3[cell]
+        return any(self.board[a] == self.board[b] == self.board[c] == mark for a, b, c in LINES_THROUGH[cell])
+
     def _opponent_move(self) -> int:
+        theirs = 3**9 - 1 - self._code  # the board from the opponent's side
         if callable(self._opponent_now):
-            theirs = flip(self.board)
-            cell = int(self._opponent_now(observation(theirs), np.array([c == 0 for c in theirs], dtype=np.int8)))
+            cell = int(self._opponent_now(self._tables["obs"][theirs].copy(), self.action_masks()))
             if not 0 <= cell < 9 or self.board[cell] != 0:
                 raise ValueError(f"the opponent callable chose cell {cell}, which is not legal")
             return cell
-        theirs = flip(self.board)
-        candidates = optimal_moves(theirs) if self._opponent_now == "minimax" else legal_moves(theirs)
-        return _pick(candidates, self.np_random.random())
+        table = self._tables["optimal" if self._opponent_now == "minimax" else "legal"]
+        return _pick(np.flatnonzero(table[theirs]).tolist(), self.np_random.random())
+
+    def _obs(self) -> np.ndarray:
+        return self._tables["obs"][self._code].copy()
 
     def _end(self, reward: float, result: str, illegal: bool = False) -> tuple[np.ndarray, float, bool, bool, dict]:
         self._running = False
         info = {"action_mask": self.action_masks(), "result": result, "illegal": illegal}
-        return observation(self.board), reward, True, False, info
+        return self._obs(), reward, True, False, info
 
 
 def _as_cell(action: Any) -> int:
+    if type(action) is int and 0 <= action < 9:  # the common case, without numpy
+        return action
     array = np.asarray(action)
     if array.size != 1 or not np.issubdtype(array.dtype, np.integer):
         raise ValueError(f"action must be one integer cell 0-8, got {action!r}")

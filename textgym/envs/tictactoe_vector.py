@@ -8,8 +8,6 @@ draws). The minimax opponent reads its optimal moves from a table over all 3^9 b
 
 from __future__ import annotations
 
-import functools
-import itertools
 from typing import Any
 
 import numpy as np
@@ -18,25 +16,12 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from textgym.envs.tictactoe import LINES, OPPONENTS, optimal_moves
+from textgym.envs.tictactoe import LINES, OPPONENTS, board_tables
+from textgym.envs.tictactoe import POW3 as TICTACTOE_POW3
 
-POW3 = 3 ** np.arange(8, -1, -1)  # board code: cell 0 is the most significant base-3 digit
+POW3 = np.array(TICTACTOE_POW3)  # board codes, as the single env computes them
 LINE_INDEX = np.array(LINES)  # (8, 3)
 RESULTS = np.array(["loss", "draw", "win"], dtype=object)
-
-
-@functools.cache
-def move_tables() -> tuple[np.ndarray, np.ndarray]:
-    """(legal, optimal) move masks for the side to move (marks +1), indexed by board code, each (3^9, 9)."""
-    boards = np.array(list(itertools.product((-1, 0, 1), repeat=9)), dtype=np.int8)  # (3^9, 9)
-    legal = boards == 0
-    optimal = legal.copy()
-    for code in np.flatnonzero(legal.any(1)):
-        board = tuple(int(x) for x in boards[code])
-        if not (np.abs(boards[code][LINE_INDEX].sum(1)) == 3).any():
-            optimal[code] = False
-            optimal[code, optimal_moves(board)] = True
-    return legal, optimal
 
 
 def _wins(boards: np.ndarray, mark: int) -> np.ndarray:
@@ -80,7 +65,8 @@ class TicTacToeVectorEnv(VectorEnv):
         self.boards = np.zeros((num_envs, 9), dtype=np.int8)  # +1 agent, -1 opponent
         self.minimax = np.zeros(num_envs, dtype=bool)  # which slots face the minimax opponent this game
         self.agent_first = np.ones(num_envs, dtype=bool)
-        self._legal, self._optimal = move_tables()
+        tables = board_tables()
+        self._legal, self._optimal = tables["legal"], tables["optimal"]
         self._rngs: list[np.random.Generator] = []
         self._buffer = np.zeros((num_envs, self.BUFFER))
         self._used = np.full(num_envs, self.BUFFER)
