@@ -27,6 +27,25 @@ from torch import nn
 from agents.ppo_math import AdaptiveKLController, FixedKLController, compute_gae, policy_loss, value_loss
 
 MASKED = -1e8  # logit of an illegal action: probability 0, and no inf * 0 in the entropy
+Obs = torch.Tensor | dict[str, torch.Tensor]
+
+
+def as_obs(obs: Any) -> Obs:
+    """A (vector) observation as tensors: an array, or a dict of arrays (e.g. the text env's)."""
+    if isinstance(obs, dict):
+        return {key: torch.as_tensor(np.asarray(value)) for key, value in obs.items()}
+    return torch.as_tensor(np.asarray(obs))
+
+
+def _take(value: Obs, index: torch.Tensor) -> Obs:
+    return {k: v[index] for k, v in value.items()} if isinstance(value, dict) else value[index]
+
+
+def _stack(values: list[Obs]) -> Obs:
+    """Stack T steps of (N, ...) observations and flatten to (T * N, ...)."""
+    if isinstance(values[0], dict):
+        return {k: torch.stack([v[k] for v in values]).flatten(0, 1) for k in values[0]}
+    return torch.stack(values).flatten(0, 1)
 
 
 @dataclass
@@ -154,7 +173,7 @@ def ppo_update(
     for _ in range(cfg.update_epochs):
         order = torch.randperm(size, generator=generator)
         for start in range(0, size, mb_size):
-            mb = {k: v[order[start:start + mb_size]] for k, v in batch.items()}
+            mb = {k: _take(v, order[start:start + mb_size]) for k, v in batch.items()}
             new_logprob, entropy, new_value = evaluate(mb)
             mb_adv = mb["advantages"]
             if cfg.norm_adv and len(mb_adv) > 1:
@@ -206,7 +225,7 @@ class PPO:
     def act(self, obs: Any, *, episode_start: np.ndarray | None = None, action_mask: np.ndarray | None = None,
             deterministic: bool = False) -> np.ndarray:
         """Sample (or, ``deterministic``, take the most likely) legal action for each row of ``obs``."""
-        obs_t = torch.as_tensor(np.atleast_2d(obs), dtype=torch.float32)
+        obs_t = as_obs(obs if isinstance(obs, dict) else np.atleast_2d(obs))
         mask_t = None if action_mask is None else torch.as_tensor(np.atleast_2d(action_mask))
         logits, _ = self.policy(obs_t, mask_t)
         if deterministic:
@@ -238,7 +257,7 @@ class PPO:
                     group["lr"] = cfg.learning_rate * (1 - update * cfg.num_steps * n / total_steps)
             buf = {k: [] for k in ("obs", "masks", "actions", "logprobs", "values", "rewards", "dones")}
             for _ in range(cfg.num_steps):
-                obs_t = torch.as_tensor(obs, dtype=torch.float32)
+                obs_t = as_obs(obs)
                 mask_t = None if mask is None else torch.as_tensor(mask)
                 with torch.no_grad():
                     logits, values = self.policy(obs_t, mask_t)
@@ -256,13 +275,12 @@ class PPO:
                     buf[key].append(value)
                 mask = info.get("action_mask")
             with torch.no_grad():
-                last_values = self.policy(torch.as_tensor(obs, dtype=torch.float32),
-                                          None if mask is None else torch.as_tensor(mask))[1].numpy()
+                last_values = self.policy(as_obs(obs), None if mask is None else torch.as_tensor(mask))[1].numpy()
             values = torch.stack(buf["values"]).numpy()  # (T, N)
             advantages, returns = compute_gae(np.stack(buf["rewards"]), values, np.stack(buf["dones"]).astype(float),
                                               last_values, cfg.gamma, cfg.gae_lambda)
             batch = {
-                "obs": torch.stack(buf["obs"]).flatten(0, 1),  # (T*N, obs_dim)
+                "obs": _stack(buf["obs"]),  # (T*N, ...)
                 "actions": torch.stack(buf["actions"]).flatten(),  # (T*N,)
                 "logprobs": torch.stack(buf["logprobs"]).flatten(),
                 "values": torch.as_tensor(values, dtype=torch.float32).flatten(),

@@ -5,7 +5,9 @@ from __future__ import annotations
 import torch
 
 from agents.ppo import MLPPolicy, PPOConfig
+from agents.table_policy import LastTokenPolicy
 from textgym.envs.tictactoe import SYMMETRIES
+from textgym.models.bigram import bigram_table
 
 #: PPO on ``textgym/TicTacToe-v0`` against the ``mix`` opponent, 64 envs.
 TICTACTOE_PPO = PPOConfig(num_steps=16, num_minibatches=4, update_epochs=8, learning_rate=5e-3, gamma=1.0,
@@ -18,3 +20,14 @@ def tictactoe_policy(seed: int = 0, symmetric: bool = True) -> MLPPolicy:
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         return MLPPolicy(18, 9, (128, 128), SYMMETRIES if symmetric else None)
+
+
+#: PPO on ``textgym/TinyLanguage-v0`` (set ``kl_coef`` to the env's), 32 envs.
+TINY_LANGUAGE_PPO = PPOConfig(num_steps=16, num_minibatches=4, update_epochs=4, learning_rate=0.05, gamma=1.0,
+                              ent_coef=0.0)
+TINY_LANGUAGE_ENVS = 32
+
+
+def tiny_language_policy(max_new_tokens: int = 12) -> LastTokenPolicy:
+    """A last-token policy that starts as the tiny language's reference bigram."""
+    return LastTokenPolicy(torch.log(torch.as_tensor(bigram_table())), max_new_tokens)

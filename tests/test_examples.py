@@ -9,12 +9,24 @@ from pathlib import Path
 import pytest
 
 EXAMPLES = sorted((Path(__file__).parent.parent / "examples").glob("*.py"))
-QUICK_ARGS: dict[str, list[str]] = {"train_reward_model.py": ["--max-pairs", "64", "--test-pairs", "64"]}
+QUICK_ARGS: dict[str, list[str]] = {
+    "train_reward_model.py": ["--max-pairs", "64", "--test-pairs", "64"],
+    "reward_hacking.py": ["--steps", "2048"],
+    "kl_sweep.py": ["--steps", "1024", "--kl-coefs", "0", "0.5"],
+    "tictactoe_lesson.py": ["--steps", "4096"],
+}
 
 
+PLOTS = {"reward_hacking.py": ["reward_hacking.png"], "kl_sweep.py": ["kl_sweep.png"],
+         "tictactoe_lesson.py": ["tictactoe_lesson.png"]}
+
+
+@pytest.mark.filterwarnings("ignore::textgym.rewards.DeadRewardWarning")
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
 def test_example_runs(path, monkeypatch, tmp_path, capsys):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", [str(path), *QUICK_ARGS.get(path.name, [])])
     runpy.run_path(str(path), run_name="__main__")
     assert capsys.readouterr().out.strip()
+    for image in PLOTS.get(path.name, []):
+        assert (tmp_path / image).stat().st_size > 1000

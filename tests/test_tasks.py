@@ -9,7 +9,7 @@ import textgym  # noqa: F401
 from textgym.tasks import TASKS, get_task
 
 
-@pytest.mark.parametrize("name", sorted(TASKS))
+@pytest.mark.parametrize("name", ["sentiment", "helpfulness", "detox"])
 def test_task_prompts_are_held_out(name):
     task = get_task(name)
     train, test = task.prompts("train"), task.prompts("test")
@@ -27,11 +27,17 @@ def test_variants_use_their_task(env_id, name):
     assert env.core.max_new_tokens == get_task(name).max_new_tokens
 
 
+def test_tiny_task_starts_from_bos_with_its_bigram_reference():
+    env = gym.make("textgym/TinyLanguage-v0").unwrapped
+    obs, _ = env.reset(seed=0)
+    assert obs["attention_mask"].sum() == 1 and env.core.vocab_size == 22 and sorted(TASKS)[-1] == "tiny"
+
+
 def test_explicit_arguments_override_the_task():
     env = gym.make("textgym/Detox-v0", prompts=["Comment: hi\nReply:"], max_new_tokens=3).unwrapped
     assert env.reset(seed=0)[1]["prompt"] == "Comment: hi\nReply:" and env.core.max_new_tokens == 3
 
 
 def test_unknown_task_lists_known_ones():
-    with pytest.raises(ValueError, match=r"unknown task 'poetry'; known tasks: \['detox', 'helpfulness', 'sentiment'\]"):
+    with pytest.raises(ValueError, match=r"unknown task 'poetry'; known tasks: \['detox', 'helpfulness', 'sentiment', 'tiny'\]"):
         gym.make("textgym/TextGeneration-v0", task="poetry")

@@ -19,6 +19,7 @@ ENV_IDS: dict[str, tuple[str, str | None, dict]] = {
     "textgym/Sentiment-v0": (*_TEXT, {"task": "sentiment"}),
     "textgym/Helpfulness-v0": (*_TEXT, {"task": "helpfulness"}),
     "textgym/Detox-v0": (*_TEXT, {"task": "detox"}),
+    "textgym/TinyLanguage-v0": (*_TEXT, {"task": "tiny"}),
     "textgym/TicTacToe-v0": ("textgym.envs.tictactoe:TicTacToeEnv", "textgym.envs.tictactoe_vector:TicTacToeVectorEnv",
                              {}),
 }

@@ -2,17 +2,23 @@
 
 ``TASKS[name]`` gives the defaults the text-generation environment takes when an argument is left
 out: ``gymnasium.make("textgym/Sentiment-v0")`` is the environment with ``task="sentiment"``, and
-``textgym/TextGeneration-v0`` with no arguments is the sentiment task.
+``textgym/TextGeneration-v0`` with no arguments is the sentiment task. ``tiny`` is the teaching
+task: the tiny language of :mod:`textgym.models.bigram`, an exact bigram reference, sentences
+started from BOS, and a reward of 1 per "good" (the word a policy learns to overuse when nothing
+holds it to the reference).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from textgym.data import synthetic
+from textgym.models.bigram import tiny_language
 from textgym.rewards.base import RewardFunction
 from textgym.rewards.classifier import ClassifierReward
+from textgym.rewards.rules import KeywordReward
 
 DEFAULT_MODEL = "textgym/tiny-lm"
 
@@ -31,6 +37,8 @@ class Task:
     """Default episode length limit."""
     max_context: int
     """Default observation length."""
+    model: Callable[[], tuple[Any, Any]] | None = None
+    """Builds (reference model, tokenizer); None means the embedded ``textgym/tiny-lm``."""
 
 
 def _unique(values: list[str]) -> list[str]:
@@ -50,6 +58,9 @@ TASKS: dict[str, Task] = {
         "detox", lambda split: _unique(synthetic.replies()[split]["prompt"]),
         lambda: ClassifierReward("textgym/toxicity-classifier", label="polite"),
         max_new_tokens=24, max_context=64),
+    "tiny": Task(
+        "tiny", lambda split: [""], lambda: KeywordReward(["good"]), max_new_tokens=12, max_context=16,
+        model=tiny_language),
 }
 
 

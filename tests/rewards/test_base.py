@@ -39,7 +39,7 @@ def test_wrong_shape_and_length():
 
 
 def test_all_equal_batch_warns_single_does_not():
-    with pytest.warns(DeadRewardWarning, match="same score 0.5"):
+    with pytest.warns(DeadRewardWarning, match="reward 'const' gave every completion of a batch the same score"):
         score_batch(Const(np.full(3, 0.5)), ["a"] * 3, ["b"] * 3)
     with warnings.catch_warnings():
         warnings.simplefilter("error")

@@ -58,7 +58,7 @@ class GenerationCore:
     Args:
         num_slots: Number of contexts stepped together.
         model: The frozen reference causal LM, or a name/path for :func:`textgym.models.load_causal_lm`
-            (default: the embedded ``textgym/tiny-lm``).
+            (default: the task's model, the embedded ``textgym/tiny-lm`` for the language tasks).
         tokenizer: Its tokenizer; loaded from ``model`` when None and ``model`` is a name.
         prompts: Prompt texts, or a ``datasets.Dataset`` with a ``prompt_column`` (default: the
             task's training prompts).
@@ -76,7 +76,7 @@ class GenerationCore:
     """
 
     def __init__(
-        self, num_slots: int, model: PreTrainedModel | str = DEFAULT_MODEL,
+        self, num_slots: int, model: PreTrainedModel | str | None = None,
         tokenizer: PreTrainedTokenizerBase | None = None, prompts: Any = None, reward_fn: RewardFunction | None = None,
         task: str = "sentiment", max_context: int | None = None, max_new_tokens: int | None = None,
         kl_coef: float = 0.05, ref_scoring: RefScoring = "step", prompt_overflow: PromptOverflow = "truncate",
@@ -87,6 +87,9 @@ class GenerationCore:
         reward_fn = defaults.reward() if reward_fn is None else reward_fn
         max_context = defaults.max_context if max_context is None else max_context
         max_new_tokens = defaults.max_new_tokens if max_new_tokens is None else max_new_tokens
+        if model is None and defaults.model is not None:
+            model, tokenizer = defaults.model() if tokenizer is None else (defaults.model()[0], tokenizer)
+        model = DEFAULT_MODEL if model is None else model
         self.reference = load_causal_lm(model) if isinstance(model, str) else model
         if tokenizer is None and not isinstance(model, str):
             raise ValueError("pass the tokenizer that belongs to the reference model")

@@ -22,7 +22,6 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from textgym.envs.core import GenerationCore, PromptOverflow, RefScoring
 from textgym.rewards.base import RewardFunction
-from textgym.tasks import DEFAULT_MODEL
 
 
 def as_token_id(action: Any) -> int:
@@ -79,17 +78,18 @@ class TextGenerationEnv(gym.Env):
 
     ## Arguments
     Every argument has a default, so ``gymnasium.make("textgym/TextGeneration-v0")`` runs offline
-    on the embedded kit (the sentiment task; ``textgym/Helpfulness-v0`` and ``textgym/Detox-v0``
-    pick the other tasks).
+    on the embedded kit (the sentiment task; ``textgym/Helpfulness-v0``, ``textgym/Detox-v0`` and
+    ``textgym/TinyLanguage-v0`` pick the other tasks).
 
     - ``model``: the reference causal LM, or a name for :func:`textgym.models.load_causal_lm`
-      (default ``"textgym/tiny-lm"``).
+      (default: the task's; ``"textgym/tiny-lm"`` for the language tasks, the exact bigram
+      reference of :mod:`textgym.models.bigram` for ``task="tiny"``).
     - ``tokenizer``: its tokenizer (loaded with the model when ``model`` is a name).
     - ``prompts``: a list of prompt strings or a ``datasets.Dataset`` (``prompt_column``);
       default: the task's training prompts.
     - ``reward_fn``: a :class:`textgym.rewards.RewardFunction`; default: the task's reward.
-    - ``task``: ``"sentiment"``, ``"helpfulness"`` or ``"detox"`` (:data:`textgym.tasks.TASKS`),
-      the source of every default left out.
+    - ``task``: ``"sentiment"``, ``"helpfulness"``, ``"detox"`` or ``"tiny"``
+      (:data:`textgym.tasks.TASKS`), the source of every default left out.
     - ``max_context``, ``max_new_tokens``, ``kl_coef``, ``ref_scoring``, ``prompt_overflow``,
       ``prompt_column``, ``action_mask``: see :class:`textgym.envs.core.GenerationCore`.
     - ``render_mode``: None or ``"ansi"`` (the prompt and completion so far, as text).
@@ -114,7 +114,7 @@ class TextGenerationEnv(gym.Env):
     metadata = {"render_modes": ["ansi"], "render_fps": 4}
 
     def __init__(
-        self, model: PreTrainedModel | str = DEFAULT_MODEL, tokenizer: PreTrainedTokenizerBase | None = None,
+        self, model: PreTrainedModel | str | None = None, tokenizer: PreTrainedTokenizerBase | None = None,
         prompts: Any = None, reward_fn: RewardFunction | None = None, *, task: str = "sentiment",
         max_context: int | None = None, max_new_tokens: int | None = None, kl_coef: float = 0.05,
         ref_scoring: RefScoring = "step",

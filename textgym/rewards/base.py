@@ -84,10 +84,9 @@ def score_batch(
             "a reward must be a finite number"
         )
     if warn_dead and len(scores) > 1 and np.all(scores == scores[0]):
-        warnings.warn(
-            f"reward {_name(reward_fn)!r} gave every one of {len(scores)} completions the same "
-            f"score {scores[0]}: no learning signal in this batch",
-            DeadRewardWarning, stacklevel=2,
+        warnings.warn(  # one fixed text per reward, so the default filter shows it once, not every step
+            f"reward {_name(reward_fn)!r} gave every completion of a batch the same score: no learning "
+            "signal in that batch", DeadRewardWarning, stacklevel=2,
         )
     return scores
 

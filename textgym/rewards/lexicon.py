@@ -22,7 +22,7 @@ class LexiconSentiment:
     Example:
         >>> judge = LexiconSentiment()
         >>> judge(["", ""], ["What a wonderful, delightful film.", "Awful and boring."]).round(2)
-        array([ 0.84, -0.57])
+        array([ 0.82, -0.65])
     """
 
     def __init__(self, text: Literal["completion", "prompt+completion"] = "completion") -> None:

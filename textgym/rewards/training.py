@@ -68,7 +68,7 @@ class _PairCollator:
 def pairwise_loss(rewards: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean ``-log sigmoid(r_chosen - r_rejected)`` and accuracy, for rewards of shape (2B,), chosen first.
 
-    >>> loss, acc = pairwise_loss(torch.tensor([2.0, 0.0, 0.0, 1.0]))
+    >>> loss, acc = pairwise_loss(torch.tensor([2.0, 1.0, 0.0, 0.0]))  # margins 2 and 1
     >>> round(loss.item(), 4), acc.item()
     (0.2201, 1.0)
     """
