@@ -73,7 +73,8 @@ def kl_estimators(logprob: torch.Tensor, ref_logprob: torch.Tensor) -> dict[str,
     {'k1': 0.6931, 'k2': 0.2402, 'k3': 0.1931}
     """
     log_ratio = ref_logprob - logprob  # log(ref / pi)
-    return {"k1": (-log_ratio).mean(), "k2": (0.5 * log_ratio**2).mean(), "k3": (log_ratio.exp() - 1 - log_ratio).mean()}
+    return {"k1": (-log_ratio).mean(), "k2": (0.5 * log_ratio**2).mean(),
+            "k3": (log_ratio.exp() - 1 - log_ratio).mean()}
 
 
 class FixedKLController:

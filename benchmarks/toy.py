@@ -171,7 +171,8 @@ def main() -> None:
         runs["textgym_ppo"].append(learn_textgym(seed, args.budget, args.eval_every))
         runs["sb3_maskable_ppo"].append(learn_sb3(seed, args.sb3_budget, args.eval_every))
         print(f"seed {seed}: textgym {runs['textgym_ppo'][-1]}, sb3 {runs['sb3_maskable_ppo'][-1]}", flush=True)
-    summary = {name: {"reached": sum(r["reached"] for r in rs), "median_steps": statistics.median(r["steps"] for r in rs),
+    summary = {name: {"reached": sum(r["reached"] for r in rs),
+                      "median_steps": statistics.median(r["steps"] for r in rs),
                       "median_seconds": statistics.median(r["seconds"] for r in rs)} for name, rs in runs.items()}
     summary["time_ratio_textgym/sb3"] = (summary["textgym_ppo"]["median_seconds"]
                                          / summary["sb3_maskable_ppo"]["median_seconds"])

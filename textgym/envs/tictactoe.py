@@ -192,7 +192,8 @@ class TicTacToeEnv(gym.Env):
     def __init__(self, opponent: str | Opponent = "mix", first: str = "random", illegal: str = "loss",
                  render_mode: str | None = None) -> None:
         if not callable(opponent) and opponent not in OPPONENTS:
-            raise ValueError(f"unknown opponent {opponent!r}; use one of {OPPONENTS} or a callable f(obs, mask) -> cell")
+            raise ValueError(f"unknown opponent {opponent!r}; use one of {OPPONENTS} "
+                             "or a callable f(obs, mask) -> cell")
         for name, value, allowed in (("first", first, ("agent", "opponent", "random")),
                                      ("illegal", illegal, ("loss", "error")),
                                      ("render_mode", render_mode, (None, *self.metadata["render_modes"]))):

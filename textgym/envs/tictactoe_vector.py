@@ -72,7 +72,8 @@ class TicTacToeVectorEnv(VectorEnv):
         self._used = np.full(num_envs, self.BUFFER)
         self._running = False
 
-    def reset(self, *, seed: int | list[int | None] | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
+    def reset(self, *, seed: int | list[int | None] | None = None, options: dict | None = None,
+              ) -> tuple[np.ndarray, dict]:
         """Start a game in every slot."""
         super().reset(seed=seed)
         seeds = seed if isinstance(seed, list) else [None if seed is None else seed + i for i in range(self.num_envs)]
