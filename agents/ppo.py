@@ -24,7 +24,14 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from agents.ppo_math import AdaptiveKLController, FixedKLController, compute_gae, policy_loss, value_loss
+from agents.ppo_math import (
+    AdaptiveKLController,
+    FixedKLController,
+    compute_gae,
+    masked_mean,
+    policy_loss,
+    value_loss,
+)
 
 MASKED = -1e8  # logit of an illegal action: probability 0, and no inf * 0 in the entropy
 Obs = torch.Tensor | dict[str, torch.Tensor]
@@ -158,9 +165,10 @@ def ppo_update(
     Args:
         optimizer: Over ``parameters``.
         parameters: What gradient clipping clips.
-        batch: Flat tensors ``logprobs``, ``values``, ``advantages``, ``returns`` (B,), plus whatever
-            ``evaluate`` reads (observations, actions, masks).
-        evaluate: Minibatch -> (new log-probs, entropies, new values), each (b,).
+        batch: Tensors ``logprobs``, ``values``, ``advantages``, ``returns``, flat (B,) or per token
+            (B, T) with a 0/1 ``token_mask`` (B, T), plus whatever ``evaluate`` reads. Minibatches
+            are drawn over the first dimension (transitions, or whole episodes for text).
+        evaluate: Minibatch -> (new log-probs, entropies, new values), shaped like ``logprobs``.
         cfg: The hyperparameters.
         generator: Shuffles the minibatches.
 
@@ -175,21 +183,24 @@ def ppo_update(
         for start in range(0, size, mb_size):
             mb = {k: _take(v, order[start:start + mb_size]) for k, v in batch.items()}
             new_logprob, entropy, new_value = evaluate(mb)
-            mb_adv = mb["advantages"]
-            if cfg.norm_adv and len(mb_adv) > 1:
-                mb_adv = (mb_adv - mb_adv.mean()) / (mb_adv.std() + 1e-8)
-            pg_loss, clipfrac = policy_loss(new_logprob, mb["logprobs"], mb_adv, cfg.clip_coef)
-            v_loss = value_loss(new_value, mb["values"], mb["returns"], cfg.clip_coef if cfg.clip_vloss else None)
-            loss = pg_loss - cfg.ent_coef * entropy.mean() + cfg.vf_coef * v_loss
+            mask, mb_adv = mb.get("token_mask"), mb["advantages"]
+            if cfg.norm_adv and mb_adv.numel() > 1:
+                mean = masked_mean(mb_adv, mask)
+                std = masked_mean((mb_adv - mean) ** 2, mask).sqrt()
+                mb_adv = (mb_adv - mean) / (std + 1e-8)
+            pg_loss, clipfrac = policy_loss(new_logprob, mb["logprobs"], mb_adv, cfg.clip_coef, mask)
+            v_loss = value_loss(new_value, mb["values"], mb["returns"], cfg.clip_coef if cfg.clip_vloss else None,
+                                mask)
+            loss = pg_loss - cfg.ent_coef * masked_mean(entropy, mask) + cfg.vf_coef * v_loss
             optimizer.zero_grad()
             loss.backward()
             nn.utils.clip_grad_norm_(parameters, cfg.max_grad_norm)
             optimizer.step()
             with torch.no_grad():
                 log_ratio = new_logprob - mb["logprobs"]
-                approx_kl = ((log_ratio.exp() - 1) - log_ratio).mean().item()
+                approx_kl = masked_mean((log_ratio.exp() - 1) - log_ratio, mask).item()
         stats = {"losses/policy_loss": pg_loss.item(), "losses/value_loss": v_loss.item(),
-                 "losses/entropy": entropy.mean().item(), "losses/approx_kl": approx_kl,
+                 "losses/entropy": masked_mean(entropy, mask).item(), "losses/approx_kl": approx_kl,
                  "losses/clipfrac": clipfrac.item()}
         if cfg.target_kl is not None and approx_kl > cfg.target_kl:
             break

@@ -38,9 +38,20 @@ def compute_gae(rewards: np.ndarray, values: np.ndarray, dones: np.ndarray, last
     return advantages, advantages + values
 
 
+def masked_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Mean of ``x`` over the entries where ``mask`` is 1 (all entries if ``mask`` is None).
+
+    >>> masked_mean(torch.tensor([[1.0, 3.0], [5.0, 7.0]]), torch.tensor([[0, 1], [1, 1]])).item()
+    5.0
+    """
+    return x.mean() if mask is None else (x * mask).sum() / mask.sum().clamp(min=1)
+
+
 def policy_loss(new_logprob: torch.Tensor, old_logprob: torch.Tensor, advantages: torch.Tensor,
-                clip_coef: float) -> tuple[torch.Tensor, torch.Tensor]:
+                clip_coef: float, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """PPO's clipped surrogate loss (to minimise) and the fraction of clipped ratios.
+
+    Inputs may be flat (B,) or per token (B, T) with a 0/1 ``mask`` of real tokens.
 
     >>> loss, clipped = policy_loss(torch.log(torch.tensor([1.5, 0.5])), torch.zeros(2), torch.tensor([1.0, 1.0]), 0.2)
     >>> round(loss.item(), 4), clipped.item()  # ratios 1.5 -> 1.2 and 0.5 (unclipped, pessimistic min)
@@ -49,11 +60,12 @@ def policy_loss(new_logprob: torch.Tensor, old_logprob: torch.Tensor, advantages
     ratio = (new_logprob - old_logprob).exp()
     unclipped = -advantages * ratio
     clipped = -advantages * ratio.clamp(1 - clip_coef, 1 + clip_coef)
-    return torch.max(unclipped, clipped).mean(), ((ratio - 1).abs() > clip_coef).float().mean()
+    return (masked_mean(torch.max(unclipped, clipped), mask),
+            masked_mean(((ratio - 1).abs() > clip_coef).float(), mask))
 
 
 def value_loss(new_values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor,
-               clip_coef: float | None) -> torch.Tensor:
+               clip_coef: float | None, mask: torch.Tensor | None = None) -> torch.Tensor:
     """Half the squared error of the value head, pessimistically clipped around the old values.
 
     >>> value_loss(torch.tensor([2.0]), torch.tensor([0.0]), torch.tensor([1.0]), clip_coef=0.5).item()
@@ -61,9 +73,9 @@ def value_loss(new_values: torch.Tensor, old_values: torch.Tensor, returns: torc
     """
     unclipped = (new_values - returns) ** 2
     if clip_coef is None:
-        return 0.5 * unclipped.mean()
+        return 0.5 * masked_mean(unclipped, mask)
     clipped = (old_values + (new_values - old_values).clamp(-clip_coef, clip_coef) - returns) ** 2
-    return 0.5 * torch.max(unclipped, clipped).mean()
+    return 0.5 * masked_mean(torch.max(unclipped, clipped), mask)
 
 
 def kl_estimators(logprob: torch.Tensor, ref_logprob: torch.Tensor) -> dict[str, torch.Tensor]:
