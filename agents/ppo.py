@@ -93,6 +93,8 @@ class PPOConfig:
     """If set, an adaptive controller (Ziegler et al.) steers ``kl_coef`` toward this KL per episode."""
     kl_horizon: int = 10000
     """Horizon of the adaptive KL controller, in steps."""
+    batch_episodes: int = 32
+    """Text agents: finished episodes per update."""
     seed: int = 0
     """Seed of the policy's initialisation and sampling."""
 

@@ -1,0 +1,229 @@
+"""PPO and RLOO for causal language models on textgym's text-generation environment.
+
+Acting: :class:`agents.sampling.LMSampler` keeps a KV cache per environment slot, so each token
+costs a one-token forward. Learning: the finished episodes of a rollout are evaluated with **one**
+teacher-forced forward per minibatch of whole episodes (never one forward per token transition),
+giving the log-probabilities and, for PPO, the values of every token at once; the update is the
+same :func:`agents.ppo.ppo_update` that trains the toy policies, on (episodes x tokens) tensors.
+
+Rewards: each episode's ``info`` holds the reward function's ``score`` and the reference's
+per-token ``ref_logprobs``. The agent rebuilds the per-token reward
+``r_t = -kl_coef * (log pi(a_t | s_t) - log pi_ref(a_t | s_t)) + score * [t is last]``, the
+environment's reward plus the agent's half of the KL penalty, with its own ``kl_coef`` so that the
+adaptive controller can move it. With equal ``kl_coef`` the return equals the environment's return
+minus ``kl_coef * sum log pi``.
+
+``algorithm="rloo"``: no value head; each episode's advantage is its return minus the mean return of
+the other episodes in the batch (REINFORCE with a leave-one-out baseline), spread over its tokens.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import PreTrainedModel
+
+from agents.ppo import PPOConfig, ppo_update
+from agents.ppo_math import AdaptiveKLController, FixedKLController, compute_gae
+from agents.sampling import LMSampler
+from textgym.models import load_causal_lm
+from textgym.models.kv import left_pad, positions_from_mask
+
+
+class CausalLMWithValueHead(nn.Module):
+    """A causal LM with a scalar value head on its last hidden state (one shared trunk).
+
+    Args:
+        model: Any Hugging Face causal LM.
+    """
+
+    def __init__(self, model: PreTrainedModel) -> None:
+        super().__init__()
+        self.model = model
+        self.value_head = nn.Linear(model.get_input_embeddings().embedding_dim, 1)
+        nn.init.zeros_(self.value_head.weight)
+        nn.init.zeros_(self.value_head.bias)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, keep: int,
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits (B, keep, V) and values (B, keep) of the last ``keep`` positions of left-padded sequences."""
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask,
+                         position_ids=positions_from_mask(attention_mask), output_hidden_states=True,
+                         logits_to_keep=keep)
+        hidden = out.hidden_states[-1][:, -keep:]  # (B, keep, H)
+        return out.logits.float(), self.value_head(hidden).squeeze(-1).float()
+
+    def save_pretrained(self, path: str | Path) -> None:
+        """The LM with ``save_pretrained`` (plain transformers loads it) and ``value_head.safetensors`` beside it."""
+        self.model.save_pretrained(path, safe_serialization=True)
+        save_file(self.value_head.state_dict(), Path(path) / "value_head.safetensors")
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path) -> CausalLMWithValueHead:
+        """Load what :meth:`save_pretrained` wrote (a plain LM folder gets a fresh value head)."""
+        policy = cls(load_causal_lm(path))
+        head = Path(path) / "value_head.safetensors"
+        if head.is_file():
+            policy.value_head.load_state_dict(load_file(head))
+        return policy
+
+
+@dataclass
+class Episode:
+    """One finished episode, as the environment reported it."""
+
+    prompt_ids: np.ndarray
+    completion_ids: np.ndarray
+    ref_logprobs: np.ndarray
+    score: float
+
+
+class LMPPO:
+    """PPO or RLOO for a causal LM on ``textgym/TextGeneration-v0`` and its task variants.
+
+    Args:
+        policy: The LM with a value head (RLOO ignores the head).
+        config: Hyperparameters; ``batch_episodes`` finished episodes make one update.
+        algorithm: ``"ppo"`` or ``"rloo"``.
+        pad_id: The tokenizer's pad id.
+        temperature: Sampling temperature while acting.
+    """
+
+    def __init__(self, policy: CausalLMWithValueHead, config: PPOConfig | None = None, algorithm: str = "ppo",
+                 pad_id: int = 0, temperature: float = 1.0) -> None:
+        if algorithm not in ("ppo", "rloo"):
+            raise ValueError(f"algorithm must be 'ppo' or 'rloo', got {algorithm!r}")
+        self.cfg = config or PPOConfig(learning_rate=1e-4, update_epochs=1, num_minibatches=2, kl_coef=0.05)
+        self.policy, self.algorithm, self.pad_id, self.temperature = policy.eval(), algorithm, pad_id, temperature
+        self.optimizer = torch.optim.Adam(policy.parameters(), lr=self.cfg.learning_rate, eps=1e-5)
+        self.generator = torch.Generator().manual_seed(self.cfg.seed)
+        self.kl_ctl = (AdaptiveKLController(self.cfg.kl_coef, self.cfg.kl_setpoint, self.cfg.kl_horizon)
+                       if self.cfg.kl_setpoint else FixedKLController(self.cfg.kl_coef))
+        self.sampler: LMSampler | None = None
+        self.global_step = 0
+
+    def act(self, obs: Any, *, episode_start: np.ndarray | None = None, action_mask: np.ndarray | None = None,
+            deterministic: bool = False) -> np.ndarray:
+        """Sample the next token of every slot (a KV cache per slot; reset where ``episode_start``)."""
+        num_envs = np.atleast_2d(obs["input_ids"]).shape[0]
+        if self.sampler is None or self.sampler.num_envs != num_envs:
+            self.sampler = LMSampler(self.policy.model, num_envs, self.pad_id, self.temperature, seed=self.cfg.seed)
+            episode_start = np.ones(num_envs, dtype=bool)
+        return self.sampler.act(obs, np.ones(num_envs, bool) if episode_start is None else episode_start)
+
+    def learn(self, envs: Any, total_steps: int, callback: Callable[[dict[str, float]], bool] | None = None,
+              ) -> list[dict[str, float]]:
+        """Roll out, update, repeat until ``total_steps`` environment steps; one metrics row per update."""
+        torch.manual_seed(self.cfg.seed)
+        obs, _ = envs.reset(seed=self.cfg.seed)
+        starts = np.ones(envs.num_envs, dtype=bool)
+        rows, began = [], time.perf_counter()
+        while self.global_step < total_steps:
+            episodes, obs, starts = self._collect(envs, obs, starts)
+            batch, stats = self._prepare(episodes)
+            losses = ppo_update(self.optimizer, list(self.policy.parameters()), batch, self._evaluate,
+                                self._update_config(), self.generator)
+            self.kl_ctl.update(stats["objective/kl"], sum(len(e.completion_ids) for e in episodes))
+            row = {"global_step": self.global_step, **stats, **losses, "objective/kl_coef": self.kl_ctl.value,
+                   "charts/SPS": self.global_step / (time.perf_counter() - began)}
+            rows.append(row)
+            if callback is not None and callback(row):
+                break
+        return rows
+
+    def _collect(self, envs: Any, obs: dict, starts: np.ndarray) -> tuple[list[Episode], dict, np.ndarray]:
+        """Step the vector env until ``batch_episodes`` episodes have finished."""
+        prompts: list[np.ndarray | None] = [None] * envs.num_envs
+        episodes: list[Episode] = []
+        while len(episodes) < self.cfg.batch_episodes:
+            for slot in np.flatnonzero(starts):
+                prompts[slot] = obs["input_ids"][slot][obs["attention_mask"][slot] == 1].copy()
+            if any(p is None for p in prompts):  # first call of a learn(): every slot starts
+                starts = np.ones(envs.num_envs, dtype=bool)
+                continue
+            obs, _, terminated, truncated, info = envs.step(self.act(obs, episode_start=starts))
+            self.global_step += envs.num_envs
+            starts = terminated | truncated
+            for slot in np.flatnonzero(starts):
+                final = info["final_info"]
+                episodes.append(Episode(prompts[slot], final["completion_ids"][slot], final["ref_logprobs"][slot],
+                                        float(final["score"][slot])))
+        return episodes, obs, starts
+
+    @torch.no_grad()
+    def _prepare(self, episodes: list[Episode]) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+        """One teacher-forced pass over the episodes: old log-probs, values, rewards, advantages."""
+        longest = max(len(e.completion_ids) for e in episodes)
+        seqs = [torch.from_numpy(np.concatenate([e.prompt_ids, e.completion_ids])) for e in episodes]
+        input_ids, attention_mask = left_pad(seqs, self.pad_id)  # (n, W)
+        token_mask = torch.zeros((len(episodes), longest))  # (n, T): completion tokens, right-aligned
+        ref = torch.zeros((len(episodes), longest))
+        for row, episode in enumerate(episodes):
+            token_mask[row, longest - len(episode.completion_ids):] = 1
+            ref[row, longest - len(episode.completion_ids):] = torch.from_numpy(episode.ref_logprobs)
+        batch = {"input_ids": input_ids, "attention_mask": attention_mask, "token_mask": token_mask,
+                 "targets": input_ids[:, -longest:]}
+        logprobs, _, values = self._evaluate(batch)
+        kl = (logprobs - ref) * token_mask  # (n, T): log pi - log pi_ref per token
+        rewards = -self.kl_ctl.value * kl
+        scores = torch.tensor([e.score for e in episodes])
+        rewards[:, -1] += scores
+        if self.algorithm == "ppo":
+            dones = np.zeros((longest, len(episodes)))
+            dones[-1] = 1.0  # every episode ends at its last token
+            adv, ret = compute_gae(rewards.T.numpy(), (values * token_mask).T.numpy(), dones,
+                                   np.zeros(len(episodes)), self.cfg.gamma, self.cfg.gae_lambda)
+            advantages, returns = torch.as_tensor(adv.T).float(), torch.as_tensor(ret.T).float()
+        else:
+            totals = rewards.sum(1)  # (n,)
+            baseline = (totals.sum() - totals) / max(1, len(episodes) - 1)
+            advantages = (totals - baseline)[:, None] * token_mask
+            returns = values = torch.zeros_like(advantages)
+        batch.update(logprobs=logprobs, values=values * token_mask, advantages=advantages * token_mask,
+                     returns=returns)
+        stats = {"objective/score": float(scores.mean()), "objective/kl": float(kl.sum(1).mean()),
+                 "charts/episodic_return": float(rewards.sum(1).mean()),
+                 "charts/episode_length": float(token_mask.sum(1).mean())}
+        return batch, stats
+
+    def _evaluate(self, mb: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Log-probs, entropies and values (b, T) of every completion token, in one forward."""
+        longest = mb["targets"].shape[1]
+        logits, values = self.policy(mb["input_ids"], mb["attention_mask"], keep=longest + 1)
+        logp = torch.log_softmax(logits[:, :-1], -1)  # (b, T, V)
+        logprobs = logp.gather(-1, mb["targets"].unsqueeze(-1)).squeeze(-1)
+        entropy = -(logp.exp() * logp).sum(-1)
+        return logprobs, entropy, values[:, :-1]
+
+    def _update_config(self) -> PPOConfig:
+        return replace(self.cfg, vf_coef=0.0) if self.algorithm == "rloo" else self.cfg
+
+    def save(self, path: str | Path) -> None:
+        """The policy (``save_pretrained`` + value head), optimizer state and config in ``path``."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.policy.save_pretrained(path)
+        torch.save(self.optimizer.state_dict(), path / "optimizer.pt")
+        (path / "lm_ppo.json").write_text(json.dumps({"config": asdict(self.cfg), "algorithm": self.algorithm,
+                                                      "pad_id": self.pad_id, "global_step": self.global_step,
+                                                      "kl_coef": self.kl_ctl.value}, indent=2))
+
+    @classmethod
+    def load(cls, path: str | Path) -> LMPPO:
+        """Resume from :meth:`save` (optimizer state read weights-only)."""
+        path = Path(path)
+        meta = json.loads((path / "lm_ppo.json").read_text())
+        agent = cls(CausalLMWithValueHead.from_pretrained(path), PPOConfig(**meta["config"]), meta["algorithm"],
+                    meta["pad_id"])
+        agent.optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
+        agent.global_step, agent.kl_ctl.value = meta["global_step"], meta["kl_coef"]
+        return agent
