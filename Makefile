@@ -23,7 +23,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check textgym agents tests examples benchmarks
+	$(VENV)/bin/ruff check textgym agents examples benchmarks
 
 bench: $(STAMP)
 	$(PY) benchmarks/rollout.py

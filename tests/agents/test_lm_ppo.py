@@ -11,7 +11,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 import textgym  # noqa: F401
-from agents.lm_ppo import CausalLMWithValueHead, Episode, LMPPO
+from agents.lm_ppo import LMPPO, CausalLMWithValueHead, Episode
 from agents.ppo import PPOConfig
 from textgym.models.tiny import random_causal_lm
 from textgym.rewards import KeywordReward

@@ -10,9 +10,9 @@ from textgym.data.preferences import (
     drop_last_row,
     load_preferences,
     ranking_to_pairs,
+    rankings_to_pairs,
     read_pairs,
     read_rankings,
-    rankings_to_pairs,
 )
 
 

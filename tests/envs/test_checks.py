@@ -12,7 +12,6 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import textgym
 
-
 pytestmark = pytest.mark.filterwarnings("ignore::textgym.rewards.DeadRewardWarning")
 
 
