@@ -1,0 +1,37 @@
+"""LoRA sharing: the environment's reference is the policy's base with adapters off, during training too."""
+
+from __future__ import annotations
+
+import copy
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import textgym  # noqa: F401
+from agents.lm_ppo import CausalLMWithValueHead, LMPPO
+from agents.lora import AdapterDisabledReference, lora_policy
+from agents.ppo import PPOConfig
+from textgym.models.tiny import random_causal_lm
+from textgym.rewards import KeywordReward
+
+
+@pytest.mark.filterwarnings("ignore::textgym.rewards.DeadRewardWarning")
+def test_training_lora_policy_against_its_own_base(tokenizer):
+    base = random_causal_lm(len(tokenizer), 2, 32, n_positions=64, seed=0)
+    frozen = copy.deepcopy(base)
+    policy = lora_policy(base, r=4)
+    envs = gym.make_vec("textgym/TextGeneration-v0", num_envs=8, vectorization_mode="vector_entry_point",
+                        model=AdapterDisabledReference(policy), tokenizer=tokenizer, prompts=["w1 w2"],
+                        reward_fn=KeywordReward(["w5"]), max_context=12, max_new_tokens=4)
+    agent = LMPPO(CausalLMWithValueHead(policy), PPOConfig(learning_rate=1e-2, batch_episodes=16, kl_coef=0.01))
+    rows = agent.learn(envs, total_steps=160)
+    assert rows[-1]["objective/kl"] != 0.0  # the adapters moved the policy away from its base
+    obs, _ = envs.reset(seed=1)
+    _, _, _, _, info = envs.step(np.full(8, 5))
+    with torch.no_grad():
+        expected = torch.log_softmax(frozen(torch.tensor([[1, 2]])).logits[0, -1], -1)[5].item()
+    assert info["ref_logprob"][0] == pytest.approx(expected, abs=1e-5)  # the reference is still the base
+    assert sum(p.numel() for p in base.parameters() if p.requires_grad) < 0.1 * sum(p.numel() for p in
+                                                                                    base.parameters())
