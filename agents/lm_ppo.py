@@ -32,6 +32,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import PreTrainedModel
 
+from agents import distributed
 from agents.ppo import PPOConfig, ppo_update
 from agents.ppo_math import AdaptiveKLController, FixedKLController, compute_gae
 from agents.sampling import LMSampler
@@ -124,7 +125,8 @@ class LMPPO:
               ) -> list[dict[str, float]]:
         """Roll out, update, repeat until ``total_steps`` environment steps; one metrics row per update."""
         torch.manual_seed(self.cfg.seed)
-        obs, _ = envs.reset(seed=self.cfg.seed)
+        distributed.broadcast_parameters(self.policy)
+        obs, _ = envs.reset(seed=self.cfg.seed + 100_003 * distributed.rank())  # each rank its own episodes
         starts = np.ones(envs.num_envs, dtype=bool)
         rows, began = [], time.perf_counter()
         while self.global_step < total_steps:
@@ -157,7 +159,8 @@ class LMPPO:
                 final = info["final_info"]
                 episodes.append(Episode(prompts[slot], final["completion_ids"][slot], final["ref_logprobs"][slot],
                                         float(final["score"][slot])))
-        return episodes, obs, starts
+        # exactly batch_episodes: equal batches give every rank the same number of minibatches
+        return episodes[:self.cfg.batch_episodes], obs, starts
 
     @torch.no_grad()
     def _prepare(self, episodes: list[Episode]) -> tuple[dict[str, torch.Tensor], dict[str, float]]:

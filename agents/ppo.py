@@ -24,6 +24,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from agents import distributed
 from agents.ppo_math import (
     AdaptiveKLController,
     FixedKLController,
@@ -196,6 +197,7 @@ def ppo_update(
             loss = pg_loss - cfg.ent_coef * masked_mean(entropy, mask) + cfg.vf_coef * v_loss
             optimizer.zero_grad()
             loss.backward()
+            distributed.average_gradients(parameters)  # a no-op in a single process
             nn.utils.clip_grad_norm_(parameters, cfg.max_grad_norm)
             optimizer.step()
             with torch.no_grad():
@@ -204,8 +206,8 @@ def ppo_update(
         stats = {"losses/policy_loss": pg_loss.item(), "losses/value_loss": v_loss.item(),
                  "losses/entropy": masked_mean(entropy, mask).item(), "losses/approx_kl": approx_kl,
                  "losses/clipfrac": clipfrac.item()}
-        if cfg.target_kl is not None and approx_kl > cfg.target_kl:
-            break
+        if cfg.target_kl is not None and distributed.mean(approx_kl) > cfg.target_kl:
+            break  # decided on the ranks' mean, so every rank stops at the same epoch
     return stats
 
 
@@ -260,7 +262,8 @@ class PPO:
         """
         cfg, n = self.cfg, envs.num_envs
         torch.manual_seed(cfg.seed)
-        obs, info = envs.reset(seed=cfg.seed)
+        distributed.broadcast_parameters(self.policy)
+        obs, info = envs.reset(seed=cfg.seed + 100_003 * distributed.rank())  # each rank its own episodes
         mask = info.get("action_mask")
         returns_so_far, finished_returns = np.zeros(n), []
         rows, start = [], time.perf_counter()

@@ -14,6 +14,7 @@ QUICK_ARGS: dict[str, list[str]] = {
     "reward_hacking.py": ["--steps", "2048"],
     "kl_sweep.py": ["--steps", "1024", "--kl-coefs", "0", "0.5"],
     "tictactoe_lesson.py": ["--steps", "4096"],
+    "distributed_train.py": ["--steps", "48"],
 }
 
 
