@@ -1,10 +1,11 @@
 """PPO and RLOO for causal language models on textgym's text-generation environment.
 
 Acting: :class:`agents.sampling.LMSampler` keeps a KV cache per environment slot, so each token
-costs a one-token forward. Learning: the finished episodes of a rollout are evaluated with **one**
-teacher-forced forward per minibatch of whole episodes (never one forward per token transition),
-giving the log-probabilities and, for PPO, the values of every token at once; the update is the
-same :func:`agents.ppo.ppo_update` that trains the toy policies, on (episodes x tokens) tensors.
+costs a one-token forward, which also yields the sampled token's log-probability (the behaviour
+policy's, PPO's "old" log-prob) and, from its last hidden state, the value. Learning: each
+minibatch of whole episodes is evaluated with **one** teacher-forced forward (never one forward per
+token transition); the update is the same :func:`agents.ppo.ppo_update` that trains the toy
+policies, on (episodes x tokens) tensors.
 
 Rewards: each episode's ``info`` holds the reward function's ``score`` and the reference's
 per-token ``ref_logprobs``. The agent rebuilds the per-token reward
@@ -80,12 +81,16 @@ class CausalLMWithValueHead(nn.Module):
 
 @dataclass
 class Episode:
-    """One finished episode, as the environment reported it."""
+    """One finished episode: what the environment reported, and what the policy saw while acting."""
 
     prompt_ids: np.ndarray
     completion_ids: np.ndarray
     ref_logprobs: np.ndarray
     score: float
+    logprobs: np.ndarray | None = None
+    """log pi(a_t | s_t) when each token was sampled (the behaviour policy's), or None to recompute."""
+    values: np.ndarray | None = None
+    """The value head's estimate of each state when it acted, or None to recompute."""
 
 
 class LMPPO:
@@ -117,7 +122,8 @@ class LMPPO:
         """Sample the next token of every slot (a KV cache per slot; reset where ``episode_start``)."""
         num_envs = np.atleast_2d(obs["input_ids"]).shape[0]
         if self.sampler is None or self.sampler.num_envs != num_envs:
-            self.sampler = LMSampler(self.policy.model, num_envs, self.pad_id, self.temperature, seed=self.cfg.seed)
+            self.sampler = LMSampler(self.policy.model, num_envs, self.pad_id, self.temperature, seed=self.cfg.seed,
+                                     value_head=self.policy.value_head)
             episode_start = np.ones(num_envs, dtype=bool)
         return self.sampler.act(obs, np.ones(num_envs, bool) if episode_start is None else episode_start)
 
@@ -145,20 +151,27 @@ class LMPPO:
     def _collect(self, envs: Any, obs: dict, starts: np.ndarray) -> tuple[list[Episode], dict, np.ndarray]:
         """Step the vector env until ``batch_episodes`` episodes have finished."""
         prompts: list[np.ndarray | None] = [None] * envs.num_envs
+        seen: list[list[tuple[float, float]]] = [[] for _ in range(envs.num_envs)]  # (log-prob, value) per token
         episodes: list[Episode] = []
         while len(episodes) < self.cfg.batch_episodes:
             for slot in np.flatnonzero(starts):
                 prompts[slot] = obs["input_ids"][slot][obs["attention_mask"][slot] == 1].copy()
+                seen[slot] = []
             if any(p is None for p in prompts):  # first call of a learn(): every slot starts
                 starts = np.ones(envs.num_envs, dtype=bool)
                 continue
-            obs, _, terminated, truncated, info = envs.step(self.act(obs, episode_start=starts))
+            actions = self.act(obs, episode_start=starts)
+            values = self.sampler.last_values
+            for slot in range(envs.num_envs):
+                seen[slot].append((self.sampler.last_logprobs[slot], values[slot]))
+            obs, _, terminated, truncated, info = envs.step(actions)
             self.global_step += envs.num_envs
             starts = terminated | truncated
             for slot in np.flatnonzero(starts):
                 final = info["final_info"]
+                logprobs, values_seen = np.array(seen[slot]).T
                 episodes.append(Episode(prompts[slot], final["completion_ids"][slot], final["ref_logprobs"][slot],
-                                        float(final["score"][slot])))
+                                        float(final["score"][slot]), logprobs, values_seen))
         # exactly batch_episodes: equal batches give every rank the same number of minibatches
         return episodes[:self.cfg.batch_episodes], obs, starts
 
@@ -175,7 +188,13 @@ class LMPPO:
             ref[row, longest - len(episode.completion_ids):] = torch.from_numpy(episode.ref_logprobs)
         batch = {"input_ids": input_ids, "attention_mask": attention_mask, "token_mask": token_mask,
                  "targets": input_ids[:, -longest:]}
-        logprobs, _, values = self._evaluate(batch)
+        if all(e.logprobs is not None for e in episodes):  # recorded while acting: no extra forward
+            logprobs, values = torch.zeros_like(ref), torch.zeros_like(ref)
+            for row, episode in enumerate(episodes):
+                logprobs[row, longest - len(episode.logprobs):] = torch.from_numpy(episode.logprobs)
+                values[row, longest - len(episode.values):] = torch.from_numpy(episode.values)
+        else:
+            logprobs, _, values = self._evaluate(batch)
         kl = (logprobs - ref) * token_mask  # (n, T): log pi - log pi_ref per token
         rewards = -self.kl_ctl.value * kl
         scores = torch.tensor([e.score for e in episodes])
@@ -204,7 +223,8 @@ class LMPPO:
         logits, values = self.policy(mb["input_ids"], mb["attention_mask"], keep=longest + 1)
         logp = torch.log_softmax(logits[:, :-1], -1)  # (b, T, V)
         logprobs = logp.gather(-1, mb["targets"].unsqueeze(-1)).squeeze(-1)
-        entropy = -(logp.exp() * logp).sum(-1)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self.cfg.ent_coef > 0):  # logged only, otherwise
+            entropy = -(logp.exp() * logp).sum(-1)
         return logprobs, entropy, values[:, :-1]
 
     def _update_config(self) -> PPOConfig:

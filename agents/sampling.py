@@ -24,6 +24,8 @@ class LMSampler:
         pad_id: Padding token id of the observations.
         temperature: Sampling temperature.
         seed: Seed of the sampler's own random generator (None: torch's global generator).
+        value_head: If given, ``act`` also records each state's value (from the same forward) in
+            ``last_values``; ``last_logprobs`` always holds the sampled tokens' log-probabilities.
 
     Example:
         >>> import gymnasium as gym
@@ -43,8 +45,12 @@ class LMSampler:
 
     def __init__(
         self, model: PreTrainedModel, num_envs: int, pad_id: int, temperature: float = 1.0, seed: int | None = None,
+        value_head: torch.nn.Module | None = None,
     ) -> None:
-        self.cache = SlotKVCache(model, num_envs, pad_id)
+        self.cache = SlotKVCache(model, num_envs, pad_id, with_hidden=value_head is not None)
+        self.value_head = value_head
+        self.last_logprobs: np.ndarray | None = None  # log pi(a | s) of the last actions (temperature 1)
+        self.last_values: np.ndarray | None = None  # value_head(s) of the last states, if a head was given
         self.num_envs = num_envs
         self.temperature = temperature
         self.generator = None if seed is None else torch.Generator().manual_seed(seed)
@@ -67,12 +73,22 @@ class LMSampler:
         starts = np.flatnonzero(episode_start)
         if self._last_actions is None and len(starts) < self.num_envs:
             raise ValueError("the first act() call must mark every slot as an episode start")
-        logits = None
+        logits, hidden = None, None
         if len(starts) < self.num_envs:
             logits = self.cache.step(torch.from_numpy(self._last_actions))
+            hidden = self.cache.last_hidden
         if len(starts):
             prompts = [torch.from_numpy(input_ids[i][attention_mask[i] == 1]) for i in starts]
             fresh = self.cache.start(starts.tolist(), prompts)
-            logits = fresh if logits is None else logits.index_put_((torch.from_numpy(starts),), fresh)
-        self._last_actions = sample_tokens(logits, self.generator, self.temperature).numpy()
+            rows = (torch.from_numpy(starts),)
+            logits = fresh if logits is None else logits.index_put_(rows, fresh)
+            if self.value_head is not None:
+                fresh_hidden = self.cache.last_hidden
+                hidden = fresh_hidden if hidden is None else hidden.index_put_(rows, fresh_hidden)
+        actions = sample_tokens(logits, self.generator, self.temperature)
+        self.last_logprobs = torch.log_softmax(logits, -1).gather(1, actions[:, None]).squeeze(1).double().numpy()
+        if self.value_head is not None:
+            with torch.no_grad():
+                self.last_values = self.value_head(hidden).squeeze(-1).double().numpy()
+        self._last_actions = actions.numpy()
         return self._last_actions

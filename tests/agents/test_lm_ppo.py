@@ -50,12 +50,26 @@ def test_the_update_does_one_forward_per_minibatch_of_whole_episodes(tokenizer):
     episodes, _, _ = agent._collect(envs, envs.reset(seed=0)[0], np.ones(8, bool))
     original = lm.forward
     lm.forward = lambda *a, **k: (calls.append(k["input_ids"].shape), original(*a, **k))[1]
-    batch, _ = agent._prepare(episodes)
+    batch, _ = agent._prepare(episodes)  # log-probs and values were recorded while acting: no forward
     from agents.ppo import ppo_update
 
     ppo_update(agent.optimizer, list(agent.policy.parameters()), batch, agent._evaluate, agent.cfg, agent.generator)
-    assert len(calls) == 1 + 3 * 2  # one pass to score the rollout, then one per minibatch per epoch
-    assert calls[0][0] == len(episodes)
+    assert len(calls) == 3 * 2  # one forward per minibatch per epoch, whatever the episode lengths
+    assert {shape[0] for shape in calls} == {len(episodes) // 2}
+
+
+def test_acting_time_logprobs_and_values_equal_teacher_forcing(tokenizer):
+    lm = random_causal_lm(len(tokenizer), 2, 32, n_positions=64, seed=0)
+    agent = LMPPO(CausalLMWithValueHead(lm), config(batch_episodes=12))
+    torch.nn.init.normal_(agent.policy.value_head.weight)  # a non-trivial value head
+    envs = make(tokenizer, lm, num_envs=4, max_new_tokens=5)
+    episodes, _, _ = agent._collect(envs, envs.reset(seed=0)[0], np.ones(4, bool))
+    recorded, _ = agent._prepare(episodes)
+    recomputed, _ = agent._prepare([Episode(e.prompt_ids, e.completion_ids, e.ref_logprobs, e.score)
+                                    for e in episodes])
+    mask = recorded["token_mask"]
+    torch.testing.assert_close(recorded["logprobs"] * mask, recomputed["logprobs"] * mask, atol=1e-4, rtol=0)
+    torch.testing.assert_close(recorded["values"], recomputed["values"], atol=1e-4, rtol=0)
 
 
 def test_eos_logprob_is_kept_when_pad_is_eos(tokenizer):

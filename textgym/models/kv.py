@@ -50,6 +50,7 @@ class SlotKVCache:
         model: A Hugging Face causal LM (any ``AutoModelForCausalLM``); it is not modified.
         num_slots: How many contexts are stepped in lockstep.
         pad_id: Token id used in padding positions.
+        with_hidden: Also keep the last hidden state of each call (for a value head) in ``last_hidden``.
 
     Example:
         >>> import torch
@@ -62,8 +63,10 @@ class SlotKVCache:
         torch.Size([2, 50])
     """
 
-    def __init__(self, model: PreTrainedModel, num_slots: int, pad_id: int) -> None:
+    def __init__(self, model: PreTrainedModel, num_slots: int, pad_id: int, with_hidden: bool = False) -> None:
         self.model = model
+        self.with_hidden = with_hidden
+        self.last_hidden: torch.Tensor | None = None
         self.num_slots = num_slots
         self.pad_id = pad_id
         self.cache: DynamicCache | None = None
@@ -84,7 +87,8 @@ class SlotKVCache:
             prompts: One non-empty 1-D token tensor per slot.
 
         Returns:
-            Next-token logits after each prompt, shape (len(slots), V), float32.
+            Next-token logits after each prompt, shape (len(slots), V), float32. With
+            ``with_hidden`` set, :attr:`last_hidden` holds the matching last hidden states (n, H).
         """
         ids, mask = left_pad(prompts, self.pad_id)  # (n, P)
         fresh = DynamicCache()
@@ -94,7 +98,9 @@ class SlotKVCache:
             position_ids=positions_from_mask(mask),
             past_key_values=fresh,
             use_cache=True,
+            output_hidden_states=self.with_hidden,
         )
+        self._keep_hidden(out)
         lengths = mask.sum(-1)
         if self.cache is None or len(slots) == self.num_slots:
             order = torch.as_tensor(slots).argsort()  # rows in slot order
@@ -116,10 +122,16 @@ class SlotKVCache:
             position_ids=self.next_pos.view(-1, 1),
             past_key_values=self.cache,
             use_cache=True,
+            output_hidden_states=self.with_hidden,
         )
+        self._keep_hidden(out)
         self.mask = mask
         self.next_pos += 1
         return out.logits[:, -1].float()
+
+    def _keep_hidden(self, out) -> None:
+        if self.with_hidden:
+            self.last_hidden = out.hidden_states[-1][:, -1].float()  # (n, H) at the newest position
 
     def _merge(self, slots: torch.Tensor, fresh: DynamicCache, mask: torch.Tensor) -> None:
         """Write freshly encoded prompts into the right-aligned columns of ``slots``."""
