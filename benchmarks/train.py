@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from transformers import TrainerCallback
 
-from agents.lm_ppo import CausalLMWithValueHead, LMPPO
+from agents.lm_ppo import LMPPO, CausalLMWithValueHead
 from agents.ppo import PPOConfig
 from textgym.envs import TextGenerationVectorEnv
 from textgym.models import load_causal_lm
@@ -54,8 +54,9 @@ def textgym_run(path: str, prompts: list[str], reward: KeywordReward, algorithm:
     cfg = PPOConfig(learning_rate=LR, batch_episodes=COMPLETIONS, num_minibatches=1, update_epochs=1, kl_coef=KL,
                     gamma=1.0)
     agent = LMPPO(CausalLMWithValueHead(load_causal_lm(path)), cfg, algorithm=algorithm)
-    stamps: list[float] = []
-    agent.learn(envs, (updates + 1) * COMPLETIONS * NEW_TOKENS, lambda row: stamps.append(time.perf_counter()) and False)
+    stamps: list[float] = []  # the end of every update
+    budget = (updates + 1) * COMPLETIONS * NEW_TOKENS
+    agent.learn(envs, budget, lambda row: stamps.append(time.perf_counter()) and False)
     return COMPLETIONS * (len(stamps) - 1) / (stamps[-1] - stamps[0])
 
 
