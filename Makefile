@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) examples/quickstart.py
+	$(VENV)/bin/textgym demo --out reports/demo
 
 test: $(STAMP)
 	$(PY) -m pytest -q

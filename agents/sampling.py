@@ -7,6 +7,8 @@ its prompt, read from the observation.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 from transformers import PreTrainedModel
@@ -56,7 +58,8 @@ class LMSampler:
         self.generator = None if seed is None else torch.Generator().manual_seed(seed)
         self._last_actions: np.ndarray | None = None
 
-    def act(self, obs: dict[str, np.ndarray], episode_start: np.ndarray) -> np.ndarray:
+    def act(self, obs: dict[str, np.ndarray], episode_start: np.ndarray, action_mask: np.ndarray | None = None,
+            deterministic: bool = False) -> np.ndarray:
         """Sample one token per slot.
 
         Args:
@@ -64,6 +67,8 @@ class LMSampler:
                 or single (L,).
             episode_start: Bool (N,): True where the observation is a fresh prompt (after reset,
                 or where the previous step ended the episode under same-step autoreset).
+            action_mask: Optional (N, V) or (V,): only tokens marked 1 are drawn.
+            deterministic: Take the most likely token instead of sampling.
 
         Returns:
             Token ids, shape (N,), int64.
@@ -85,10 +90,20 @@ class LMSampler:
             if self.value_head is not None:
                 fresh_hidden = self.cache.last_hidden
                 hidden = fresh_hidden if hidden is None else hidden.index_put_(rows, fresh_hidden)
-        actions = sample_tokens(logits, self.generator, self.temperature)
+        if action_mask is not None:
+            logits = logits.masked_fill(torch.as_tensor(np.atleast_2d(action_mask)) == 0, float("-inf"))
+        actions = logits.argmax(-1) if deterministic else sample_tokens(logits, self.generator, self.temperature)
         self.last_logprobs = torch.log_softmax(logits, -1).gather(1, actions[:, None]).squeeze(1).double().numpy()
         if self.value_head is not None:
             with torch.no_grad():
                 self.last_values = self.value_head(hidden).squeeze(-1).double().numpy()
         self._last_actions = actions.numpy()
         return self._last_actions
+
+    def learn(self, envs, total_steps: int) -> list[dict[str, float]]:
+        """The reference-sampling baseline does not learn."""
+        return []
+
+    def save(self, path: str | Path) -> None:
+        """The sampled model, with ``save_pretrained``."""
+        self.cache.model.save_pretrained(path)

@@ -1,8 +1,8 @@
 """End-to-end training speed: textgym PPO and RLOO vs TRL's GRPO and RLOO trainers.
 
 Same random GPT-2 (saved to disk, 8192-token vocabulary), same 16-token prompts, 32 new tokens, 16
-completions per update, a fixed reward (a keyword count), one update epoch, KL coefficient 0.05,
-fp32, CPU, 1 torch thread. Completions/s counts rollout + reward + update, timed after a warm-up
+completions per update, a fixed reward (a keyword count), one update epoch in one minibatch, KL
+coefficient 0.05, no entropy bonus (TRL's losses have none), fp32, CPU, 1 torch thread. Completions/s counts rollout + reward + update, timed after a warm-up
 update. Writes ``benchmarks/results/train.json``; needs the ``bench`` extra (TRL).
 
 Run: ``python benchmarks/train.py`` (``--quick`` for one small smoke case).
@@ -52,7 +52,7 @@ def textgym_run(path: str, prompts: list[str], reward: KeywordReward, algorithm:
                                    prompts=prompts, reward_fn=reward, max_context=PROMPT_TOKENS + NEW_TOKENS,
                                    max_new_tokens=NEW_TOKENS, kl_coef=KL, ref_scoring="episode")
     cfg = PPOConfig(learning_rate=LR, batch_episodes=COMPLETIONS, num_minibatches=1, update_epochs=1, kl_coef=KL,
-                    gamma=1.0)
+                    gamma=1.0, ent_coef=0.0)  # TRL's GRPO and RLOO losses have no entropy bonus: same gradient work
     agent = LMPPO(CausalLMWithValueHead(load_causal_lm(path)), cfg, algorithm=algorithm)
     stamps: list[float] = []  # the end of every update
     budget = (updates + 1) * COMPLETIONS * NEW_TOKENS

@@ -1,11 +1,15 @@
 """The ``textgym`` command line.
 
-``textgym label`` collects rankings from a person or a judge (see :mod:`textgym.feedback`).
+``textgym demo`` runs the offline RLHF pipeline (:mod:`textgym.pipeline`); ``textgym label``
+collects rankings from a person or a judge (see :mod:`textgym.feedback`).
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
+import dataclasses
+import inspect
 import sys
 
 from textgym.feedback import Principle, answered_ids, items_from_file, label_interactive, label_with_judge, sample_items
@@ -36,6 +40,40 @@ def _label_parser(sub) -> None:
     p.add_argument("--judge", help="rank with this reward instead of a person (e.g. helpfulness, rm:PATH)")
     p.add_argument("--principle", action="append", type=_principle, default=[],
                    help="NAME=REWARD[@WEIGHT]: rank by several principles' weighted scores (repeatable)")
+
+
+def _field_docs(cls: type) -> dict[str, str]:
+    """The docstring under each field of a dataclass (the house style documents every field)."""
+    docs, body = {}, ast.parse(inspect.getsource(cls)).body[0].body
+    for node, following in zip(body, body[1:], strict=False):
+        if isinstance(node, ast.AnnAssign) and isinstance(following, ast.Expr):
+            docs[node.target.id] = str(following.value.value)
+    return docs
+
+
+def _add_dataclass_flags(parser: argparse.ArgumentParser, cls: type) -> None:
+    """One ``--flag`` per field of ``cls``, with its default and its docstring as help."""
+    docs = _field_docs(cls)
+    for field in dataclasses.fields(cls):
+        parser.add_argument(f"--{field.name.replace('_', '-')}", type=type(field.default), default=field.default,
+                            help=f"{docs.get(field.name, '')} (default: {field.default})")
+
+
+def _demo_parser(sub) -> None:
+    from textgym.pipeline import DemoConfig
+
+    p = sub.add_parser("demo", help="the offline RLHF pipeline: SFT -> reward model -> PPO -> report",
+                       description="Supervised fine-tuning, a reward model from rankings, PPO with a KL penalty "
+                                   "through the helpfulness env, then an evaluation report with plots. Offline.")
+    _add_dataclass_flags(p, DemoConfig)
+
+
+def demo(args: argparse.Namespace) -> int:
+    """Run ``textgym demo``."""
+    from textgym.pipeline import DemoConfig, run_demo
+
+    run_demo(DemoConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(DemoConfig)}))
+    return 0
 
 
 def label(args: argparse.Namespace) -> int:
@@ -69,10 +107,11 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``textgym`` command."""
     parser = argparse.ArgumentParser(prog="textgym", description="Text generation as an RL environment, and RLHF.")
     sub = parser.add_subparsers(dest="command", required=True)
+    _demo_parser(sub)
     _label_parser(sub)
     args = parser.parse_args(argv)
     try:
-        return {"label": label}[args.command](args)
+        return {"demo": demo, "label": label}[args.command](args)
     except KeyboardInterrupt:
         print("\nstopped; every answer given so far is saved", file=sys.stderr)
         return 130

@@ -38,3 +38,19 @@ def test_first_call_must_start_every_slot(lm):
     obs = {"input_ids": np.ones((2, 4), np.int64), "attention_mask": np.ones((2, 4), np.int64)}
     with pytest.raises(ValueError, match="every slot"):
         agent.act(obs, np.array([True, False]))
+
+
+def test_sampler_follows_the_agent_protocol(lm, tmp_path):
+    from agents.base import Agent
+
+    agent = LMSampler(lm, num_envs=2, pad_id=0, seed=0)
+    assert isinstance(agent, Agent) and agent.learn(None, 10) == []
+    obs = {"input_ids": np.ones((2, 4), np.int64), "attention_mask": np.ones((2, 4), np.int64)}
+    mask = np.zeros((2, 48), np.int8)
+    mask[:, 7] = 1
+    assert agent.act(obs, np.array([True, True]), action_mask=mask).tolist() == [7, 7]
+    greedy = agent.act(obs, np.array([True, True]), deterministic=True)
+    with torch.no_grad():
+        assert greedy[0] == lm(torch.ones((1, 4), dtype=torch.long)).logits[0, -1].argmax().item()
+    agent.save(tmp_path)
+    assert (tmp_path / "config.json").is_file()

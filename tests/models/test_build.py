@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from textgym.data import synthetic
-from textgym.models.build import BuildConfig, _encode, perplexity, train_lm, train_tokenizer
+from textgym.models.build import BuildConfig, encode, perplexity, train_lm, train_tokenizer
 
 
 def test_same_seed_same_tokenizer_and_weights():
@@ -22,7 +22,7 @@ def test_same_seed_same_tokenizer_and_weights():
 def test_training_lowers_perplexity():
     texts = synthetic.corpus()[:400]
     tok = train_tokenizer(texts, 400)
-    seqs = _encode(tok, texts[:50], 128, eos=True)
+    seqs = encode(tok, texts[:50], 128, eos=True)
     untrained = perplexity(train_lm(BuildConfig(lm_layers=1, lm_width=32, lm_epochs=0), tok, texts), seqs)
     trained = perplexity(train_lm(BuildConfig(lm_layers=1, lm_width=32, lm_epochs=2), tok, texts), seqs)
     assert trained < 0.5 * untrained

@@ -328,9 +328,13 @@ def replies(n: int = 6000, seed: int = 0, test_fraction: float = 0.15) -> datase
 
 
 def corpus(seed: int = 0) -> list[str]:
-    """Every text of the three tasks (train splits only): the pretraining corpus of the tiny LM."""
+    """Every text of the three tasks (train splits only): the pretraining corpus of the tiny LM.
+
+    Dialogues come with all four of their answers, helpful or not, as web text does: the pretrained
+    model answers unhelpfully often enough that supervised fine-tuning and RLHF have work to do.
+    """
     texts = list(reviews(seed=seed)["train"]["text"])
-    texts += [row["chosen"] for row in dialogues(seed=seed)["train"]]
+    texts += [row["prompt"] + answer for row in dialogues(seed=seed)["train"] for answer in row["completions"]]
     texts += [p + " " + t for p, t in zip(replies(seed=seed)["train"]["prompt"], replies(seed=seed)["train"]["text"],
                                           strict=True)]
     return texts

@@ -29,12 +29,11 @@ from gymnasium import spaces
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from textgym.models import load_causal_lm, load_tokenizer
-from textgym.models.kv import SlotKVCache, left_pad, positions_from_mask
+from textgym.models.kv import SlotKVCache, completion_logprobs
 from textgym.rewards.base import RewardFunction, score_terms
 from textgym.tasks import DEFAULT_MODEL, get_task
 
 RefScoring = Literal["step", "episode"]
-LOGITS_BUDGET = 1 << 22  # floats of reference logits per teacher-forced chunk (16 MB)
 PromptOverflow = Literal["truncate", "error"]
 
 
@@ -220,26 +219,11 @@ class GenerationCore:
             bonus[slot] = score + (kl_term if self._kv is None else 0.0)
         return bonus
 
-    @torch.no_grad()
     def score_reference(self, episodes: Sequence[_Episode]) -> list[np.ndarray]:
-        """Per-token ``log pi_ref`` of each completion, by teacher forcing.
-
-        One forward per chunk of episodes, sized so the logits stay under about 16 MB (the full
-        (n, T, V) tensor and its log-softmax cost more in allocation than in arithmetic).
-        """
-        keep = max(len(e.tokens) for e in episodes) + 1  # logits for the completion positions only
-        rows = max(1, LOGITS_BUDGET // (keep * self.vocab_size))
-        out: list[np.ndarray] = []
-        for start in range(0, len(episodes), rows):
-            chunk = episodes[start:start + rows]
-            seqs = [torch.from_numpy(np.concatenate([e.prompt_ids, np.array(e.tokens, np.int64)])) for e in chunk]
-            ids, mask = left_pad(seqs, self.pad_id)  # (n, W)
-            logits = self.reference(input_ids=ids, attention_mask=mask, position_ids=positions_from_mask(mask),
-                                    logits_to_keep=keep).logits[:, :-1].float()  # (n, keep - 1, V)
-            targets = ids[:, ids.shape[1] - keep + 1:, None]  # (n, keep - 1, 1)
-            lps = (logits.gather(-1, targets) - torch.logsumexp(logits, -1, keepdim=True)).squeeze(-1)
-            out += [lps[row, lps.shape[1] - len(e.tokens):].double().numpy() for row, e in enumerate(chunk)]
-        return out
+        """Per-token ``log pi_ref`` of each completion, by teacher forcing (batched, chunked)."""
+        lps = completion_logprobs(self.reference, [e.prompt_ids.tolist() for e in episodes],
+                                  [e.tokens for e in episodes], self.pad_id)
+        return [lp.numpy() for lp in lps]
 
     # ----------------------------------------------------------------------------- views
     def observation(self) -> dict[str, np.ndarray]:

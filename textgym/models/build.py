@@ -72,7 +72,8 @@ def train_tokenizer(texts: Sequence[str], vocab_size: int) -> PreTrainedTokenize
                                    pad_token=EOS_TOKEN, unk_token=EOS_TOKEN)
 
 
-def _encode(tokenizer: PreTrainedTokenizerFast, texts: Sequence[str], max_length: int, eos: bool) -> list[torch.Tensor]:
+def encode(tokenizer: PreTrainedTokenizerFast, texts: Sequence[str], max_length: int, eos: bool) -> list[torch.Tensor]:
+    """Token tensors of ``texts`` (each followed by EOS if ``eos``), cut to ``max_length``."""
     ids = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
     return [torch.tensor((seq + [tokenizer.eos_token_id] if eos else seq)[:max_length]) for seq in ids]
 
@@ -115,8 +116,9 @@ def train_lm(cfg: BuildConfig, tokenizer: PreTrainedTokenizerFast, texts: Sequen
     config = GPT2Config(vocab_size=len(tokenizer), n_layer=cfg.lm_layers, n_embd=cfg.lm_width,
                         n_head=cfg.lm_width // 32, n_positions=256, bos_token_id=0, eos_token_id=0, pad_token_id=0)
     model = GPT2LMHeadModel(config)
-    seqs = _encode(tokenizer, texts, cfg.max_length, eos=True)
-    _fit(model, cfg.lm_epochs, cfg, len(seqs), lambda idx: lm_loss(model, [seqs[i] for i in idx])[0], "tiny-lm")
+    seqs = encode(tokenizer, texts, cfg.max_length, eos=True)
+    fit(model, lambda idx: lm_loss(model, [seqs[i] for i in idx])[0], len(seqs), cfg.lm_epochs, cfg.batch_size,
+        cfg.seed, 3e-3, "tiny-lm")
     return model.eval()
 
 
@@ -131,29 +133,30 @@ def train_classifier(
                         label2id={n: i for i, n in enumerate(label_names)}, pad_token_id=0, bos_token_id=0,
                         eos_token_id=0)
     model = GPT2ForSequenceClassification(config)
-    seqs = _encode(tokenizer, texts, cfg.max_length, eos=False)
+    seqs = encode(tokenizer, texts, cfg.max_length, eos=False)
     targets = torch.tensor(labels)
 
     def loss(idx: torch.Tensor) -> torch.Tensor:
         ids, mask = _right_pad([seqs[i] for i in idx])
         return model(input_ids=ids, attention_mask=mask, labels=targets[idx]).loss
 
-    _fit(model, cfg.clf_epochs, cfg, len(seqs), loss, name)
+    fit(model, loss, len(seqs), cfg.clf_epochs, cfg.batch_size, cfg.seed, 3e-3, name)
     return model.eval()
 
 
-def _fit(model: torch.nn.Module, epochs: int, cfg: BuildConfig, n: int, loss_fn, name: str) -> None:
-    """AdamW with linear warm-up and cosine decay; prints progress once per epoch."""
-    generator = torch.Generator().manual_seed(cfg.seed)
-    steps = max(1, epochs * math.ceil(n / cfg.batch_size))
+def fit(model: torch.nn.Module, loss_fn, n: int, epochs: int, batch_size: int, seed: int, lr: float,
+        name: str) -> None:
+    """Minimise ``loss_fn(indices)`` over ``n`` examples: AdamW, linear warm-up, cosine decay; progress per epoch."""
+    generator = torch.Generator().manual_seed(seed)
+    steps = max(1, epochs * math.ceil(n / batch_size))
     warmup = min(100, max(1, steps // 10))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.01)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * s / steps)))
     model.train()
     for epoch in range(epochs):
         start, total = time.perf_counter(), 0.0
-        batches = _batches(n, cfg.batch_size, generator)
+        batches = _batches(n, batch_size, generator)
         for idx in batches:
             loss = loss_fn(idx)
             optimizer.zero_grad()
@@ -168,7 +171,7 @@ def _fit(model: torch.nn.Module, epochs: int, cfg: BuildConfig, n: int, loss_fn,
 
 def accuracy(model: GPT2ForSequenceClassification, tokenizer, texts: Sequence[str], labels: Sequence[int]) -> float:
     """Share of ``texts`` whose argmax class equals the label."""
-    seqs = _encode(tokenizer, texts, 128, eos=False)
+    seqs = encode(tokenizer, texts, 128, eos=False)
     correct = 0
     with torch.no_grad():
         for start in range(0, len(seqs), 128):
@@ -197,7 +200,7 @@ def build(cfg: BuildConfig, out: Path = EMBEDDED_DIR) -> dict:
     held_out = (list(reviews["test"]["text"]) + list(dialogues["test"]["chosen"])
                 + [p + " " + t for p, t in zip(replies["test"]["prompt"], replies["test"]["text"], strict=True)])
     metrics: dict = {"config": asdict(cfg), "perplexity": {
-        "tiny-lm held-out": perplexity(lm, _encode(tokenizer, held_out, cfg.max_length, eos=True))}}
+        "tiny-lm held-out": perplexity(lm, encode(tokenizer, held_out, cfg.max_length, eos=True))}}
     sizes = {"tiny-lm": _save(lm, tokenizer, out / "tiny-lm")}
     tasks = {
         "sentiment-classifier": (reviews, "text", "label", ("negative", "positive")),

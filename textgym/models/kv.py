@@ -166,3 +166,33 @@ def _select_rows(cache: DynamicCache, rows: torch.Tensor) -> DynamicCache:
     if bool((rows == torch.arange(len(rows))).all()):
         return cache
     return DynamicCache(ddp_cache_data=[(ly.keys[rows], ly.values[rows]) for ly in cache.layers])
+
+
+LOGITS_BUDGET = 1 << 22  # floats of logits per teacher-forced chunk (16 MB)
+
+
+@torch.no_grad()
+def completion_logprobs(model: PreTrainedModel, prompts: Sequence[Sequence[int]], completions: Sequence[Sequence[int]],
+                        pad_id: int) -> list[torch.Tensor]:
+    """``log p(token | context)`` of every completion token, by teacher forcing.
+
+    One forward per chunk of sequences, sized so the logits stay under about 16 MB (the full
+    (n, T, V) tensor and its log-softmax cost more in allocation than in arithmetic); only the
+    completion positions' logits are computed (``logits_to_keep``).
+
+    Returns:
+        One float64 tensor per completion, its length.
+    """
+    keep = max(len(c) for c in completions) + 1
+    rows = max(1, LOGITS_BUDGET // (keep * model.config.vocab_size))
+    out: list[torch.Tensor] = []
+    for start in range(0, len(completions), rows):
+        chunk = range(start, min(start + rows, len(completions)))
+        seqs = [torch.tensor([*prompts[i], *completions[i]], dtype=torch.long) for i in chunk]
+        ids, mask = left_pad(seqs, pad_id)  # (n, W)
+        logits = model(input_ids=ids, attention_mask=mask, position_ids=positions_from_mask(mask),
+                       logits_to_keep=keep).logits[:, :-1].float()  # (n, keep - 1, V)
+        targets = ids[:, ids.shape[1] - keep + 1:, None]  # (n, keep - 1, 1)
+        lps = (logits.gather(-1, targets) - torch.logsumexp(logits, -1, keepdim=True)).squeeze(-1)
+        out += [lps[row, lps.shape[1] - len(completions[i]):].double() for row, i in enumerate(chunk)]
+    return out
