@@ -110,7 +110,7 @@ class LMPPO:
             raise ValueError(f"algorithm must be 'ppo' or 'rloo', got {algorithm!r}")
         self.cfg = config or PPOConfig(learning_rate=1e-4, update_epochs=1, num_minibatches=2, kl_coef=0.05)
         self.policy, self.algorithm, self.pad_id, self.temperature = policy.eval(), algorithm, pad_id, temperature
-        self.optimizer = torch.optim.Adam(policy.parameters(), lr=self.cfg.learning_rate, eps=1e-5)
+        self.optimizer = torch.optim.Adam(policy.parameters(), lr=self.cfg.learning_rate, eps=1e-5, foreach=True)
         self.generator = torch.Generator().manual_seed(self.cfg.seed)
         self.kl_ctl = (AdaptiveKLController(self.cfg.kl_coef, self.cfg.kl_setpoint, self.cfg.kl_horizon)
                        if self.cfg.kl_setpoint else FixedKLController(self.cfg.kl_coef))

@@ -230,7 +230,7 @@ class PPO:
     def __init__(self, policy: nn.Module, config: PPOConfig | None = None) -> None:
         self.cfg = config or PPOConfig()
         self.policy = policy
-        self.optimizer = torch.optim.Adam(policy.parameters(), lr=self.cfg.learning_rate, eps=1e-5)
+        self.optimizer = torch.optim.Adam(policy.parameters(), lr=self.cfg.learning_rate, eps=1e-5, foreach=True)
         self.generator = torch.Generator().manual_seed(self.cfg.seed)
         self.kl_ctl = (AdaptiveKLController(self.cfg.kl_coef, self.cfg.kl_setpoint, self.cfg.kl_horizon)
                        if self.cfg.kl_setpoint else FixedKLController(self.cfg.kl_coef))

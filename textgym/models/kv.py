@@ -185,6 +185,7 @@ def completion_logprobs(model: PreTrainedModel, prompts: Sequence[Sequence[int]]
     """
     keep = max(len(c) for c in completions) + 1
     rows = max(1, LOGITS_BUDGET // (keep * model.config.vocab_size))
+    rows = -(-len(completions) // -(-len(completions) // rows))  # equal chunks: 16 rows in 8 + 8, not 15 + 1
     out: list[torch.Tensor] = []
     for start in range(0, len(completions), rows):
         chunk = range(start, min(start + rows, len(completions)))
