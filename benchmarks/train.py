@@ -2,8 +2,9 @@
 
 Same random GPT-2 (saved to disk, 8192-token vocabulary), same 16-token prompts, 32 new tokens, 16
 completions per update, a fixed reward (a keyword count), one update epoch in one minibatch, KL
-coefficient 0.05, no entropy bonus (TRL's losses have none), fp32, CPU, 1 torch thread. Completions/s counts rollout + reward + update, timed after a warm-up
-update. Writes ``benchmarks/results/train.json``; needs the ``bench`` extra (TRL).
+coefficient 0.05, no entropy bonus (TRL's losses have none), fp32, CPU, 1 torch thread.
+Completions/s counts rollout + reward + update, timed after a warm-up update. Writes
+``benchmarks/results/train.json``; needs the ``bench`` extra (TRL).
 
 Run: ``python benchmarks/train.py`` (``--quick`` for one small smoke case).
 """

@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import copy
 import csv
 import json
 import time
@@ -43,16 +42,18 @@ class DemoConfig:
     """Report folder (models go in its subfolders)."""
     seed: int = 0
     """Seed of every step."""
-    sft_examples: int = 3000
-    """Helpful dialogues for supervised fine-tuning."""
+    sft_examples: int = 100
+    """Helpful demonstrations for supervised fine-tuning (few: thousands solve this easy task, leaving RL nothing)."""
     sft_epochs: int = 1
     """Passes over them."""
     rm_pairs: int = 3000
     """Pairwise comparisons (from rankings) for the reward model."""
     ppo_steps: int = 24_000
     """Environment steps (tokens generated) of PPO."""
-    kl_coef: float = 0.05
+    kl_coef: float = 0.1
     """Beta of the KL penalty to the SFT reference."""
+    ppo_learning_rate: float = 3e-5
+    """Adam learning rate of PPO."""
     eval_prompts: int = 64
     """Held-out questions evaluated before and after PPO."""
     max_new_tokens: int = 40
@@ -91,7 +92,7 @@ def reward_model(cfg: DemoConfig, out: Path) -> dict:
 
 def ppo(cfg: DemoConfig, out: Path) -> list[dict]:
     """Step 3: PPO through the helpfulness env with the learned reward; saves ``out/policy``."""
-    from agents.lm_ppo import CausalLMWithValueHead, LMPPO
+    from agents.lm_ppo import LMPPO, CausalLMWithValueHead
     from agents.ppo import PPOConfig
 
     envs = gym.make_vec("textgym/Helpfulness-v0", num_envs=16, vectorization_mode="vector_entry_point",
@@ -99,7 +100,7 @@ def ppo(cfg: DemoConfig, out: Path) -> list[dict]:
                         reward_fn=RewardModel(str(out / "reward_model")), kl_coef=cfg.kl_coef,
                         max_new_tokens=cfg.max_new_tokens, ref_scoring="episode")
     agent = LMPPO(CausalLMWithValueHead(load_causal_lm(out / "sft")),
-                  PPOConfig(learning_rate=3e-4, batch_episodes=32, num_minibatches=2, update_epochs=2,
+                  PPOConfig(learning_rate=cfg.ppo_learning_rate, batch_episodes=32, num_minibatches=2, update_epochs=2,
                             kl_coef=cfg.kl_coef, gamma=1.0, ent_coef=0.0, seed=cfg.seed))
 
     def progress(row: dict) -> bool:
@@ -134,9 +135,8 @@ def evaluate(cfg: DemoConfig, out: Path) -> dict:
         ids = sample_completions(model, tokenizer, prompts, cfg.max_new_tokens, seed=cfg.seed)
         texts = [tokenizer.decode(c, skip_special_tokens=True) for c in ids]
         prompt_ids = [tokenizer(p)["input_ids"] for p in prompts]
-        kept = [i for i, c in enumerate(ids) if c]  # an empty answer has no tokens to compare
-        policy_lp = completion_logprobs(model, [prompt_ids[i] for i in kept], [ids[i] for i in kept], 0)
-        ref_lp = completion_logprobs(reference, [prompt_ids[i] for i in kept], [ids[i] for i in kept], 0)
+        policy_lp = completion_logprobs(model, prompt_ids, ids, tokenizer.pad_token_id)  # EOS included
+        ref_lp = completion_logprobs(reference, prompt_ids, ids, tokenizer.pad_token_id)
         scores = reward(prompts, texts)
         metrics[name] = {
             "reward": score_summary(scores), "reward_scores": scores.tolist(),
@@ -175,7 +175,8 @@ def write_report(cfg: DemoConfig, out: Path, rm_metrics: dict, rows: list[dict],
     fig.tight_layout()
     fig.savefig(out / "reward_scores.png", dpi=100)
     table = ["| | base | SFT (before PPO) | PPO (after) |", "|---|---|---|---|",
-             f"| mean reward (reward model) | | {m['sft']['reward']['mean']:+.3f} | {m['ppo']['reward']['mean']:+.3f} |",
+             f"| mean reward (reward model) | | {m['sft']['reward']['mean']:+.3f} | "
+             f"{m['ppo']['reward']['mean']:+.3f} |",
              f"| KL to the SFT reference, nats per answer | | {m['sft']['kl_to_reference']:.3f} | "
              f"{m['ppo']['kl_to_reference']:.3f} |",
              f"| perplexity of held-out chosen answers | {m['base']['perplexity_heldout_chosen']:.3f} | "

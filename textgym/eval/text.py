@@ -79,7 +79,7 @@ def toxicity_rate(judge: RewardFunction, prompts: Sequence[str], completions: Se
 @torch.no_grad()
 def sample_completions(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str],
                        max_new_tokens: int, seed: int = 0) -> list[list[int]]:
-    """Sample one completion per prompt (a KV cache per prompt; stops at EOS, which is not kept).
+    """Sample one completion per prompt (a KV cache per prompt); each ends with EOS unless cut at the limit.
 
     >>> from textgym.models import load_causal_lm, load_tokenizer
     >>> lm, tok = load_causal_lm("textgym/tiny-lm"), load_tokenizer("textgym/tiny-lm")
@@ -97,11 +97,9 @@ def sample_completions(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBas
     done = torch.zeros(len(prompts), dtype=torch.bool)
     for _ in range(max_new_tokens):
         tokens = sample_tokens(logits, generator)
-        for row in torch.flatnonzero(~done).tolist():
-            if tokens[row].item() == tokenizer.eos_token_id:
-                done[row] = True
-            else:
-                out[row].append(tokens[row].item())
+        for row in (~done).nonzero().flatten().tolist():
+            out[row].append(tokens[row].item())
+            done[row] = tokens[row].item() == tokenizer.eos_token_id
         if bool(done.all()):
             break
         logits = cache.step(tokens)
