@@ -13,12 +13,14 @@ from collections.abc import Sequence
 from peft import LoraConfig, PeftModel, get_peft_model
 from torch import nn
 from transformers import PreTrainedModel
+from transformers.pytorch_utils import Conv1D
 
 
 def lora_policy(model: PreTrainedModel, r: int = 8, alpha: int = 16, dropout: float = 0.0,
                 target_modules: Sequence[str] | None = None) -> PeftModel:
     """Wrap ``model`` with LoRA adapters (its own weights frozen); GPT-2 adapts ``c_attn`` by default."""
-    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, task_type="CAUSAL_LM",
+    transposed = any(isinstance(m, Conv1D) for m in model.modules())  # GPT-2 stores its linears transposed
+    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, task_type="CAUSAL_LM", fan_in_fan_out=transposed,
                         target_modules=list(target_modules) if target_modules else None)
     return get_peft_model(model, config)
 

@@ -35,9 +35,10 @@ def main() -> None:
                         max_new_tokens=12, ref_scoring="episode")
     agent = LMPPO(CausalLMWithValueHead(load_causal_lm("textgym/tiny-lm")),
                   PPOConfig(learning_rate=1e-4, batch_episodes=8, num_minibatches=2, update_epochs=1, kl_coef=0.05))
-    initial = sum(float(p.double().sum()) for p in agent.policy.parameters())
+    initial = sum(float(p.detach().double().sum()) for p in agent.policy.parameters())
     rows = agent.learn(envs, args.steps)
-    checksum = torch.tensor([sum(float(p.double().sum()) for p in agent.policy.parameters())], dtype=torch.float64)
+    checksum = torch.tensor([sum(float(p.detach().double().sum()) for p in agent.policy.parameters())],
+                            dtype=torch.float64)
     gathered = [torch.zeros_like(checksum) for _ in range(world)]
     if distributed.active():
         dist.all_gather(gathered, checksum)
