@@ -94,6 +94,16 @@ class RewardModel(_SequenceScorer):
         batch_size: Texts per forward pass.
         max_length: Longest input in tokens.
         name: The reward's name in logs and ``info``.
+
+    Example:
+        >>> from transformers import GPT2Config, GPT2ForSequenceClassification
+        >>> from textgym.models.tiny import word_tokenizer
+        >>> tok = word_tokenizer(["good", "bad", "answer"])
+        >>> model = GPT2ForSequenceClassification(GPT2Config(vocab_size=4, n_layer=1, n_embd=8, n_head=1,
+        ...                                                  num_labels=1, pad_token_id=0))
+        >>> reward = RewardModel(model, tok, name="helpfulness_rm")
+        >>> reward(["answer", "answer"], [" good", " bad"]).shape
+        (2,)
     """
 
     def __init__(
