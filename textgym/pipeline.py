@@ -127,8 +127,8 @@ def evaluate(cfg: DemoConfig, out: Path) -> dict:
     reward = RewardModel(str(out / "reward_model"))
     judge = ClassifierReward("textgym/helpfulness-classifier", label="helpful", output="probability",
                              text="prompt+completion")
-    chosen = [row["chosen"] for row in data.select(range(min(300, len(data))))]
-    chosen_prompts = [row["prompt"] for row in data.select(range(min(300, len(data))))]
+    heldout = data.select(range(min(300, len(data))))
+    chosen, chosen_prompts = list(heldout["chosen"]), list(heldout["prompt"])
     metrics, samples = {}, {}
     base_ppl = perplexity(load_causal_lm("textgym/tiny-lm"), tokenizer, chosen, chosen_prompts)
     for name, model in models.items():

@@ -16,8 +16,8 @@ from pathlib import Path
 import datasets
 
 
-def read_jsonl(path: str | Path) -> list[dict]:
-    """Read a JSON Lines file: one JSON object per line; blank lines are skipped.
+def read_jsonl_numbered(path: str | Path) -> list[tuple[int, dict]]:
+    """(line number, object) for each non-blank line of a JSON Lines file.
 
     Raises:
         ValueError: For a line that is not a JSON object, naming the file and the line number.
@@ -33,8 +33,17 @@ def read_jsonl(path: str | Path) -> list[dict]:
                 raise ValueError(f"{path}:{number}: not valid JSON ({err.msg} at column {err.colno})") from None
             if not isinstance(row, dict):
                 raise ValueError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
-            rows.append(row)
+            rows.append((number, row))
     return rows
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    """Read a JSON Lines file: one JSON object per line; blank lines are skipped.
+
+    Raises:
+        ValueError: For a line that is not a JSON object, naming the file and the line number.
+    """
+    return [row for _, row in read_jsonl_numbered(path)]
 
 
 def write_jsonl(path: str | Path, rows: Iterable[dict]) -> Path:

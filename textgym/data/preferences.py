@@ -21,7 +21,7 @@ from pathlib import Path
 
 import datasets
 
-from textgym.data.loaders import read_jsonl
+from textgym.data.loaders import read_jsonl_numbered
 
 
 def check_ranking(ranking: Sequence[int], k: int) -> None:
@@ -85,22 +85,13 @@ def check_pair_row(row: dict) -> None:
 
 def _read_checked(path: str | Path, check) -> list[dict]:
     rows = []
-    for number, row in _numbered(path):
+    for number, row in read_jsonl_numbered(path):
         try:
             check(row)
         except ValueError as err:
             raise ValueError(f"{path}:{number}: {err}") from None
         rows.append(row)
     return rows
-
-
-def _numbered(path: str | Path) -> Iterable[tuple[int, dict]]:
-    """(line number, row) for each non-blank line."""
-    rows = iter(read_jsonl(path))
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if line.strip():
-                yield number, next(rows)
 
 
 def read_rankings(path: str | Path) -> list[dict]:
@@ -123,7 +114,7 @@ def rankings_to_pairs(rows: Iterable[dict]) -> datasets.Dataset:
 
 def load_preferences(path: str | Path) -> datasets.Dataset:
     """A pairs Dataset from either JSONL format (detected from the first row)."""
-    first = next((row for _, row in _numbered(path)), None)
+    first = next((row for _, row in read_jsonl_numbered(path)), None)
     if first is None:
         raise ValueError(f"{path} holds no rows")
     if "ranking" in first or "completions" in first:

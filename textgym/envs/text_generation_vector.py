@@ -100,14 +100,16 @@ class TextGenerationVectorEnv(VectorEnv):
         rewards, terminated, truncated, slot_infos = self.core.step(actions)
         finished = np.flatnonzero(terminated | truncated)
         infos = _batch_step_infos(slot_infos, finished, self.num_envs)
+        obs = self.core.observation()
         if len(finished):
-            obs_after = self.core.observation()
             prompts = [self.core.choose_prompt(self._rngs[s], None) for s in finished]
             for slot, reset_info in zip(finished, self.core.start(finished, prompts), strict=True):
-                last_obs = {key: value[slot] for key, value in obs_after.items()}
+                last_obs = {key: value[slot].copy() for key, value in obs.items()}
                 infos = self._add_info(infos, {"final_obs": last_obs, "final_info": slot_infos[slot]}, slot)
                 infos = self._add_info(infos, reset_info, slot)
-        return self.core.observation(), rewards, terminated, truncated, infos
+            for key, value in obs.items():  # the restarted slots show their new prompts
+                value[finished] = getattr(self.core, key)[finished]
+        return obs, rewards, terminated, truncated, infos
 
     def render(self) -> tuple[str, ...] | None:
         """One string per slot (prompt and completion so far) for ``render_mode="ansi"``."""

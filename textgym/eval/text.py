@@ -31,8 +31,8 @@ def perplexity(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts
     for start in range(0, len(texts), batch_size):
         chunk = texts[start:start + batch_size]
         seqs = [torch.tensor(tokenizer(t)["input_ids"]) for t in chunk]
-        skip = [len(tokenizer(p)["input_ids"]) if prompts else 0 for p in (prompts[start:start + batch_size]
-                                                                           if prompts else chunk)]
+        chunk_prompts = prompts[start:start + batch_size] if prompts else []
+        skip = [len(tokenizer(p)["input_ids"]) for p in chunk_prompts] or [0] * len(chunk)
         ids, mask = left_pad(seqs, tokenizer.pad_token_id or 0)  # (B, W)
         logits = model(input_ids=ids, attention_mask=mask, position_ids=positions_from_mask(mask)).logits.float()
         nll = -torch.log_softmax(logits[:, :-1], -1).gather(-1, ids[:, 1:, None]).squeeze(-1)  # (B, W - 1)
