@@ -2,7 +2,7 @@
 
 ``torch.multinomial`` dominates the time of a small model's decoding step on a CPU. Inverse-CDF
 sampling draws the same categorical distribution with one uniform number per row and a binary
-search over the cumulative probabilities: about 15x cheaper at an 8k vocabulary.
+search over the cumulative probabilities: about 10x cheaper at an 8k vocabulary (batch 8, 1 thread).
 """
 
 from __future__ import annotations
