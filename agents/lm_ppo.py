@@ -116,50 +116,74 @@ class LMPPO:
                        if self.cfg.kl_setpoint else FixedKLController(self.cfg.kl_coef))
         self.sampler: LMSampler | None = None
         self.global_step = 0
+        self.updates = 0
+        self._sampler_seed = self.cfg.seed
 
     def act(self, obs: Any, *, episode_start: np.ndarray | None = None, action_mask: np.ndarray | None = None,
             deterministic: bool = False) -> np.ndarray:
         """Sample the next token of every slot (a KV cache per slot; reset where ``episode_start``)."""
         num_envs = np.atleast_2d(obs["input_ids"]).shape[0]
         if self.sampler is None or self.sampler.num_envs != num_envs:
-            self.sampler = LMSampler(self.policy.model, num_envs, self.pad_id, self.temperature, seed=self.cfg.seed,
+            self.sampler = LMSampler(self.policy.model, num_envs, self.pad_id, self.temperature, seed=self._sampler_seed,
                                      value_head=self.policy.value_head)
             episode_start = np.ones(num_envs, dtype=bool)
         return self.sampler.act(obs, np.ones(num_envs, bool) if episode_start is None else episode_start)
 
     def learn(self, envs: Any, total_steps: int, callback: Callable[[dict[str, float]], bool] | None = None,
-              ) -> list[dict[str, float]]:
-        """Roll out, update, repeat until ``total_steps`` environment steps; one metrics row per update."""
-        torch.manual_seed(self.cfg.seed)
+              restart_every: int | None = None) -> list[dict[str, float]]:
+        """Roll out, update, repeat until ``total_steps`` environment steps; one metrics row per update.
+
+        Args:
+            envs: A text-generation vector env (``gymnasium.make_vec(..., vectorization_mode="vector_entry_point")``).
+            total_steps: Environment steps (tokens, over all slots) to reach; counts from earlier calls.
+            callback: Called with each update's row; returning True stops.
+            restart_every: Start fresh episodes every this many updates, with every seed derived from
+                the update count. A run saved at such an update and loaded again then repeats the
+                uninterrupted run bit for bit (``textgym train --resume``). None: only at the start.
+        """
         distributed.broadcast_parameters(self.policy)
-        obs, _ = envs.reset(seed=self.cfg.seed + 100_003 * distributed.rank())  # each rank its own episodes
-        starts = np.ones(envs.num_envs, dtype=bool)
-        rows, began = [], time.perf_counter()
+        rows, began, first_step = [], time.perf_counter(), self.global_step
+        obs = starts = None
         while self.global_step < total_steps:
+            if obs is None or (restart_every and self.updates % restart_every == 0):
+                obs, starts = self._restart(envs)
             episodes, obs, starts = self._collect(envs, obs, starts)
             batch, stats = self._prepare(episodes)
             losses = ppo_update(self.optimizer, list(self.policy.parameters()), batch, self._evaluate,
                                 self._update_config(), self.generator)
             self.kl_ctl.update(stats["objective/kl"], sum(len(e.completion_ids) for e in episodes))
-            row = {"global_step": self.global_step, **stats, **losses, "objective/kl_coef": self.kl_ctl.value,
-                   "charts/SPS": self.global_step / (time.perf_counter() - began)}
+            self.updates += 1
+            row = {"global_step": self.global_step, "update": self.updates, **stats, **losses,
+                   "objective/kl_coef": self.kl_ctl.value,
+                   "charts/SPS": (self.global_step - first_step) / (time.perf_counter() - began)}
             rows.append(row)
             if callback is not None and callback(row):
                 break
         return rows
 
+    def _restart(self, envs: Any) -> tuple[dict, np.ndarray]:
+        """Fresh episodes in every slot; the env, sampler and minibatch seeds follow from (seed, updates)."""
+        seed = self.cfg.seed + 1_000_003 * self.updates
+        torch.manual_seed(seed)
+        self.generator.manual_seed(seed)
+        self._sampler_seed, self.sampler = seed + 7919 * distributed.rank(), None
+        obs, _ = envs.reset(seed=seed + 100_003 * distributed.rank())  # each rank its own episodes
+        self._prompts: list[np.ndarray] = [np.empty(0, np.int64)] * envs.num_envs
+        self._seen: list[list[tuple[float, float]]] = [[] for _ in range(envs.num_envs)]
+        return obs, np.ones(envs.num_envs, dtype=bool)
+
     def _collect(self, envs: Any, obs: dict, starts: np.ndarray) -> tuple[list[Episode], dict, np.ndarray]:
-        """Step the vector env until ``batch_episodes`` episodes have finished."""
-        prompts: list[np.ndarray | None] = [None] * envs.num_envs
-        seen: list[list[tuple[float, float]]] = [[] for _ in range(envs.num_envs)]  # (log-prob, value) per token
+        """Step the vector env until ``batch_episodes`` episodes have finished.
+
+        Episodes still running at the end carry over to the next call, with their prompts and what
+        the policy saw so far (``self._prompts``, ``self._seen``).
+        """
+        prompts, seen = self._prompts, self._seen  # per slot: prompt ids, (log-prob, value) per token
         episodes: list[Episode] = []
         while len(episodes) < self.cfg.batch_episodes:
             for slot in np.flatnonzero(starts):
                 prompts[slot] = obs["input_ids"][slot][obs["attention_mask"][slot] == 1].copy()
                 seen[slot] = []
-            if any(p is None for p in prompts):  # first call of a learn(): every slot starts
-                starts = np.ones(envs.num_envs, dtype=bool)
-                continue
             actions = self.act(obs, episode_start=starts)
             values = self.sampler.last_values
             for slot in range(envs.num_envs):
@@ -238,7 +262,8 @@ class LMPPO:
         torch.save(self.optimizer.state_dict(), path / "optimizer.pt")
         (path / "lm_ppo.json").write_text(json.dumps({"config": asdict(self.cfg), "algorithm": self.algorithm,
                                                       "pad_id": self.pad_id, "global_step": self.global_step,
-                                                      "kl_coef": self.kl_ctl.value}, indent=2))
+                                                      "updates": self.updates, "kl_coef": self.kl_ctl.value},
+                                                     indent=2))
 
     @classmethod
     def load(cls, path: str | Path) -> LMPPO:
@@ -248,5 +273,5 @@ class LMPPO:
         agent = cls(CausalLMWithValueHead.from_pretrained(path), PPOConfig(**meta["config"]), meta["algorithm"],
                     meta["pad_id"])
         agent.optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
-        agent.global_step, agent.kl_ctl.value = meta["global_step"], meta["kl_coef"]
+        agent.global_step, agent.updates, agent.kl_ctl.value = meta["global_step"], meta["updates"], meta["kl_coef"]
         return agent

@@ -47,7 +47,7 @@ def test_the_update_does_one_forward_per_minibatch_of_whole_episodes(tokenizer):
     agent = LMPPO(CausalLMWithValueHead(lm), config(update_epochs=3, num_minibatches=2, batch_episodes=8))
     calls = []
     envs = make(tokenizer, lm, num_envs=8)
-    episodes, _, _ = agent._collect(envs, envs.reset(seed=0)[0], np.ones(8, bool))
+    episodes, _, _ = agent._collect(envs, *agent._restart(envs))
     original = lm.forward
     lm.forward = lambda *a, **k: (calls.append(k["input_ids"].shape), original(*a, **k))[1]
     batch, _ = agent._prepare(episodes)  # log-probs and values were recorded while acting: no forward
@@ -63,13 +63,17 @@ def test_acting_time_logprobs_and_values_equal_teacher_forcing(tokenizer):
     agent = LMPPO(CausalLMWithValueHead(lm), config(batch_episodes=12))
     torch.nn.init.normal_(agent.policy.value_head.weight)  # a non-trivial value head
     envs = make(tokenizer, lm, num_envs=4, max_new_tokens=5)
-    episodes, _, _ = agent._collect(envs, envs.reset(seed=0)[0], np.ones(4, bool))
-    recorded, _ = agent._prepare(episodes)
-    recomputed, _ = agent._prepare([Episode(e.prompt_ids, e.completion_ids, e.ref_logprobs, e.score)
-                                    for e in episodes])
-    mask = recorded["token_mask"]
-    torch.testing.assert_close(recorded["logprobs"] * mask, recomputed["logprobs"] * mask, atol=1e-4, rtol=0)
-    torch.testing.assert_close(recorded["values"], recomputed["values"], atol=1e-4, rtol=0)
+    first, obs, starts = agent._collect(envs, *agent._restart(envs))
+    second, _, _ = agent._collect(envs, obs, starts)  # includes episodes begun during the first call
+    prompts = {tuple(tokenizer(p)["input_ids"]) for p in ["w1 w2", "w3", "w4 w6 w7"]}
+    for episodes in (first, second):
+        assert all(tuple(e.prompt_ids) in prompts and len(e.logprobs) == len(e.completion_ids) for e in episodes)
+        recorded, _ = agent._prepare(episodes)
+        recomputed, _ = agent._prepare([Episode(e.prompt_ids, e.completion_ids, e.ref_logprobs, e.score)
+                                        for e in episodes])
+        mask = recorded["token_mask"]
+        torch.testing.assert_close(recorded["logprobs"] * mask, recomputed["logprobs"] * mask, atol=1e-4, rtol=0)
+        torch.testing.assert_close(recorded["values"], recomputed["values"], atol=1e-4, rtol=0)
 
 
 def test_eos_logprob_is_kept_when_pad_is_eos(tokenizer):
