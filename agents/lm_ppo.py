@@ -124,8 +124,8 @@ class LMPPO:
         """Sample the next token of every slot (a KV cache per slot; reset where ``episode_start``)."""
         num_envs = np.atleast_2d(obs["input_ids"]).shape[0]
         if self.sampler is None or self.sampler.num_envs != num_envs:
-            self.sampler = LMSampler(self.policy.model, num_envs, self.pad_id, self.temperature, seed=self._sampler_seed,
-                                     value_head=self.policy.value_head)
+            self.sampler = LMSampler(self.policy.model, num_envs, self.pad_id, self.temperature,
+                                     seed=self._sampler_seed, value_head=self.policy.value_head)
             episode_start = np.ones(num_envs, dtype=bool)
         return self.sampler.act(obs, np.ones(num_envs, bool) if episode_start is None else episode_start)
 

@@ -15,6 +15,10 @@ QUICK_ARGS: dict[str, list[str]] = {
     "kl_sweep.py": ["--steps", "1024", "--kl-coefs", "0", "0.5"],
     "tictactoe_lesson.py": ["--steps", "4096"],
     "distributed_train.py": ["--steps", "48"],
+    "sentiment_tuning.py": ["--steps", "512"],
+    "detoxification.py": ["--steps", "512"],
+    "helpfulness.py": ["--steps", "512"],
+    "rlhf_pipeline.py": ["--sft-examples", "32", "--rm-pairs", "64", "--ppo-steps", "512"],
 }
 
 

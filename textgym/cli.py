@@ -1,7 +1,10 @@
 """The ``textgym`` command line.
 
-``textgym demo`` runs the offline RLHF pipeline (:mod:`textgym.pipeline`); ``textgym label``
-collects rankings from a person or a judge (see :mod:`textgym.feedback`).
+``textgym demo`` runs the offline RLHF pipeline (:mod:`textgym.pipeline`); ``textgym train`` trains
+any causal LM on any text env and reward (:mod:`textgym.train`); ``textgym eval`` compares models on
+a task's held-out prompts (:mod:`textgym.eval.report`); ``textgym bench`` runs the benchmark across
+reward functions (:mod:`textgym.bench`); ``textgym label`` collects rankings from a person or a
+judge (:mod:`textgym.feedback`).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import ast
 import dataclasses
 import inspect
 import sys
+from typing import Any
 
 from textgym.feedback import Principle, answered_ids, items_from_file, label_interactive, label_with_judge, sample_items
 
@@ -51,12 +55,29 @@ def _field_docs(cls: type) -> dict[str, str]:
     return docs
 
 
-def _add_dataclass_flags(parser: argparse.ArgumentParser, cls: type) -> None:
-    """One ``--flag`` per field of ``cls``, with its default and its docstring as help."""
+def _flag_type(annotation: str):
+    """The argparse type of a field annotated ``int``, ``float | None``, ``str``, ..."""
+    base = annotation.replace(" | None", "").strip()
+    return {"int": int, "float": float, "str": str}[base]
+
+
+def _add_dataclass_flags(parser: argparse.ArgumentParser, cls: type, suppress: bool = False) -> None:
+    """One ``--flag`` per field of ``cls``, with its default and its docstring as help.
+
+    With ``suppress``, flags left out stay out of the parsed namespace (so a config file can set them).
+    """
     docs = _field_docs(cls)
     for field in dataclasses.fields(cls):
-        parser.add_argument(f"--{field.name.replace('_', '-')}", type=type(field.default), default=field.default,
-                            help=f"{docs.get(field.name, '')} (default: {field.default})")
+        flag, help_text = f"--{field.name.replace('_', '-')}", f"{docs.get(field.name, '')} (default: {field.default})"
+        default = argparse.SUPPRESS if suppress else field.default
+        if field.type == "bool":
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=help_text)
+        else:
+            parser.add_argument(flag, type=_flag_type(field.type), default=default, help=help_text)
+
+
+def _config_from(args: argparse.Namespace, cls: type) -> Any:
+    return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)})
 
 
 def _demo_parser(sub) -> None:
@@ -72,7 +93,102 @@ def demo(args: argparse.Namespace) -> int:
     """Run ``textgym demo``."""
     from textgym.pipeline import DemoConfig, run_demo
 
-    run_demo(DemoConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(DemoConfig)}))
+    run_demo(_config_from(args, DemoConfig))
+    return 0
+
+
+def _train_parser(sub) -> None:
+    from textgym.train import TrainConfig
+
+    p = sub.add_parser("train", help="PPO or RLOO on a causal LM through a text env, with checkpoints",
+                       description="Train any causal LM (embedded name, hub name or path) on a registered text env "
+                                   "with any reward. Values come from the defaults, then --config, then the flags; "
+                                   "the whole config is saved in the run folder. Metrics go to metrics.csv and "
+                                   "TensorBoard; checkpoints are atomic; --resume continues a killed run exactly.")
+    p.add_argument("--config", help="JSON or TOML file of TrainConfig fields")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
+    _add_dataclass_flags(p, TrainConfig, suppress=True)
+
+
+def train(args: argparse.Namespace) -> int:
+    """Run ``textgym train``."""
+    from textgym.train import TrainConfig, load_config_file
+    from textgym.train import train as run_train
+
+    values = load_config_file(args.config) if args.config else {}
+    values.update({f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)})
+    result = run_train(TrainConfig(**values), resume=args.resume)
+    print(f"done: {values.get('out', TrainConfig.out)} ({result['minutes']:.1f} minutes)")
+    return 0
+
+
+def _eval_parser(sub) -> None:
+    p = sub.add_parser("eval", help="evaluate causal LMs on a task's held-out prompts: reward, KL, perplexity, judge",
+                       description="Sample one completion per held-out prompt from each model; report the reward "
+                                   "distribution, KL to the reference, perplexity of held-out preferred texts, "
+                                   "distinct-2 and the task's independent judge; write eval.json, report.md and "
+                                   "reward_scores.png.")
+    p.add_argument("--model", action="append", required=True,
+                   help="NAME=PATH or PATH of a causal LM (repeatable: --model before=sft --model after=runs/x/policy)")
+    p.add_argument("--task", default="sentiment", help="embedded task: sentiment, helpfulness or detox")
+    p.add_argument("--reward", help="reward spec (default: the task's reward)")
+    p.add_argument("--reference", help="model the KL is measured to (default: the first --model)")
+    p.add_argument("--num-prompts", type=int, default=64, help="held-out prompts, one completion each")
+    p.add_argument("--max-new-tokens", type=int, help="completion length limit (default: the task's)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="reports/eval", help="report folder")
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    """Run ``textgym eval``."""
+    import json
+    from pathlib import Path
+
+    from textgym.eval.report import evaluate_policy, metrics_table, plot_scores
+    from textgym.models import load_causal_lm, load_tokenizer
+    from textgym.rewards.named import make_reward
+    from textgym.tasks import get_task
+
+    task = get_task(args.task)
+    reward_fn = make_reward(args.reward) if args.reward else task.reward()
+    named = [spec.split("=", 1) if "=" in spec else (spec, spec) for spec in args.model]
+    reference = load_causal_lm(args.reference or named[0][1])
+    results = {}
+    for name, path in named:
+        print(f"evaluating {name} ({path})", flush=True)
+        results[name] = evaluate_policy(load_causal_lm(path), load_tokenizer(path), task.name, reward_fn, reference,
+                                        num_prompts=args.num_prompts, max_new_tokens=args.max_new_tokens,
+                                        seed=args.seed)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    table = metrics_table(results)
+    lines = [f"# textgym eval: {task.name}, reward {reward_fn.name}", "", *table, "",
+             "![reward scores](reward_scores.png)", "", "## Samples", ""]
+    for i, prompt in enumerate(results[named[0][0]]["prompts"][:6]):
+        lines += [f"**Prompt:** {prompt.strip()}", ""] + [f"- {n}: {results[n]['samples'][i].strip()}"
+                                                           for n in results] + [""]
+    (out / "report.md").write_text("\n".join(lines))
+    (out / "eval.json").write_text(json.dumps(results, indent=2))
+    plot_scores(results, out / "reward_scores.png")
+    print("\n".join(table) + f"\nreport: {out / 'report.md'}")
+    return 0
+
+
+def _bench_parser(sub) -> None:
+    from textgym.bench import BenchConfig
+
+    p = sub.add_parser("bench", help="agents x rewards x seeds on the embedded tasks -> CSV/JSON, table, plot",
+                       description="The benchmark of benchmarks/rewards.py: PPO, RLOO and reference sampling on each "
+                                   "reward function and seed; one row per run in rewards.csv / rewards.json, a "
+                                   "summary table and a plot.")
+    _add_dataclass_flags(p, BenchConfig)
+
+
+def bench(args: argparse.Namespace) -> int:
+    """Run ``textgym bench``."""
+    from textgym.bench import BenchConfig, run_benchmark
+
+    run_benchmark(_config_from(args, BenchConfig))
     return 0
 
 
@@ -103,19 +219,32 @@ def label(args: argparse.Namespace) -> int:
     return 0
 
 
+def quiet_progress_bars() -> None:
+    """Hide the per-file progress bars of transformers and datasets (loading weights, filtering rows)."""
+    import datasets
+    import transformers
+
+    transformers.utils.logging.disable_progress_bar()
+    datasets.disable_progress_bars()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``textgym`` command."""
     parser = argparse.ArgumentParser(prog="textgym", description="Text generation as an RL environment, and RLHF.")
     sub = parser.add_subparsers(dest="command", required=True)
     _demo_parser(sub)
+    _train_parser(sub)
+    _eval_parser(sub)
+    _bench_parser(sub)
     _label_parser(sub)
     args = parser.parse_args(argv)
+    quiet_progress_bars()
     try:
-        return {"demo": demo, "label": label}[args.command](args)
+        return {"demo": demo, "train": train, "eval": evaluate, "bench": bench, "label": label}[args.command](args)
     except KeyboardInterrupt:
         print("\nstopped; every answer given so far is saved", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError, FileExistsError) as err:
         print(f"textgym {args.command}: error: {err}", file=sys.stderr)
         return 2
 

@@ -21,16 +21,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import gymnasium as gym
-import numpy as np
 import torch
 
 from textgym.data import synthetic
 from textgym.data.preferences import rankings_to_pairs
-from textgym.eval.text import distinct_n, perplexity, sample_completions, score_summary
+from textgym.eval.report import evaluate_policy, heldout_texts, plot_scores
+from textgym.eval.text import perplexity
 from textgym.models import load_causal_lm, load_tokenizer
 from textgym.models.build import encode, fit, lm_loss
-from textgym.models.kv import completion_logprobs
-from textgym.rewards import ClassifierReward, RewardModel
+from textgym.rewards import RewardModel
 from textgym.rewards.training import RewardTrainingConfig, train_reward_model
 
 
@@ -118,34 +117,19 @@ def ppo(cfg: DemoConfig, out: Path) -> list[dict]:
 
 
 def evaluate(cfg: DemoConfig, out: Path) -> dict:
-    """Step 4: SFT vs PPO on held-out questions; returns the metrics and writes the samples."""
-    data = synthetic.dialogues()["test"]
-    prompts = list(dict.fromkeys(data["prompt"]))[: cfg.eval_prompts]
+    """Step 4: SFT vs PPO on held-out questions (:func:`textgym.eval.report.evaluate_policy`)."""
     tokenizer = load_tokenizer(out / "sft")
     reference = load_causal_lm(out / "sft")
-    models = {"sft": reference, "ppo": load_causal_lm(out / "policy")}
     reward = RewardModel(str(out / "reward_model"))
-    judge = ClassifierReward("textgym/helpfulness-classifier", label="helpful", output="probability",
-                             text="prompt+completion")
-    heldout = data.select(range(min(300, len(data))))
-    chosen, chosen_prompts = list(heldout["chosen"]), list(heldout["prompt"])
-    metrics, samples = {}, {}
-    base_ppl = perplexity(load_causal_lm("textgym/tiny-lm"), tokenizer, chosen, chosen_prompts)
-    for name, model in models.items():
-        ids = sample_completions(model, tokenizer, prompts, cfg.max_new_tokens, seed=cfg.seed)
-        texts = [tokenizer.decode(c, skip_special_tokens=True) for c in ids]
-        prompt_ids = [tokenizer(p)["input_ids"] for p in prompts]
-        policy_lp = completion_logprobs(model, prompt_ids, ids, tokenizer.pad_token_id)  # EOS included
-        ref_lp = completion_logprobs(reference, prompt_ids, ids, tokenizer.pad_token_id)
-        scores = reward(prompts, texts)
-        metrics[name] = {
-            "reward": score_summary(scores), "reward_scores": scores.tolist(),
-            "kl_to_reference": float(np.mean([float((p - r).sum()) for p, r in zip(policy_lp, ref_lp, strict=True)])),
-            "perplexity_heldout_chosen": perplexity(model, tokenizer, chosen, chosen_prompts),
-            "distinct_2": distinct_n(texts, 2), "judge_helpful": float(judge(prompts, texts).mean()),
-        }
-        samples[name] = texts
-    metrics["base"] = {"perplexity_heldout_chosen": base_ppl}
+    metrics = {name: evaluate_policy(model, tokenizer, "helpfulness", reward, reference, num_prompts=cfg.eval_prompts,
+                                     max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
+               for name, model in (("sft", reference), ("ppo", load_causal_lm(out / "policy")))}
+    held, held_prompts = heldout_texts("helpfulness")
+    metrics["base"] = {"perplexity_heldout": perplexity(load_causal_lm("textgym/tiny-lm"), tokenizer, held,
+                                                        held_prompts)}
+    samples = {name: metrics[name].pop("samples") for name in ("sft", "ppo")}
+    prompts = metrics["sft"].pop("prompts")
+    metrics["ppo"].pop("prompts")
     return {"metrics": metrics, "samples": samples, "prompts": prompts}
 
 
@@ -165,25 +149,19 @@ def write_report(cfg: DemoConfig, out: Path, rm_metrics: dict, rows: list[dict],
     ax_k.set(title="KL(policy || SFT reference) per answer, nats", xlabel="environment steps")
     fig.tight_layout()
     fig.savefig(out / "training_curves.png", dpi=100)
-    fig, (ax_h, ax_b) = plt.subplots(1, 2, figsize=(10, 4))
-    before, after = m["sft"]["reward_scores"], m["ppo"]["reward_scores"]
-    ax_h.hist([before, after], bins=20, label=["before PPO (SFT)", "after PPO"], alpha=0.7)
-    ax_h.set(title="reward of held-out answers", xlabel="reward", ylabel="answers")
-    ax_h.legend()
-    ax_b.boxplot([before, after], tick_labels=["before PPO (SFT)", "after PPO"])
-    ax_b.set(title="reward of held-out answers", ylabel="reward")
-    fig.tight_layout()
-    fig.savefig(out / "reward_scores.png", dpi=100)
+    plt.close(fig)
+    plot_scores({"before PPO (SFT)": m["sft"], "after PPO": m["ppo"]}, out / "reward_scores.png",
+                "reward of held-out answers")
     table = ["| | base | SFT (before PPO) | PPO (after) |", "|---|---|---|---|",
              f"| mean reward (reward model) | | {m['sft']['reward']['mean']:+.3f} | "
              f"{m['ppo']['reward']['mean']:+.3f} |",
              f"| KL to the SFT reference, nats per answer | | {m['sft']['kl_to_reference']:.3f} | "
              f"{m['ppo']['kl_to_reference']:.3f} |",
-             f"| perplexity of held-out chosen answers | {m['base']['perplexity_heldout_chosen']:.3f} | "
-             f"{m['sft']['perplexity_heldout_chosen']:.3f} | {m['ppo']['perplexity_heldout_chosen']:.3f} |",
+             f"| perplexity of held-out chosen answers | {m['base']['perplexity_heldout']:.3f} | "
+             f"{m['sft']['perplexity_heldout']:.3f} | {m['ppo']['perplexity_heldout']:.3f} |",
              f"| distinct-2 | | {m['sft']['distinct_2']:.3f} | {m['ppo']['distinct_2']:.3f} |",
-             f"| judge: P(helpful) (independent classifier) | | {m['sft']['judge_helpful']:.3f} | "
-             f"{m['ppo']['judge_helpful']:.3f} |"]
+             f"| judge: P(helpful) (independent classifier) | | {m['sft']['judge/p_helpful']:.3f} | "
+             f"{m['ppo']['judge/p_helpful']:.3f} |"]
     lines = ["# textgym demo: SFT -> reward model -> PPO", "",
              f"Finished in {seconds / 60:.1f} minutes. Reward model: held-out pairwise accuracy "
              f"{rm_metrics['after']['accuracy']:.3f} (before training {rm_metrics['before']['accuracy']:.3f}).",

@@ -24,6 +24,7 @@ import dataclasses
 import difflib
 import json
 import os
+import resource
 import shutil
 import time
 from dataclasses import asdict, dataclass
@@ -48,9 +49,9 @@ class TrainConfig:
     env: str = "textgym/Sentiment-v0"
     """A registered text env id (``textgym.ENV_IDS``; the ``textgym/`` prefix may be left out)."""
     model: str | None = None
-    """The causal LM to train and to use as the frozen reference (embedded name, hub name or local path); None: the task's."""
+    """The causal LM to train, also the frozen reference (embedded name, hub name or path); None: the task's."""
     reward: str | None = None
-    """A reward spec (``sentiment``, ``rm:PATH``, ``keyword:great``, ...; see textgym.rewards.named); None: the task's."""
+    """A reward spec (``sentiment``, ``rm:PATH``, ``keyword:great``; textgym.rewards.named); None: the task's."""
     agent: str = "ppo"
     """``ppo`` (value head, GAE) or ``rloo`` (leave-one-out baseline, no value head)."""
     total_steps: int = 16_384
@@ -290,13 +291,17 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
             folder.save_checkpoint(agent, rows, cfg.keep_checkpoints)
         return False
 
+    first_step = agent.global_step
     agent.learn(envs, cfg.total_steps, on_update, restart_every=cfg.checkpoint_every)
+    seconds = time.perf_counter() - began
     if writer is not None:
         writer.close()
     agent.policy.model.save_pretrained(folder.out / "policy")
     tokenizer.save_pretrained(folder.out / "policy")
     final = {k: v for k, v in rows[-1].items() if k not in TIMING_METRICS} if rows else {}
-    result: dict[str, Any] = {"train": final, "minutes": (time.perf_counter() - began) / 60}
+    result: dict[str, Any] = {"train": final, "minutes": seconds / 60,
+                              "tokens_per_s": (agent.global_step - first_step) / seconds,
+                              "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     if cfg.eval_prompts:
         result["eval"] = _evaluate(cfg, derived, envs, agent, tokenizer)
     _atomic_write(folder.out / "eval.json", json.dumps(result, indent=2))
@@ -320,7 +325,7 @@ def _evaluate(cfg: TrainConfig, derived: dict, envs: Any, agent: Any, tokenizer:
     reference, reward_fn = core.reference, core.reward_fn
     results = {}
     for name, model in (("reference", reference), ("policy", agent.policy.model)):
-        results[name] = evaluate_policy(model, tokenizer, derived["task"], reward_fn, reference,
+        results[name] = evaluate_policy(model, tokenizer, derived["task"], reward_fn, reference,  # same prompts
                                         num_prompts=cfg.eval_prompts, max_new_tokens=derived["max_new_tokens"],
                                         seed=cfg.seed)
     plot_scores(results, Path(cfg.out) / "reward_scores.png")

@@ -13,6 +13,7 @@ learned from rankings), and an insult word list for detox (the reward is the tox
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -46,10 +47,19 @@ def heldout_texts(task: str, limit: int = 300) -> tuple[list[str], list[str]]:
     return texts[:limit], prompts[:limit]
 
 
-def judge_scores(task: str, prompts: Sequence[str], completions: Sequence[str]) -> dict[str, float]:
-    """The independent judge's view of completions (module docstring); empty for tasks without one."""
+def judge_scores(task: str, prompts: Sequence[str], completions: Sequence[str], reward_name: str = "",
+                 ) -> dict[str, float]:
+    """The independent judge's view of completions (module docstring); empty for tasks without one.
+
+    ``reward_name`` is the trained reward's name: a judge never grades its own reward, so sentiment
+    trained on VADER is judged by the sentiment classifier's probability instead.
+    """
     from textgym.rewards import ClassifierReward, KeywordReward, LexiconSentiment
 
+    if task == "sentiment" and reward_name == "lexicon_sentiment":
+        judge = ClassifierReward("textgym/sentiment-classifier", label="positive", output="probability",
+                                 text="prompt+completion")
+        return {"judge/p_positive": float(score_batch(judge, prompts, completions, warn_dead=False).mean())}
     if task == "sentiment":
         return {"judge/lexicon_sentiment": float(LexiconSentiment()(list(prompts), list(completions)).mean())}
     if task == "helpfulness":
@@ -65,12 +75,13 @@ def judge_scores(task: str, prompts: Sequence[str], completions: Sequence[str]) 
 
 
 #: For each judge metric, whether higher is better (the bars of ``benchmarks/rewards.py``).
-JUDGE_HIGHER_IS_BETTER = {"judge/lexicon_sentiment": True, "judge/p_helpful": True, "judge/insult_rate": False}
+JUDGE_HIGHER_IS_BETTER = {"judge/lexicon_sentiment": True, "judge/p_positive": True, "judge/p_helpful": True,
+                          "judge/insult_rate": False}
 
 
 def evaluate_policy(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, task: str, reward_fn: RewardFunction,
-                    reference: PreTrainedModel | None = None, *, num_prompts: int = 64, max_new_tokens: int | None = None,
-                    seed: int = 0, perplexity_texts: int = 300) -> dict[str, Any]:
+                    reference: PreTrainedModel | None = None, *, num_prompts: int = 64,
+                    max_new_tokens: int | None = None, seed: int = 0, perplexity_texts: int = 300) -> dict[str, Any]:
     """Sample one completion per held-out prompt of ``task`` and measure it.
 
     Args:
@@ -86,15 +97,18 @@ def evaluate_policy(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, 
 
     Returns:
         ``reward`` (summary), ``reward_scores``, ``kl_to_reference``, ``perplexity_heldout``,
-        ``distinct_2``, the judge's metrics, and ``prompts`` / ``samples``.
+        ``distinct_2``, ``tokens_per_s`` (sampling), the judge's metrics, and ``prompts`` / ``samples``.
     """
     spec = get_task(task)
     prompts = spec.prompts("test")[:num_prompts]
+    began = time.perf_counter()
     ids = sample_completions(model, tokenizer, prompts, max_new_tokens or spec.max_new_tokens, seed=seed)
+    speed = sum(len(c) for c in ids) / (time.perf_counter() - began)
     texts = [tokenizer.decode(c, skip_special_tokens=True) for c in ids]
     scores = score_batch(reward_fn, prompts, texts, warn_dead=False)
     result: dict[str, Any] = {"reward": score_summary(scores), "reward_scores": scores.tolist(),
-                              "distinct_2": distinct_n(texts, 2), **judge_scores(task, prompts, texts)}
+                              "distinct_2": distinct_n(texts, 2), "tokens_per_s": speed,
+                              **judge_scores(task, prompts, texts, reward_fn.name)}
     if reference is not None:
         prompt_ids = [tokenizer(p)["input_ids"] for p in prompts]
         policy_lp = completion_logprobs(model, prompt_ids, ids, tokenizer.pad_token_id)  # EOS included
@@ -130,7 +144,7 @@ def plot_scores(results: dict[str, dict], path: str | Path, title: str = "reward
 def metrics_table(results: dict[str, dict]) -> list[str]:
     """A markdown table: one column per policy, one row per scalar metric."""
     names = list(results)
-    keys = [k for k in results[names[0]] if k not in ("prompts", "samples", "reward_scores")]
+    keys = [k for k in results[names[0]] if k not in ("prompts", "samples", "reward_scores", "tokens_per_s")]
     lines = ["| metric | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     for key in keys:
         cells = [results[n].get(key) for n in names]

@@ -1,0 +1,138 @@
+"""textgym train: config files and flags, metrics, atomic checkpoints, exact resume after SIGKILL, bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+from textgym.cli import main
+from textgym.train import TIMING_METRICS, TrainConfig, load_config_file, train
+
+pytestmark = pytest.mark.filterwarnings("ignore::textgym.rewards.DeadRewardWarning")
+
+TINY = ["--env", "Sentiment-v0", "--num-envs", "8", "--batch-episodes", "8", "--max-new-tokens", "6",
+        "--total-steps", "480", "--checkpoint-every", "1", "--eval-prompts", "4", "--learning-rate", "1e-4",
+        "--threads", "1"]
+
+
+def command(out: Path, *extra: str) -> list[str]:
+    """The ``textgym train`` command line of the tiny run."""
+    return [sys.executable, "-m", "textgym.cli", "train", *TINY, "--out", str(out), *extra]
+
+
+def training_rows(out: Path) -> list[dict]:
+    """metrics.csv without the timing columns."""
+    with open(out / "metrics.csv") as handle:
+        return [{k: v for k, v in row.items() if k not in TIMING_METRICS} for row in csv.DictReader(handle)]
+
+
+def test_resume_after_sigkill_reaches_the_same_weights_and_metrics(tmp_path):
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    subprocess.run(command(whole), check=True, capture_output=True)
+    process = subprocess.Popen(command(killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not (killed / "checkpoints" / "update-000002").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(random.Random(0).uniform(0.0, 0.3))  # somewhere in the middle of later updates or checkpoints
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (killed / "eval.json").exists(), "the run finished before it was killed: make it longer"
+    subprocess.run(command(killed, "--resume"), check=True, capture_output=True)
+    assert training_rows(killed) == training_rows(whole) and len(training_rows(whole)) >= 5
+    weights_whole, weights_killed = (load_file(p / "policy" / "model.safetensors") for p in (whole, killed))
+    assert all((weights_whole[k] == weights_killed[k]).all() for k in weights_whole)  # bit for bit
+    ends = [json.loads((p / "eval.json").read_text()) for p in (whole, killed)]
+    assert ends[0]["train"] == ends[1]["train"]
+    assert ends[0]["eval"]["policy"]["reward_scores"] == ends[1]["eval"]["policy"]["reward_scores"]
+    assert [p.name for p in (killed / "checkpoints").iterdir()] != []
+    assert not list((killed / "checkpoints").glob(".tmp-*"))
+
+
+def test_run_folder_config_metrics_tensorboard_and_plots(tmp_path):
+    out = tmp_path / "run"
+    config = tmp_path / "cfg.toml"
+    config.write_text('agent = "rloo"\nkl_coef = 0.2\nseed = 3\n')
+    assert main(["train", "--config", str(config), *TINY, "--kl-coef", "0.1", "--out", str(out)]) == 0
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["config"]["agent"] == "rloo" and saved["config"]["seed"] == 3  # from the file
+    assert saved["config"]["kl_coef"] == 0.1  # the flag wins over the file
+    assert saved["derived"]["task"] == "sentiment" and saved["derived"]["max_new_tokens"] == 6
+    header = (out / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert {"objective/score", "objective/kl", "losses/policy_loss", "losses/approx_kl", "charts/SPS",
+            "charts/episodic_return"} <= set(header)
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(out / "tb"))
+    events.Reload()
+    assert {"objective/score", "objective/kl", "losses/policy_loss"} <= set(events.Tags()["scalars"])
+    assert len(events.Scalars("objective/score")) == len(training_rows(out))
+    assert (out / "reward_scores.png").stat().st_size > 1000
+    from transformers import AutoModelForCausalLM
+
+    AutoModelForCausalLM.from_pretrained(out / "policy")  # plain transformers loads the result
+
+
+def test_a_run_folder_is_never_overwritten_or_resumed_with_another_config(tmp_path, capsys):
+    out = tmp_path / "run"
+    cfg = TrainConfig(env="Sentiment-v0", num_envs=8, batch_episodes=8, max_new_tokens=4, total_steps=64,
+                      eval_prompts=0, out=str(out), tensorboard=False, threads=1)
+    train(cfg)
+    with pytest.raises(FileExistsError, match="already holds a run: pass --resume"):
+        train(cfg)
+    with pytest.raises(ValueError, match=r"different config \(kl_coef: saved 0.05, now 0.3\)"):
+        train(TrainConfig(**{**cfg.__dict__, "kl_coef": 0.3}), resume=True)
+    assert main(["train", "--env", "Sentiment-v0", "--kl-coef", "0.3", "--out", str(out), "--resume"]) == 2
+    assert "cannot resume" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--env", "Poetry-v0"], "unknown text env 'Poetry-v0'; known text envs: textgym/TextGeneration-v0"),
+    (["--env", "TicTacToe-v0"], "TicTacToe-v0 is a toy env"),
+    (["--reward", "happiness"], "unknown reward 'happiness'; known rewards: helpfulness, lexicon-sentiment"),
+    (["--agent", "dqn"], "unknown agent 'dqn'; known agents: ppo, rloo"),
+    (["--total-steps", "0"], "total_steps must be >= 1"),
+])
+def test_unknown_names_list_the_known_ones(tmp_path, capsys, flags, message):
+    assert main(["train", *flags, "--out", str(tmp_path / "run")]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()  # nothing is created for a bad config
+
+
+def test_config_file_errors(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"env": "Sentiment-v0", "kl_coeff": 0.1}))
+    with pytest.raises(ValueError, match=r"unknown key 'kl_coeff' \(did you mean 'kl_coef'\?\); known keys: env"):
+        load_config_file(bad)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_config_file(tmp_path / "missing.toml")
+    (tmp_path / "cfg.yaml").write_text("env: x")
+    with pytest.raises(ValueError, match="write it as .json or .toml"):
+        load_config_file(tmp_path / "cfg.yaml")
+
+
+def test_eval_compares_models_and_writes_a_report(tmp_path, capsys):
+    out = tmp_path / "eval"
+    assert main(["eval", "--model", "base=textgym/tiny-lm", "--model", "again=textgym/tiny-lm", "--task", "detox",
+                 "--num-prompts", "6", "--max-new-tokens", "8", "--out", str(out)]) == 0
+    results = json.loads((out / "eval.json").read_text())
+    assert set(results) == {"base", "again"}
+    assert {"reward", "kl_to_reference", "perplexity_heldout", "distinct_2", "judge/insult_rate",
+            "toxicity_rate"} <= set(results["base"])
+    assert results["base"]["kl_to_reference"] == pytest.approx(0.0, abs=1e-5)
+    assert (out / "reward_scores.png").stat().st_size > 1000 and "| mean reward |" in (out / "report.md").read_text()
+
+
+@pytest.mark.parametrize("command_name", ["train", "eval", "bench", "demo", "label"])
+def test_every_subcommand_has_help(capsys, command_name):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command_name, "--help"])
+    assert exit_info.value.code == 0 and "usage: textgym " + command_name in capsys.readouterr().out
