@@ -201,8 +201,9 @@ def quality_bars(rows: list[dict[str, Any]], base_ppl: float | None) -> list[str
             not_above = sum(p["perplexity_heldout"] <= ref["perplexity_heldout"] for p, ref in pairs)
             drop = 1 - worst / base_ppl
             ok = drop >= 0.15 and not_above == len(pairs)
+            versus = f"{drop:.1%} below" if drop >= 0 else f"{-drop:.1%} above"
             lines.append(f"{'PASS' if ok else 'FAIL'} helpfulness perplexity of held-out chosen answers: base "
-                         f"{base_ppl:.3f}, PPO at most {worst:.3f} ({drop:.1%} below base, bar 15%); not above "
+                         f"{base_ppl:.3f}, PPO at most {worst:.3f} ({versus} base; the bar: 15% below); not above "
                          f"the SFT model's in {not_above}/{len(pairs)} seeds")
     return lines
 
