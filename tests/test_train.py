@@ -136,3 +136,34 @@ def test_every_subcommand_has_help(capsys, command_name):
     with pytest.raises(SystemExit) as exit_info:
         main([command_name, "--help"])
     assert exit_info.value.code == 0 and "usage: textgym " + command_name in capsys.readouterr().out
+
+
+def test_bench_writes_rows_summary_and_plot(tmp_path):
+    from textgym.bench import BenchConfig, run_benchmark
+
+    out = tmp_path / "bench"
+    rows = run_benchmark(BenchConfig(cases="rule", agents="ppo,reference", seeds="0", total_steps=128,
+                                     eval_prompts=4, out=str(out), threads=1))
+    assert [(r["case"], r["agent"], r["seed"]) for r in rows] == [("rule", "ppo", 0), ("rule", "reference", 0)]
+    assert all(r["tokens_per_s"] > 0 and r["peak_rss_mib"] > 50 and r["judge_metric"] == "judge/lexicon_sentiment"
+               for r in rows)
+    assert rows[1]["kl_to_reference"] == pytest.approx(0.0, abs=1e-5)
+    assert len((out / "rewards.csv").read_text().splitlines()) == 3
+    assert "## Quality bars" in (out / "rewards.md").read_text() and (out / "rewards.png").stat().st_size > 1000
+    with pytest.raises(ValueError, match="unknown case or agent"):
+        run_benchmark(BenchConfig(cases="poetry", out=str(out)))
+
+
+def test_quality_bars_need_every_seed_and_the_judge():
+    from textgym.bench import quality_bars
+
+    def row(agent, seed, reward, judge, ppl=1.0):
+        return {"case": "helpfulness-rm", "agent": agent, "seed": seed, "reward": reward, "judge": judge,
+                "judge_metric": "judge/p_helpful", "perplexity_heldout": ppl}
+
+    good = [row("ppo", 0, 2.0, 0.8, 1.2), row("reference", 0, 1.0, 0.5, 1.25),
+            row("ppo", 1, 2.0, 0.8, 1.2), row("reference", 1, 1.0, 0.5, 1.25)]
+    assert [line.split()[0] for line in quality_bars(good, base_ppl=1.5)] == ["PASS", "PASS"]
+    judge_disagrees = good[:3] + [row("reference", 1, 1.0, 0.9, 1.25)]
+    assert quality_bars(judge_disagrees, base_ppl=1.5)[0].startswith("FAIL")
+    assert quality_bars(good, base_ppl=1.3)[1].startswith("FAIL")  # only 7.7% below the base

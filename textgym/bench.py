@@ -30,7 +30,6 @@ from __future__ import annotations
 import csv
 import json
 import multiprocessing
-import resource
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -100,7 +99,7 @@ def _run_one(job: dict[str, Any]) -> dict[str, Any]:
     from textgym.eval.report import evaluate_policy
     from textgym.models import load_causal_lm, load_tokenizer
     from textgym.rewards.named import make_reward
-    from textgym.train import TrainConfig, check_config, train
+    from textgym.train import TrainConfig, check_config, peak_rss_mib, train
 
     quiet_progress_bars()
     torch.set_num_threads(job["threads"])
@@ -123,7 +122,7 @@ def _run_one(job: dict[str, Any]) -> dict[str, Any]:
     return {"case": job["case"], "agent": job["agent"], "seed": job["seed"], "reward": values["reward"]["mean"],
             "kl_to_reference": values["kl_to_reference"], "perplexity_heldout": values.get("perplexity_heldout"),
             "distinct_2": values["distinct_2"], "judge": values.get(judge), "judge_metric": judge,
-            "tokens_per_s": speed, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "tokens_per_s": speed, "peak_rss_mib": peak_rss_mib(),
             "seconds": time.perf_counter() - began}
 
 

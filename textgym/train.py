@@ -151,6 +151,20 @@ def check_config(cfg: TrainConfig) -> dict[str, Any]:
             "max_context": task.max_context}
 
 
+def peak_rss_mib() -> float:
+    """Peak resident memory of this process in MiB.
+
+    Linux's ``VmHWM`` starts afresh with each new program; ``ru_maxrss`` would carry over the
+    parent's peak into a spawned child (it survives fork and exec), so it is only the fallback.
+    """
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def _atomic_write(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "w") as handle:
@@ -301,7 +315,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
     final = {k: v for k, v in rows[-1].items() if k not in TIMING_METRICS} if rows else {}
     result: dict[str, Any] = {"train": final, "minutes": seconds / 60,
                               "tokens_per_s": (agent.global_step - first_step) / seconds,
-                              "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+                              "peak_rss_mib": peak_rss_mib()}
     if cfg.eval_prompts:
         result["eval"] = _evaluate(cfg, derived, envs, agent, tokenizer)
     _atomic_write(folder.out / "eval.json", json.dumps(result, indent=2))
