@@ -109,7 +109,9 @@ def evaluate_policy(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, 
     result: dict[str, Any] = {"reward": score_summary(scores), "reward_scores": scores.tolist(),
                               "distinct_2": distinct_n(texts, 2), "tokens_per_s": speed,
                               **judge_scores(task, prompts, texts, reward_fn.name)}
-    if reference is not None:
+    if reference is model:  # evaluating the reference itself (the "before" of a comparison)
+        result["kl_to_reference"] = 0.0
+    elif reference is not None:
         prompt_ids = [tokenizer(p)["input_ids"] for p in prompts]
         policy_lp = completion_logprobs(model, prompt_ids, ids, tokenizer.pad_token_id)  # EOS included
         ref_lp = completion_logprobs(reference, prompt_ids, ids, tokenizer.pad_token_id)
