@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from textgym.cli import main
@@ -22,9 +23,11 @@ def test_demo_runs_end_to_end_on_a_tiny_budget(tmp_path, capsys):
     assert (out / "policy" / "model.safetensors").is_file() and (out / "reward_model" / "config.json").is_file()
     for stage in ("sft", "ppo"):
         assert set(metrics[stage]) >= {"reward", "kl_to_reference", "perplexity_heldout", "distinct_2",
-                                       "judge/p_helpful"}
+                                       "judge/p_helpful", "off_topic_tips_rate"}
     assert metrics["sft"]["kl_to_reference"] == pytest.approx(0.0, abs=1e-4)  # the SFT model is the reference
     assert json.loads((out / "config.json").read_text())["ppo_steps"] == 512
+    kinds = json.loads((out / "metrics.json").read_text())["reward_model"]["accuracy_by_rejected_kind"]
+    assert set(kinds) == {"off-topic tips", "off-topic fact", "dismissive", "wrong advice"}
     printed = capsys.readouterr().out
     assert "[1/4]" in printed and "[4/4]" in printed and "Samples" in (out / "report.md").read_text()
 
@@ -36,3 +39,18 @@ def test_cli_help(capsys):
     with pytest.raises(SystemExit):
         main(["demo", "--help"])
     assert "--ppo-steps" in capsys.readouterr().out
+
+
+def test_reward_model_audit_counts_each_kind_of_bad_answer():
+    from textgym.data import synthetic
+    from textgym.pipeline import accuracy_by_rejected_kind
+
+    rows = synthetic.dialogues(n=120, seed=3)["test"]
+
+    def longest_wins(prompts, completions):  # prefers long answers: beats every short bad kind, not off-topic tips
+        return np.array([len(c) for c in completions], dtype=float)
+
+    accuracy = accuracy_by_rejected_kind(longest_wins, rows)
+    assert set(accuracy) == {"off-topic tips", "off-topic fact", "dismissive", "wrong advice"}
+    assert accuracy["dismissive"] == accuracy["off-topic fact"] == 1.0
+    assert 0.2 < accuracy["off-topic tips"] < 0.8

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import gymnasium as gym
+import numpy as np
 import torch
 
 from textgym.data import synthetic
@@ -85,8 +86,39 @@ def reward_model(cfg: DemoConfig, out: Path) -> dict:
     test = rankings_to_pairs(data["test"]).shuffle(seed=cfg.seed).select(range(500))
     _say(f"  {len(data['train'])} rankings of 4 answers -> {len(train)} training pairs (of "
          f"{6 * len(data['train'])})")
-    return train_reward_model(train, test, RewardTrainingConfig(base_model=str(out / "sft"),
-                                                                output_dir=str(out / "reward_model"), seed=cfg.seed))
+    metrics = train_reward_model(train, test, RewardTrainingConfig(base_model=str(out / "sft"),
+                                                                   output_dir=str(out / "reward_model"), seed=cfg.seed))
+    metrics["accuracy_by_rejected_kind"] = accuracy_by_rejected_kind(RewardModel(str(out / "reward_model")),
+                                                                     data["test"])
+    return metrics
+
+
+def accuracy_by_rejected_kind(reward, rows) -> dict[str, float]:
+    """Share of held-out dialogues where ``reward`` scores the helpful answer above each kind of bad one.
+
+    The kinds: ``off-topic tips`` (a helpful-looking answer to another question), ``off-topic fact``,
+    ``dismissive`` and ``wrong advice``. A reward model that only learned what helpful answers look
+    like scores near 0.5 on the first: PPO can then raise its reward with answers to other questions.
+    """
+    names = {3: "dismissive", 4: "wrong advice"}
+    prompts, helpful, others, kinds = [], [], [], []
+    for row in rows:
+        best = row["completions"][row["ranking"].index(1)]
+        for completion, rank in zip(row["completions"], row["ranking"], strict=True):
+            if rank == 1:
+                continue
+            if rank == 2:
+                kind = "off-topic fact" if completion.strip() in synthetic.OFF_TOPIC else "off-topic tips"
+            else:
+                kind = names[rank]
+            prompts.append(row["prompt"])
+            helpful.append(best)
+            others.append(completion)
+            kinds.append(kind)
+    wins = np.asarray(reward(prompts, helpful)) > np.asarray(reward(prompts, others))
+    kinds = np.asarray(kinds)
+    return {kind: float(wins[kinds == kind].mean()) for kind in
+            ("off-topic tips", "off-topic fact", "dismissive", "wrong advice") if (kinds == kind).any()}
 
 
 def ppo(cfg: DemoConfig, out: Path) -> list[dict]:
@@ -161,10 +193,15 @@ def write_report(cfg: DemoConfig, out: Path, rm_metrics: dict, rows: list[dict],
              f"{m['sft']['perplexity_heldout']:.3f} | {m['ppo']['perplexity_heldout']:.3f} |",
              f"| distinct-2 | | {m['sft']['distinct_2']:.3f} | {m['ppo']['distinct_2']:.3f} |",
              f"| judge: P(helpful) (independent classifier) | | {m['sft']['judge/p_helpful']:.3f} | "
-             f"{m['ppo']['judge/p_helpful']:.3f} |"]
+             f"{m['ppo']['judge/p_helpful']:.3f} |",
+             f"| answers with tips for another question (of those giving tips) | | "
+             f"{m['sft']['off_topic_tips_rate']:.3f} | {m['ppo']['off_topic_tips_rate']:.3f} |"]
     lines = ["# textgym demo: SFT -> reward model -> PPO", "",
              f"Finished in {seconds / 60:.1f} minutes. Reward model: held-out pairwise accuracy "
-             f"{rm_metrics['after']['accuracy']:.3f} (before training {rm_metrics['before']['accuracy']:.3f}).",
+             f"{rm_metrics['after']['accuracy']:.3f} (before training {rm_metrics['before']['accuracy']:.3f}); "
+             "it prefers the helpful answer over "
+             + ", ".join(f"{kind} {acc:.2f}" for kind, acc in rm_metrics["accuracy_by_rejected_kind"].items())
+             + " of the time.",
              "", *table, "", "![training curves](training_curves.png)", "",
              "![reward scores before and after](reward_scores.png)", "", "## Samples (same held-out questions)", ""]
     for prompt, before_text, after_text in list(zip(result["prompts"], result["samples"]["sft"],
@@ -188,7 +225,8 @@ def run_demo(cfg: DemoConfig) -> dict:
     supervised_fine_tuning(cfg, out)
     _say("[2/4] reward model from rankings")
     rm_metrics = reward_model(cfg, out)
-    _say(f"  held-out pairwise accuracy {rm_metrics['after']['accuracy']:.3f}")
+    _say(f"  held-out pairwise accuracy {rm_metrics['after']['accuracy']:.3f}; helpful answer preferred over "
+         + ", ".join(f"{kind} {acc:.2f}" for kind, acc in rm_metrics["accuracy_by_rejected_kind"].items()))
     _say("[3/4] PPO with a KL penalty to the SFT model, through textgym/Helpfulness-v0")
     rows = ppo(cfg, out)
     _say("[4/4] evaluation on held-out questions")

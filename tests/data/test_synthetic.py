@@ -47,3 +47,15 @@ def test_corpus_covers_all_tasks():
     texts = synthetic.corpus()
     assert any("\n\nHuman:" in t for t in texts) and any(t.startswith("Comment:") for t in texts)
     assert len(texts) > 10000
+
+
+def test_tips_given_tells_on_topic_from_off_topic_answers():
+    rows = synthetic.dialogues(n=200, seed=2)["test"]
+    for row in rows:
+        for completion, rank in zip(row["completions"], row["ranking"], strict=True):
+            own, other = synthetic.tips_given(row["prompt"], completion)
+            if rank == 1:
+                assert own >= 2 and other == 0
+            elif rank == 2 and completion.strip() not in synthetic.OFF_TOPIC:
+                assert own == 0 and other >= 2
+    assert synthetic.tips_given("Comment: hello\nReply:", " close the blinds during the day") is None

@@ -239,6 +239,21 @@ def _helpful_answer(rng: random.Random, tips: list[str]) -> str:
     return " ".join(x for x in [rng.choice(HELP_OPENERS), f"{verb} {body}.", rng.choice(HELP_CLOSERS)] if x)
 
 
+def tips_given(prompt: str, answer: str) -> tuple[int, int] | None:
+    r"""(tips for this question, tips for other questions) found in ``answer``; None if the question is unknown.
+
+    Example:
+        >>> tips_given("\n\nHuman: How do I sleep better?\n\nAssistant:", " Try to skip coffee after lunch.")
+        (1, 0)
+    """
+    topic = next((t for t, (questions, _, _) in TOPICS.items() if any(q in prompt for q in questions)), None)
+    if topic is None:
+        return None
+    own = sum(tip in answer for tip in TOPICS[topic][1])
+    other = sum(tip in answer for t, (_, tips, _) in TOPICS.items() if t != topic for tip in tips)
+    return own, other
+
+
 def _dialogue(rng: random.Random, topic: str) -> dict:
     questions, tips, wrong = TOPICS[topic]
     question = rng.choice(QUESTION_FRAMES).format(q=rng.choice(questions))

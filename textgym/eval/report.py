@@ -8,7 +8,9 @@ are comparable.
 
 The judges are independent of the task's default reward: VADER's lexicon for sentiment (the reward
 is a classifier), the helpfulness classifier for helpfulness (the pipeline's reward is a reward model
-learned from rankings), and an insult word list for detox (the reward is the toxicity classifier).
+learned from rankings, which also gets ``off_topic_tips_rate``: among answers that give tips, the
+share with tips meant for another question), and an insult word list for detox (the reward is the
+toxicity classifier).
 """
 
 from __future__ import annotations
@@ -65,7 +67,10 @@ def judge_scores(task: str, prompts: Sequence[str], completions: Sequence[str], 
     if task == "helpfulness":
         judge = ClassifierReward("textgym/helpfulness-classifier", label="helpful", output="probability",
                                  text="prompt+completion")
-        return {"judge/p_helpful": float(score_batch(judge, prompts, completions, warn_dead=False).mean())}
+        found = [synthetic.tips_given(p, c) for p, c in zip(prompts, completions, strict=True)]
+        with_tips = [other > 0 for own, other in filter(None, found) if own + other > 0]
+        return {"judge/p_helpful": float(score_batch(judge, prompts, completions, warn_dead=False).mean()),
+                "off_topic_tips_rate": float(np.mean(with_tips)) if with_tips else 0.0}
     if task == "detox":
         insults = KeywordReward(synthetic.INSULTS)(list(prompts), list(completions))
         polite = ClassifierReward("textgym/toxicity-classifier", label="polite", output="probability")
