@@ -13,6 +13,7 @@ import argparse
 import ast
 import dataclasses
 import inspect
+import signal
 import sys
 from typing import Any
 
@@ -215,6 +216,9 @@ def label(args: argparse.Namespace) -> int:
             {Principle(name, make_reward(spec)): weight for name, spec, weight in args.principle})
         label_with_judge(items, args.output, judge)
     else:
+        # Ctrl-C is how a person stops (answers so far are saved), even when started from a shell
+        # that ignores SIGINT for its background jobs.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         label_interactive(items, args.output)
     return 0
 
