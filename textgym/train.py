@@ -40,6 +40,8 @@ from textgym.tasks import DEFAULT_MODEL, get_task
 AGENTS = ("ppo", "rloo")
 #: Metrics that measure time: logged, but not part of what a resumed run must reproduce.
 TIMING_METRICS = ("charts/SPS",)
+#: Settings a resumed run may change: none of them touches the training itself.
+RESUME_MAY_CHANGE = ("eval_prompts", "keep_checkpoints", "tensorboard")
 
 
 @dataclass
@@ -204,10 +206,12 @@ class RunFolder:
         if resume and saved.is_file():
             before = json.loads(saved.read_text())["config"]
             now = json.loads(json.dumps(asdict(cfg)))
-            changed = [f"{k}: saved {before.get(k)!r}, now {now[k]!r}" for k in now if before.get(k) != now[k]]
+            changed = [f"{k}: saved {before.get(k)!r}, now {now[k]!r}" for k in now
+                       if before.get(k) != now[k] and k not in RESUME_MAY_CHANGE]
             if changed:
                 raise ValueError(f"cannot resume {self.out}: it was started with a different config ("
-                                 + "; ".join(changed) + "). Rerun with the same config, or choose another --out")
+                                 + "; ".join(changed) + "). Rerun with the same config (only "
+                                 + ", ".join(RESUME_MAY_CHANGE) + " may change), or choose another --out")
         self.out.mkdir(parents=True, exist_ok=True)
         _atomic_write(saved, json.dumps({"config": asdict(cfg), "derived": derived}, indent=2))
         if self.checkpoints.is_dir():
