@@ -101,9 +101,11 @@ def accuracy_by_rejected_kind(reward, rows) -> dict[str, float]:
     like scores near 0.5 on the first: PPO can then raise its reward with answers to other questions.
     """
     names = {3: "dismissive", 4: "wrong advice"}
-    prompts, helpful, others, kinds = [], [], [], []
-    for row in rows:
-        best = row["completions"][row["ranking"].index(1)]
+    rows = list(rows)
+    helpful = [row["completions"][row["ranking"].index(1)] for row in rows]
+    helpful_scores = np.asarray(reward([row["prompt"] for row in rows], helpful))  # once per row
+    which, prompts, others, kinds = [], [], [], []
+    for i, row in enumerate(rows):
         for completion, rank in zip(row["completions"], row["ranking"], strict=True):
             if rank == 1:
                 continue
@@ -111,14 +113,19 @@ def accuracy_by_rejected_kind(reward, rows) -> dict[str, float]:
                 kind = "off-topic fact" if completion.strip() in synthetic.OFF_TOPIC else "off-topic tips"
             else:
                 kind = names[rank]
+            which.append(i)
             prompts.append(row["prompt"])
-            helpful.append(best)
             others.append(completion)
             kinds.append(kind)
-    wins = np.asarray(reward(prompts, helpful)) > np.asarray(reward(prompts, others))
+    wins = helpful_scores[which] > np.asarray(reward(prompts, others))
     kinds = np.asarray(kinds)
     return {kind: float(wins[kinds == kind].mean()) for kind in
             ("off-topic tips", "off-topic fact", "dismissive", "wrong advice") if (kinds == kind).any()}
+
+
+def _audit_line(rm_metrics: dict) -> str:
+    """The reward-model audit in words: "off-topic tips 0.49, off-topic fact 1.00, ..."."""
+    return ", ".join(f"{kind} {acc:.2f}" for kind, acc in rm_metrics["accuracy_by_rejected_kind"].items())
 
 
 def ppo(cfg: DemoConfig, out: Path) -> list[dict]:
@@ -199,9 +206,7 @@ def write_report(cfg: DemoConfig, out: Path, rm_metrics: dict, rows: list[dict],
     lines = ["# textgym demo: SFT -> reward model -> PPO", "",
              f"Finished in {seconds / 60:.1f} minutes. Reward model: held-out pairwise accuracy "
              f"{rm_metrics['after']['accuracy']:.3f} (before training {rm_metrics['before']['accuracy']:.3f}); "
-             "it prefers the helpful answer over "
-             + ", ".join(f"{kind} {acc:.2f}" for kind, acc in rm_metrics["accuracy_by_rejected_kind"].items())
-             + " of the time.",
+             f"it prefers the helpful answer over {_audit_line(rm_metrics)} of the time.",
              "", *table, "", "![training curves](training_curves.png)", "",
              "![reward scores before and after](reward_scores.png)", "", "## Samples (same held-out questions)", ""]
     for prompt, before_text, after_text in list(zip(result["prompts"], result["samples"]["sft"],
@@ -226,7 +231,7 @@ def run_demo(cfg: DemoConfig) -> dict:
     _say("[2/4] reward model from rankings")
     rm_metrics = reward_model(cfg, out)
     _say(f"  held-out pairwise accuracy {rm_metrics['after']['accuracy']:.3f}; helpful answer preferred over "
-         + ", ".join(f"{kind} {acc:.2f}" for kind, acc in rm_metrics["accuracy_by_rejected_kind"].items()))
+         f"{_audit_line(rm_metrics)}")
     _say("[3/4] PPO with a KL penalty to the SFT model, through textgym/Helpfulness-v0")
     rows = ppo(cfg, out)
     _say("[4/4] evaluation on held-out questions")
