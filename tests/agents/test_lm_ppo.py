@@ -102,3 +102,14 @@ def test_save_load_and_plain_transformers(tokenizer, tmp_path):
     assert resumed.global_step == agent.global_step and resumed.kl_ctl.value == agent.kl_ctl.value
     with pytest.raises(ValueError, match="'ppo' or 'rloo'"):
         LMPPO(CausalLMWithValueHead(lm), algorithm="grpo")
+
+
+def test_the_value_loss_trains_the_head_and_leaves_the_lm_alone(tokenizer):
+    lm = random_causal_lm(len(tokenizer), 1, 16, n_positions=64, seed=0)
+    policy = CausalLMWithValueHead(lm)
+    torch.nn.init.normal_(policy.value_head.weight)
+    ids = torch.tensor([[1, 2, 3, 4]])
+    _, values = policy(ids, torch.ones_like(ids), keep=4)
+    ((values - 5.0) ** 2).mean().backward()  # a value loss on returns far from the current values
+    assert policy.value_head.weight.grad.abs().sum() > 0
+    assert all(p.grad is None or not p.grad.any() for p in lm.parameters())
