@@ -41,7 +41,7 @@ def main() -> None:
                         kl_coef=0.05, max_new_tokens=40, max_context=96, ref_scoring="episode")
     agent = LMPPO(CausalLMWithValueHead(load_causal_lm("textgym/tiny-lm")),
                   PPOConfig(learning_rate=5e-5, batch_episodes=32, num_minibatches=2, update_epochs=2, kl_coef=0.05,
-                            gamma=1.0, ent_coef=0.0))
+                            gamma=1.0, gae_lambda=1.0, ent_coef=0.0))
     agent.learn(envs, args.steps)
     prompts = list(dict.fromkeys(test["prompt"]))[:64]
     chosen, chosen_prompts = list(test["chosen"])[:300], list(test["prompt"])[:300]

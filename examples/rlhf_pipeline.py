@@ -64,7 +64,7 @@ def main() -> None:
                         ref_scoring="episode")
     agent = LMPPO(CausalLMWithValueHead(load_causal_lm(out / "sft")),
                   PPOConfig(learning_rate=3e-5, batch_episodes=32, num_minibatches=2, update_epochs=2, kl_coef=0.1,
-                            gamma=1.0, ent_coef=0.0))
+                            gamma=1.0, gae_lambda=1.0, ent_coef=0.0))
     rows = agent.learn(envs, args.ppo_steps)
     print(f"   reward {rows[0]['objective/score']:+.2f} -> {rows[-1]['objective/score']:+.2f}")
 

@@ -34,7 +34,7 @@ def main() -> None:
                         kl_coef=args.kl_coef, ref_scoring="episode")
     agent = LMPPO(CausalLMWithValueHead(load_causal_lm("textgym/tiny-lm")),
                   PPOConfig(learning_rate=5e-5, batch_episodes=32, num_minibatches=2, update_epochs=2,
-                            kl_coef=args.kl_coef, gamma=1.0, ent_coef=0.0))
+                            kl_coef=args.kl_coef, gamma=1.0, gae_lambda=1.0, ent_coef=0.0))
     rows = agent.learn(envs, args.steps)
     print(f"training score {rows[0]['objective/score']:+.2f} -> {rows[-1]['objective/score']:+.2f} "
           f"({len(rows)} updates)")

@@ -56,7 +56,7 @@ class DemoConfig:
     """Adam learning rate of PPO."""
     eval_prompts: int = 64
     """Held-out questions evaluated before and after PPO."""
-    max_new_tokens: int = 40
+    max_new_tokens: int = 48
     """Longest answer in tokens."""
     threads: int = 2
     """torch threads."""
@@ -139,7 +139,7 @@ def ppo(cfg: DemoConfig, out: Path) -> list[dict]:
                         max_new_tokens=cfg.max_new_tokens, ref_scoring="episode")
     agent = LMPPO(CausalLMWithValueHead(load_causal_lm(out / "sft")),
                   PPOConfig(learning_rate=cfg.ppo_learning_rate, batch_episodes=32, num_minibatches=2, update_epochs=2,
-                            kl_coef=cfg.kl_coef, gamma=1.0, ent_coef=0.0, seed=cfg.seed))
+                            kl_coef=cfg.kl_coef, gamma=1.0, gae_lambda=1.0, ent_coef=0.0, seed=cfg.seed))
 
     def progress(row: dict) -> bool:
         _say(f"  step {row['global_step']:>6}/{cfg.ppo_steps}: reward {row['objective/score']:+.2f}, "

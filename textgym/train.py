@@ -78,6 +78,10 @@ class TrainConfig:
     """PPO ratio clipping."""
     ent_coef: float = 0.0
     """Entropy bonus."""
+    gae_lambda: float = 1.0
+    """PPO's GAE lambda. 1 (returns minus the value baseline) because the reward comes at the end: with
+    less, a value head still learning the reward's scale bootstraps low, ending early looks better than
+    going on, and PPO learns to cut answers short."""
     temperature: float = 1.0
     """Sampling temperature while acting."""
     seed: int = 0
@@ -278,7 +282,7 @@ def build(cfg: TrainConfig, derived: dict, checkpoint: Path | None):
         ppo_cfg = PPOConfig(learning_rate=cfg.learning_rate, batch_episodes=cfg.batch_episodes,
                             num_minibatches=cfg.num_minibatches, update_epochs=cfg.update_epochs,
                             clip_coef=cfg.clip_coef, ent_coef=cfg.ent_coef, kl_coef=cfg.kl_coef,
-                            kl_setpoint=cfg.kl_setpoint, gamma=1.0, seed=cfg.seed)
+                            kl_setpoint=cfg.kl_setpoint, gamma=1.0, gae_lambda=cfg.gae_lambda, seed=cfg.seed)
         torch.manual_seed(cfg.seed)
         policy = CausalLMWithValueHead(load_causal_lm(model, trust_remote_code=remote))
         agent = LMPPO(policy, ppo_cfg, cfg.agent, pad_id=tokenizer.pad_token_id or 0, temperature=cfg.temperature)
