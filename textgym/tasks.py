@@ -53,7 +53,7 @@ TASKS: dict[str, Task] = {
     "helpfulness": Task(
         "helpfulness", lambda split: _unique(synthetic.dialogues()[split]["prompt"]),
         lambda: ClassifierReward("textgym/helpfulness-classifier", label="helpful", text="prompt+completion"),
-        max_new_tokens=40, max_context=96),
+        max_new_tokens=48, max_context=96),
     "detox": Task(
         "detox", lambda split: _unique(synthetic.replies()[split]["prompt"]),
         lambda: ClassifierReward("textgym/toxicity-classifier", label="polite"),
