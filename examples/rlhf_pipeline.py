@@ -1,7 +1,7 @@
 """The three-step RLHF pipeline as one script: SFT -> reward model from rankings -> PPO with a KL penalty.
 
-1. Supervised fine-tuning of the tiny LM on helpful answers (hh-rlhf-format dialogues).
-2. A reward model: rankings of four answers -> pairwise comparisons -> a scalar head trained with
+1. Supervised fine-tuning of the tiny LM on demonstrations (hh-rlhf-format dialogues, mostly curt).
+2. A reward model: rankings of five answers -> pairwise comparisons -> a scalar head trained with
    ``-log sigmoid(r_chosen - r_rejected)``.
 3. PPO through ``textgym/Helpfulness-v0``: the SFT model starts the policy and is the frozen
    reference; the learned reward model scores each answer.
@@ -36,17 +36,17 @@ def main() -> None:
     """Run the three steps and the evaluation."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="runs/rlhf-pipeline")
-    parser.add_argument("--sft-examples", type=int, default=100)
+    parser.add_argument("--sft-examples", type=int, default=3000)
     parser.add_argument("--rm-pairs", type=int, default=3000)
     parser.add_argument("--ppo-steps", type=int, default=24_000)
     args = parser.parse_args()
     out, data = Path(args.out), synthetic.dialogues()
     torch.manual_seed(0)
 
-    print("1. supervised fine-tuning on helpful answers")
+    print("1. supervised fine-tuning on demonstrations")
     tokenizer, model = load_tokenizer("textgym/tiny-lm"), load_causal_lm("textgym/tiny-lm").train()
-    seqs = encode(tokenizer, data["train"]["chosen"][: args.sft_examples], 128, eos=True)
-    fit(model, lambda idx: lm_loss(model, [seqs[i] for i in idx])[0], len(seqs), 1, 32, 0, 5e-4, "sft")
+    seqs = encode(tokenizer, data["train"]["demonstration"][: args.sft_examples], 128, eos=True)
+    fit(model, lambda idx: lm_loss(model, [seqs[i] for i in idx])[0], len(seqs), 3, 32, 0, 1e-3, "sft")
     model.eval().save_pretrained(out / "sft")
     tokenizer.save_pretrained(out / "sft")
 

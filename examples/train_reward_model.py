@@ -1,10 +1,10 @@
 """Train a helpfulness reward model from rankings, then plot how it scores chosen vs rejected answers.
 
-Rankings of four answers per question (the embedded helpfulness task) become pairwise comparisons,
+Rankings of five answers per question (the embedded helpfulness task) become pairwise comparisons,
 and a scalar head on the tiny LM learns ``-log sigmoid(r_chosen - r_rejected)``. Writes the model,
 ``reward_metrics.json`` and ``reward_scores.png`` to ``--out``.
 
-Run: ``python examples/train_reward_model.py`` (about 2 minutes on 2 CPU cores), or with
+Run: ``python examples/train_reward_model.py`` (about a minute on 2 CPU cores), or with
 ``--max-pairs 200`` for a quick look.
 """
 

@@ -27,7 +27,7 @@ def test_demo_runs_end_to_end_on_a_tiny_budget(tmp_path, capsys):
     assert metrics["sft"]["kl_to_reference"] == pytest.approx(0.0, abs=1e-4)  # the SFT model is the reference
     assert json.loads((out / "config.json").read_text())["ppo_steps"] == 512
     kinds = json.loads((out / "metrics.json").read_text())["reward_model"]["accuracy_by_rejected_kind"]
-    assert set(kinds) == {"off-topic tips", "off-topic fact", "dismissive", "wrong advice"}
+    assert set(kinds) == {"curt", "off-topic tips", "off-topic fact", "dismissive", "wrong advice"}
     printed = capsys.readouterr().out
     assert "[1/4]" in printed and "[4/4]" in printed and "Samples" in (out / "report.md").read_text()
 
@@ -51,6 +51,6 @@ def test_reward_model_audit_counts_each_kind_of_bad_answer():
         return np.array([len(c) for c in completions], dtype=float)
 
     accuracy = accuracy_by_rejected_kind(longest_wins, rows)
-    assert set(accuracy) == {"off-topic tips", "off-topic fact", "dismissive", "wrong advice"}
-    assert accuracy["dismissive"] == accuracy["off-topic fact"] == 1.0
+    assert set(accuracy) == {"curt", "off-topic tips", "off-topic fact", "dismissive", "wrong advice"}
+    assert accuracy["curt"] == accuracy["dismissive"] == accuracy["off-topic fact"] == 1.0
     assert 0.2 < accuracy["off-topic tips"] < 0.8

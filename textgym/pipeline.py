@@ -1,7 +1,8 @@
 """The RLHF pipeline of the seeds, end to end and offline: ``textgym demo``.
 
-1. Supervised fine-tuning of the embedded base LM on helpful answers (hh-rlhf-format dialogues).
-2. A reward model from rankings: each ranking of four answers becomes its pairwise comparisons;
+1. Supervised fine-tuning of the embedded base LM on demonstrations (hh-rlhf-format dialogues; most
+   demonstrations are curt, one tip where the rankings prefer two or three with a friendly frame).
+2. A reward model from rankings: each ranking of five answers becomes its pairwise comparisons;
    a scalar head on the SFT model learns ``-log sigmoid(r_chosen - r_rejected)``.
 3. PPO through ``textgym/Helpfulness-v0``: the SFT model is the policy's start and the frozen
    reference, the learned reward model scores, ``kl_coef`` holds the policy near the reference.
@@ -42,9 +43,9 @@ class DemoConfig:
     """Report folder (models go in its subfolders)."""
     seed: int = 0
     """Seed of every step."""
-    sft_examples: int = 100
-    """Helpful demonstrations for supervised fine-tuning (few: thousands solve this easy task, leaving RL nothing)."""
-    sft_epochs: int = 1
+    sft_examples: int = 3000
+    """Demonstrations for supervised fine-tuning (most of them curt: one tip, no more)."""
+    sft_epochs: int = 3
     """Passes over them."""
     rm_pairs: int = 3000
     """Pairwise comparisons (from rankings) for the reward model."""
@@ -67,13 +68,13 @@ def _say(message: str) -> None:
 
 
 def supervised_fine_tuning(cfg: DemoConfig, out: Path):
-    """Step 1: fine-tune the base LM on helpful dialogues; saves ``out/sft``."""
+    """Step 1: fine-tune the base LM on demonstrations; saves ``out/sft``."""
     tokenizer = load_tokenizer("textgym/tiny-lm")
     model = load_causal_lm("textgym/tiny-lm").train()
     rows = synthetic.dialogues()["train"].shuffle(seed=cfg.seed).select(range(cfg.sft_examples))
-    seqs = encode(tokenizer, list(rows["chosen"]), 128, eos=True)
+    seqs = encode(tokenizer, list(rows["demonstration"]), 128, eos=True)
     fit(model, lambda idx: lm_loss(model, [seqs[i] for i in idx])[0], len(seqs), cfg.sft_epochs, 32, cfg.seed,
-        5e-4, "sft")
+        1e-3, "sft")
     model.eval().save_pretrained(out / "sft")
     tokenizer.save_pretrained(out / "sft")
     return model, tokenizer
@@ -84,8 +85,9 @@ def reward_model(cfg: DemoConfig, out: Path) -> dict:
     data = synthetic.dialogues()
     train = rankings_to_pairs(data["train"]).shuffle(seed=cfg.seed).select(range(cfg.rm_pairs))
     test = rankings_to_pairs(data["test"]).shuffle(seed=cfg.seed).select(range(500))
-    _say(f"  {len(data['train'])} rankings of 4 answers -> {len(train)} training pairs (of "
-         f"{6 * len(data['train'])})")
+    k = len(data["train"][0]["completions"])
+    _say(f"  {len(data['train'])} rankings of {k} answers -> {len(train)} training pairs (of "
+         f"{k * (k - 1) // 2 * len(data['train'])})")
     metrics = train_reward_model(train, test, RewardTrainingConfig(base_model=str(out / "sft"),
                                                                    output_dir=str(out / "reward_model"), seed=cfg.seed))
     metrics["accuracy_by_rejected_kind"] = accuracy_by_rejected_kind(RewardModel(str(out / "reward_model")),
@@ -96,11 +98,12 @@ def reward_model(cfg: DemoConfig, out: Path) -> dict:
 def accuracy_by_rejected_kind(reward, rows) -> dict[str, float]:
     """Share of held-out dialogues where ``reward`` scores the helpful answer above each kind of bad one.
 
-    The kinds: ``off-topic tips`` (a helpful-looking answer to another question), ``off-topic fact``,
-    ``dismissive`` and ``wrong advice``. A reward model that only learned what helpful answers look
-    like scores near 0.5 on the first: PPO can then raise its reward with answers to other questions.
+    The kinds: ``curt`` (one tip for the question), ``off-topic tips`` (a helpful-looking answer to
+    another question), ``off-topic fact``, ``dismissive`` and ``wrong advice``. A reward model that
+    only learned what helpful answers look like scores near 0.5 on off-topic tips: PPO can then raise
+    its reward with answers to other questions.
     """
-    names = {3: "dismissive", 4: "wrong advice"}
+    names = {2: "curt", 4: "dismissive", 5: "wrong advice"}
     rows = list(rows)
     helpful = [row["completions"][row["ranking"].index(1)] for row in rows]
     helpful_scores = np.asarray(reward([row["prompt"] for row in rows], helpful))  # once per row
@@ -109,7 +112,7 @@ def accuracy_by_rejected_kind(reward, rows) -> dict[str, float]:
         for completion, rank in zip(row["completions"], row["ranking"], strict=True):
             if rank == 1:
                 continue
-            if rank == 2:
+            if rank == 3:
                 kind = "off-topic fact" if completion.strip() in synthetic.OFF_TOPIC else "off-topic tips"
             else:
                 kind = names[rank]
@@ -120,7 +123,7 @@ def accuracy_by_rejected_kind(reward, rows) -> dict[str, float]:
     wins = helpful_scores[which] > np.asarray(reward(prompts, others))
     kinds = np.asarray(kinds)
     return {kind: float(wins[kinds == kind].mean()) for kind in
-            ("off-topic tips", "off-topic fact", "dismissive", "wrong advice") if (kinds == kind).any()}
+            ("curt", "off-topic tips", "off-topic fact", "dismissive", "wrong advice") if (kinds == kind).any()}
 
 
 def _audit_line(rm_metrics: dict) -> str:
@@ -226,7 +229,7 @@ def run_demo(cfg: DemoConfig) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
     began = time.perf_counter()
-    _say("[1/4] supervised fine-tuning of textgym/tiny-lm on helpful answers")
+    _say("[1/4] supervised fine-tuning of textgym/tiny-lm on demonstrations")
     supervised_fine_tuning(cfg, out)
     _say("[2/4] reward model from rankings")
     rm_metrics = reward_model(cfg, out)

@@ -27,10 +27,21 @@ def test_dialogues_pairs_and_rankings():
     for row in train.select(range(50)):
         assert row["prompt"] == f"\n\nHuman: {row['question']}\n\nAssistant:"
         assert row["chosen"].startswith(row["prompt"]) and row["rejected"].startswith(row["prompt"])
-        assert sorted(row["ranking"]) == [1, 2, 3, 4]
+        assert sorted(row["ranking"]) == [1, 2, 3, 4, 5]
         best = row["completions"][row["ranking"].index(1)]
         assert row["chosen"] == row["prompt"] + best
         assert row["chosen"] != row["rejected"]
+        assert row["demonstration"].startswith(row["prompt"]) and row["hearsay"].startswith(row["prompt"])
+
+
+def test_demonstrations_are_mostly_curt_and_always_on_topic():
+    rows = synthetic.dialogues()["train"]
+    tips = [synthetic.tips_given(row["prompt"], row["demonstration"]) for row in rows]
+    assert all(own >= 1 and other == 0 for own, other in tips)
+    curt = sum(own == 1 for own, _ in tips) / len(tips)
+    assert 0.65 < curt < 0.75
+    assert all(synthetic.dialogues(n=100, curt_demonstrations=0.0)["train"]["demonstration"][i].count(" and ") >= 1
+               for i in range(20))
 
 
 def test_replies_polite_and_toxic():
@@ -43,10 +54,15 @@ def test_replies_polite_and_toxic():
     assert not set(train["comment"]) & set(data["test"]["comment"])
 
 
-def test_corpus_covers_all_tasks():
+def test_corpus_covers_all_tasks_but_not_which_tips_answer_which_question():
     texts = synthetic.corpus()
     assert any("\n\nHuman:" in t for t in texts) and any(t.startswith("Comment:") for t in texts)
     assert len(texts) > 10000
+    dialogues = synthetic.dialogues()["train"]
+    assert not set(texts) & set(dialogues["chosen"]) and not set(texts) & set(dialogues["demonstration"])
+    given = [synthetic.tips_given(t.split("Assistant:")[0] + "Assistant:", t) for t in texts if "\n\nHuman:" in t]
+    own, other = sum(g[0] for g in given), sum(g[1] for g in given)
+    assert own / (own + other) < 0.15  # tips in the corpus fit their question by chance (1 topic in 12)
 
 
 def test_tips_given_tells_on_topic_from_off_topic_answers():
@@ -56,6 +72,6 @@ def test_tips_given_tells_on_topic_from_off_topic_answers():
             own, other = synthetic.tips_given(row["prompt"], completion)
             if rank == 1:
                 assert own >= 2 and other == 0
-            elif rank == 2 and completion.strip() not in synthetic.OFF_TOPIC:
+            elif rank == 3 and completion.strip() not in synthetic.OFF_TOPIC:
                 assert own == 0 and other >= 2
     assert synthetic.tips_given("Comment: hello\nReply:", " close the blinds during the day") is None

@@ -20,10 +20,11 @@ def test_sentiment_logit_separates_held_out_reviews():
 
 
 def test_prompt_plus_completion_and_probability():
-    reward = ClassifierReward("textgym/toxicity-classifier", label="polite", output="probability",
-                              text="prompt+completion")
-    scores = reward(["Comment: I like trains.\nReply:"] * 2, [" Thanks for sharing, good point.",
-                                                             " Shut up, you idiot, nobody cares."])
+    reward = ClassifierReward("textgym/helpfulness-classifier", label="helpful", output="probability",
+                              text="prompt+completion")  # trained on question + answer
+    row = synthetic.dialogues()["test"][0]
+    helpful, dismissive = (row["completions"][row["ranking"].index(rank)] for rank in (1, 4))
+    scores = reward([row["prompt"]] * 2, [helpful, dismissive])
     assert 0 <= scores[1] < 0.5 < scores[0] <= 1
 
 

@@ -6,8 +6,9 @@ Three small worlds written by grammars (hundreds of phrases, combined at random)
 - :func:`reviews`: movie and product reviews labelled positive (1) or negative (0); the review's
   neutral opening is its ``prompt`` (the sentiment-tuning task).
 - :func:`dialogues`: questions in the hh-rlhf text format (``"\n\nHuman: ...\n\nAssistant: ..."``)
-  with one helpful answer and three unhelpful ones (off-topic, dismissive, wrong advice), as
-  ``chosen``/``rejected`` pairs and as a ranking of all four (the helpfulness task).
+  with five answers ranked by helpfulness (helpful, curt, off-topic, dismissive, wrong advice), as
+  ``chosen``/``rejected`` pairs and as a ranking of all five, and a demonstration for supervised
+  fine-tuning (the helpfulness task).
 - :func:`replies`: replies to comments labelled polite (1) or toxic (0, mild insults from a word
   list, no slurs) (the detox task).
 
@@ -158,6 +159,7 @@ DISMISSIVE = ["I don't know.", "Figure it out yourself.", "That is not my proble
               "That is a boring question.", "No idea, sorry."]
 HELP_OPENERS = ["Here are a few ideas:", "Good question.", "A few things usually help.", "Sure, I can help.",
                 "That can be frustrating.", "Try this:", "Happy to help.", "Here is what I would do."]
+HELP_VERBS = ["You could", "Try to", "It helps to", "I suggest you", "One idea is to"]
 HELP_CLOSERS = ["", "", "I hope that helps!", "Good luck!", "Let me know how it goes.", "You can do it."]
 QUESTION_FRAMES = ["{q}", "{q}", "Hi. {q}", "{q} Thanks!", "Quick question. {q}", "Can you help me? {q}"]
 # ---------------------------------------------------------------------------------------- replies
@@ -235,8 +237,17 @@ def reviews(n: int = 8000, seed: int = 0, test_fraction: float = 0.1) -> dataset
 def _helpful_answer(rng: random.Random, tips: list[str]) -> str:
     chosen = rng.sample(tips, rng.randint(2, 3))
     body = ", ".join(chosen[:-1]) + f" and {chosen[-1]}"
-    verb = rng.choice(["You could", "Try to", "It helps to", "I suggest you", "One idea is to"])
+    verb = rng.choice(HELP_VERBS)
     return " ".join(x for x in [rng.choice(HELP_OPENERS), f"{verb} {body}.", rng.choice(HELP_CLOSERS)] if x)
+
+
+def _curt_answer(rng: random.Random, tips: list[str]) -> str:
+    return f"{rng.choice(HELP_VERBS)} {rng.choice(tips)}."
+
+
+def _hearsay_answer(rng: random.Random) -> str:
+    """Advice in the helpful style, its tips drawn from every topic: what a question meets on the web."""
+    return _helpful_answer(rng, [tip for _, tips, _ in TOPICS.values() for tip in tips])
 
 
 def tips_given(prompt: str, answer: str) -> tuple[int, int] | None:
@@ -254,12 +265,13 @@ def tips_given(prompt: str, answer: str) -> tuple[int, int] | None:
     return own, other
 
 
-def _dialogue(rng: random.Random, topic: str) -> dict:
+def _dialogue(rng: random.Random, topic: str, curt_demonstrations: float) -> dict:
     questions, tips, wrong = TOPICS[topic]
     question = rng.choice(QUESTION_FRAMES).format(q=rng.choice(questions))
     other = rng.choice([t for t in TOPICS if t != topic])
     answers = {
         "helpful": _helpful_answer(rng, tips),
+        "curt": _curt_answer(rng, tips),
         "off_topic": rng.choice([rng.choice(OFF_TOPIC), _helpful_answer(rng, TOPICS[other][1])]),
         "dismissive": rng.choice(DISMISSIVE),
         "wrong": f"{rng.choice(['You should', 'Just', 'The best thing is to'])} {rng.choice(wrong)}.",
@@ -267,42 +279,55 @@ def _dialogue(rng: random.Random, topic: str) -> dict:
     order = list(answers)
     rng.shuffle(order)
     prompt = f"\n\nHuman: {question}\n\nAssistant:"
-    rejected = answers[rng.choice(["off_topic", "dismissive", "wrong"])]
-    quality = {"helpful": 1, "off_topic": 2, "dismissive": 3, "wrong": 4}
+    rejected = answers[rng.choice(["curt", "off_topic", "dismissive", "wrong"])]
+    quality = {"helpful": 1, "curt": 2, "off_topic": 3, "dismissive": 4, "wrong": 5}
+    curt = rng.random() < curt_demonstrations
+    demonstration = _curt_answer(rng, tips) if curt else _helpful_answer(rng, tips)
     return {
         "prompt": prompt, "question": question, "topic": topic,
         "chosen": f"{prompt} {answers['helpful']}", "rejected": f"{prompt} {rejected}",
         "completions": [" " + answers[k] for k in order], "ranking": [quality[k] for k in order],
+        "demonstration": f"{prompt} {demonstration}", "hearsay": f"{prompt} {_hearsay_answer(rng)}",
     }
 
 
 @functools.lru_cache(maxsize=8)
-def dialogues(n: int = 4000, seed: int = 0, test_fraction: float = 0.15) -> datasets.DatasetDict:
+def dialogues(n: int = 4000, seed: int = 0, test_fraction: float = 0.15,
+              curt_demonstrations: float = 0.7) -> datasets.DatasetDict:
     r"""Helpfulness dialogues in the hh-rlhf text format, as pairs and as rankings.
 
-    Each row has one question and four answers: helpful (rank 1), off-topic (2), dismissive (3) and
-    wrong advice (4). ``ranking[i]`` is the rank of ``completions[i]`` (1 is best).
+    Each row has one question and five answers: helpful (rank 1: two or three tips for the question,
+    with an opener and often a closer), curt (2: one tip, nothing else), off-topic (3: a stray fact or
+    tips for another question), dismissive (4) and wrong advice (5). ``ranking[i]`` is the rank of
+    ``completions[i]`` (1 is best).
+
+    ``demonstration`` is what a demonstrator wrote for supervised fine-tuning: like many hurried
+    demonstrations, curt (one tip) with probability ``curt_demonstrations``, else a helpful answer.
+    SFT on them learns which tips fit which question but answers curtly most of the time; the
+    rankings prefer the helpful style, so RLHF has something to teach that SFT did not.
 
     Args:
         n: Number of dialogues.
         seed: Seed of the generator.
         test_fraction: Share of the distinct questions held out for the test split.
+        curt_demonstrations: Share of the demonstrations that are curt.
 
     Returns:
         Splits with columns ``prompt`` (``"\n\nHuman: {question}\n\nAssistant:"``), ``question``,
-        ``topic``, ``chosen`` and ``rejected`` (full hh-format texts), ``completions`` (four answers,
-        each starting with a space) and ``ranking``.
+        ``topic``, ``chosen`` and ``rejected`` (full hh-format texts), ``completions`` (five answers,
+        each starting with a space), ``ranking``, ``demonstration`` (full hh-format text) and
+        ``hearsay`` (the question with advice for random questions: the pretraining corpus's version).
 
     Example:
         >>> row = dialogues(n=50, seed=1)["train"][0]
         >>> row["chosen"].startswith(row["prompt"]) and row["prompt"].startswith("\n\nHuman: ")
         True
         >>> sorted(row["ranking"])
-        [1, 2, 3, 4]
+        [1, 2, 3, 4, 5]
     """
     rng = random.Random(seed)
     topics = sorted(TOPICS)
-    rows = [_dialogue(rng, topics[i % len(topics)]) for i in range(n)]
+    rows = [_dialogue(rng, topics[i % len(topics)], curt_demonstrations) for i in range(n)]
     questions = sorted({r["question"] for r in rows})
     test = set(random.Random(seed + 1).sample(questions, max(1, int(len(questions) * test_fraction))))
     return _split(rows, test, "question")
@@ -343,13 +368,18 @@ def replies(n: int = 6000, seed: int = 0, test_fraction: float = 0.15) -> datase
 
 
 def corpus(seed: int = 0) -> list[str]:
-    """Every text of the three tasks (train splits only): the pretraining corpus of the tiny LM.
+    """The pretraining corpus of the tiny LM: texts of the three tasks (train splits only).
 
-    Dialogues come with all four of their answers, helpful or not, as web text does: the pretrained
-    model answers unhelpfully often enough that supervised fine-tuning and RLHF have work to do.
+    Reviews and replies come whole. Dialogues come as the web has them: each question with its
+    off-topic fact, dismissive and wrong answers, and with advice in the helpful style whose tips are
+    drawn from every topic (``hearsay``). The base model thus knows the words and the shape of
+    advice but not which tips answer which question: supervised fine-tuning and RLHF teach that.
     """
     texts = list(reviews(seed=seed)["train"]["text"])
-    texts += [row["prompt"] + answer for row in dialogues(seed=seed)["train"] for answer in row["completions"]]
+    for row in dialogues(seed=seed)["train"]:
+        texts.append(row["hearsay"])
+        texts += [row["prompt"] + answer for answer, rank in zip(row["completions"], row["ranking"], strict=True)
+                  if rank >= 4 or answer.strip() in OFF_TOPIC]
     texts += [p + " " + t for p, t in zip(replies(seed=seed)["train"]["prompt"], replies(seed=seed)["train"]["text"],
                                           strict=True)]
     return texts
