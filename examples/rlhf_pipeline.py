@@ -46,7 +46,7 @@ def main() -> None:
     print("1. supervised fine-tuning on demonstrations")
     tokenizer, model = load_tokenizer("textgym/tiny-lm"), load_causal_lm("textgym/tiny-lm").train()
     seqs = encode(tokenizer, data["train"]["demonstration"][: args.sft_examples], 128, eos=True)
-    fit(model, lambda idx: lm_loss(model, [seqs[i] for i in idx])[0], len(seqs), 3, 32, 0, 1e-3, "sft")
+    fit(model, lambda idx: lm_loss(model, [seqs[i] for i in idx])[0], len(seqs), 6, 32, 0, 1e-3, "sft")
     model.eval().save_pretrained(out / "sft")
     tokenizer.save_pretrained(out / "sft")
 

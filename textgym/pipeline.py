@@ -45,7 +45,7 @@ class DemoConfig:
     """Seed of every step."""
     sft_examples: int = 3000
     """Demonstrations for supervised fine-tuning (most of them curt: one tip, no more)."""
-    sft_epochs: int = 3
+    sft_epochs: int = 6
     """Passes over them."""
     rm_pairs: int = 3000
     """Pairwise comparisons (from rankings) for the reward model."""
