@@ -9,7 +9,7 @@
    and the independent helpfulness judge.
 
 ``textgym demo`` runs the same steps with a report folder and plots. Run:
-``python examples/rlhf_pipeline.py`` (about a minute on 2 CPU cores).
+``python examples/rlhf_pipeline.py`` (about two minutes on 2 CPU cores).
 """
 
 from __future__ import annotations
