@@ -103,16 +103,17 @@ def accuracy_by_rejected_kind(reward, rows) -> dict[str, float]:
     only learned what helpful answers look like scores near 0.5 on off-topic tips: PPO can then raise
     its reward with answers to other questions.
     """
-    names = {2: "curt", 4: "dismissive", 5: "wrong advice"}
+    ranks = synthetic.RANKS
+    names = {ranks["curt"]: "curt", ranks["dismissive"]: "dismissive", ranks["wrong"]: "wrong advice"}
     rows = list(rows)
-    helpful = [row["completions"][row["ranking"].index(1)] for row in rows]
+    helpful = [row["completions"][row["ranking"].index(ranks["helpful"])] for row in rows]
     helpful_scores = np.asarray(reward([row["prompt"] for row in rows], helpful))  # once per row
     which, prompts, others, kinds = [], [], [], []
     for i, row in enumerate(rows):
         for completion, rank in zip(row["completions"], row["ranking"], strict=True):
-            if rank == 1:
+            if rank == ranks["helpful"]:
                 continue
-            if rank == 3:
+            if rank == ranks["off_topic"]:
                 kind = "off-topic fact" if completion.strip() in synthetic.OFF_TOPIC else "off-topic tips"
             else:
                 kind = names[rank]

@@ -161,6 +161,8 @@ HELP_OPENERS = ["Here are a few ideas:", "Good question.", "A few things usually
                 "That can be frustrating.", "Try this:", "Happy to help.", "Here is what I would do."]
 HELP_VERBS = ["You could", "Try to", "It helps to", "I suggest you", "One idea is to"]
 HELP_CLOSERS = ["", "", "I hope that helps!", "Good luck!", "Let me know how it goes.", "You can do it."]
+#: Rank of each kind of answer in a dialogue's ranking (1 is best).
+RANKS = {"helpful": 1, "curt": 2, "off_topic": 3, "dismissive": 4, "wrong": 5}
 QUESTION_FRAMES = ["{q}", "{q}", "Hi. {q}", "{q} Thanks!", "Quick question. {q}", "Can you help me? {q}"]
 # ---------------------------------------------------------------------------------------- replies
 SUBJECTS = ["the new park", "remote work", "electric cars", "the local team", "pineapple on pizza", "this recipe",
@@ -245,9 +247,12 @@ def _curt_answer(rng: random.Random, tips: list[str]) -> str:
     return f"{rng.choice(HELP_VERBS)} {rng.choice(tips)}."
 
 
+ALL_TIPS = [tip for _, tips, _ in TOPICS.values() for tip in tips]
+
+
 def _hearsay_answer(rng: random.Random) -> str:
     """Advice in the helpful style, its tips drawn from every topic: what a question meets on the web."""
-    return _helpful_answer(rng, [tip for _, tips, _ in TOPICS.values() for tip in tips])
+    return _helpful_answer(rng, ALL_TIPS)
 
 
 def tips_given(prompt: str, answer: str) -> tuple[int, int] | None:
@@ -280,13 +285,12 @@ def _dialogue(rng: random.Random, topic: str, curt_demonstrations: float) -> dic
     rng.shuffle(order)
     prompt = f"\n\nHuman: {question}\n\nAssistant:"
     rejected = answers[rng.choice(["curt", "off_topic", "dismissive", "wrong"])]
-    quality = {"helpful": 1, "curt": 2, "off_topic": 3, "dismissive": 4, "wrong": 5}
     curt = rng.random() < curt_demonstrations
     demonstration = _curt_answer(rng, tips) if curt else _helpful_answer(rng, tips)
     return {
         "prompt": prompt, "question": question, "topic": topic,
         "chosen": f"{prompt} {answers['helpful']}", "rejected": f"{prompt} {rejected}",
-        "completions": [" " + answers[k] for k in order], "ranking": [quality[k] for k in order],
+        "completions": [" " + answers[k] for k in order], "ranking": [RANKS[k] for k in order],
         "demonstration": f"{prompt} {demonstration}", "hearsay": f"{prompt} {_hearsay_answer(rng)}",
     }
 
@@ -379,7 +383,7 @@ def corpus(seed: int = 0) -> list[str]:
     for row in dialogues(seed=seed)["train"]:
         texts.append(row["hearsay"])
         texts += [row["prompt"] + answer for answer, rank in zip(row["completions"], row["ranking"], strict=True)
-                  if rank >= 4 or answer.strip() in OFF_TOPIC]
+                  if rank >= RANKS["dismissive"] or answer.strip() in OFF_TOPIC]
     texts += [p + " " + t for p, t in zip(replies(seed=seed)["train"]["prompt"], replies(seed=seed)["train"]["text"],
                                           strict=True)]
     return texts
