@@ -30,7 +30,7 @@ def test_variants_use_their_task(env_id, name):
 def test_tiny_task_starts_from_bos_with_its_bigram_reference():
     env = gym.make("textgym/TinyLanguage-v0").unwrapped
     obs, _ = env.reset(seed=0)
-    assert obs["attention_mask"].sum() == 1 and env.core.vocab_size == 22 and sorted(TASKS)[-1] == "tiny"
+    assert obs["attention_mask"].sum() == 1 and env.core.num_actions == 22 and sorted(TASKS)[-1] == "tiny"
 
 
 def test_explicit_arguments_override_the_task():

@@ -240,3 +240,82 @@ def test_direct_construction_matches_make(env_kwargs):
     a = [s[1] for s in run_episode(direct, [1, 2, 3, 4, 5, 6], seed=2)]
     b = [s[1] for s in run_episode(made, [1, 2, 3, 4, 5, 6], seed=2)]
     assert a == b
+
+
+# ------------------------------------------------------------------------------ bad input, found by users
+@pytest.mark.parametrize("kl_coef", [float("nan"), -1.0, float("inf")])
+def test_kl_coef_must_be_finite_and_not_negative(env_kwargs, kl_coef):
+    with pytest.raises(ValueError, match="kl_coef must be a finite number >= 0"):
+        make(env_kwargs, kl_coef=kl_coef)
+    env = make(env_kwargs)
+    with pytest.raises(ValueError, match="kl_coef must be a finite number >= 0"):
+        env.kl_coef = kl_coef
+    with pytest.raises(TypeError, match="kl_coef must be a number"):
+        make(env_kwargs, kl_coef="0.1x")
+
+
+@pytest.mark.parametrize(("prompts", "message"), [
+    ([1, 2, 3], r"prompts\[0\] is 1 \(int\), not a string"),
+    (["w1", None], r"prompts\[1\] is None \(NoneType\), not a string"),
+    ([b"w1"], r"prompts\[0\] is b'w1' \(bytes\), not a string"),
+    ([["w1", "w2"]], r"prompts\[0\] is \['w1', 'w2'\] \(list\), not a string"),
+    (b"w1 w2", "must be a list of strings"),
+])
+def test_prompts_that_are_not_strings_are_named_at_construction(env_kwargs, prompts, message):
+    with pytest.raises(TypeError, match=message):
+        make(env_kwargs, prompts=prompts)
+
+
+def test_a_dataset_column_of_numbers_is_refused(env_kwargs):
+    with pytest.raises(TypeError, match="the prompt column 'prompt' holds Value\\('int64'\\).*not strings"):
+        make(env_kwargs, prompts=datasets.Dataset.from_dict({"prompt": [1, 2]}))
+
+
+def test_a_model_vocabulary_padded_past_the_tokenizer_keeps_actions_to_the_tokenizer(env_kwargs, tokenizer):
+    padded = random_causal_lm(64, 1, 16, n_positions=64)  # 64 logits for a 48-token tokenizer, as Qwen2 pads
+    env = make(env_kwargs, model=padded, ref_scoring="step")
+    assert env.action_space.n == len(tokenizer) == 48
+    env.reset(options={"prompt": "w1 w2 w3"})
+    with pytest.raises(ValueError, match="action 50 is not a token id: the action space has ids 0..47"):
+        env.step(50)
+    _, _, _, _, info = env.step(5)
+    with torch.no_grad():
+        logits = padded(torch.tensor([[1, 2, 3]])).logits[0, -1, :48]
+    assert info["ref_logprob"] == pytest.approx(torch.log_softmax(logits, -1)[5].item(), abs=1e-5)
+
+
+def test_a_reward_that_raises_ends_the_episode(env_kwargs):
+    class Failing:
+        name = "failing"
+
+        def __call__(self, prompts, completions):
+            raise RuntimeError("the reward server is down")
+
+    env = make(env_kwargs, reward_fn=Failing(), max_new_tokens=3)
+    env.reset(seed=0)
+    env.step(1)
+    env.step(1)
+    with pytest.raises(RuntimeError, match="the reward server is down"):
+        env.step(1)
+    with pytest.raises(RuntimeError, match="call reset"):
+        env.step(1)  # not a fourth token of a three-token episode
+    obs, _ = env.reset(seed=0)
+    assert env.step(1)[2:4] == (False, False)
+
+
+def test_async_vector_env_after_torch_work_does_not_hang(tmp_path):
+    """Forked workers of a parent that ran torch ops used to hang forever in their first layer norm."""
+    import subprocess
+    import sys
+    script = tmp_path / "run.py"
+    script.write_text(
+        "import torch, gymnasium as gym, textgym\n"
+        "torch.nn.functional.layer_norm(torch.randn(64, 512), (512,))\n"
+        "torch.ones(300, 300) @ torch.ones(300, 300)\n"
+        "envs = gym.make_vec('textgym/TextGeneration-v0', num_envs=2, vectorization_mode='async')\n"
+        "envs.reset(seed=0)\n"
+        "obs, *_ = envs.step(envs.action_space.sample())\n"
+        "print('stepped', obs['input_ids'].shape)\n"
+        "envs.close()\n")
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0 and "stepped (2, 64)" in result.stdout, result.stderr[-2000:]

@@ -121,3 +121,35 @@ def test_vector_render(env_kwargs):
     envs.reset(options={"prompt": "w1"})
     envs.step(np.array([2, 3]))
     assert envs.render() == ("w1 w2", "w1 w3")
+
+
+@pytest.mark.filterwarnings("ignore::textgym.rewards.DeadRewardWarning")
+def test_groups_answer_the_same_prompts_whenever_their_slots_get_there(env_kwargs):
+    envs = make_vec(env_kwargs, 6, group_size=3, prompts=[f"w{i}" for i in range(1, 40)])
+    obs, info = envs.reset(seed=3)
+    rounds = {}  # group id -> prompts its episodes answered
+    for slot in range(6):
+        rounds.setdefault(info["group_id"][slot], []).append(info["prompt"][slot])
+    actions = action_table(6, 40, seed=1)
+    for t in range(40):
+        obs, _, terminated, truncated, info = envs.step(actions[t])
+        for slot in np.flatnonzero(terminated | truncated):
+            rounds.setdefault(info["group_id"][slot], []).append(info["prompt"][slot])
+    assert len(rounds) >= 10
+    for group_id, prompts in rounds.items():
+        assert len(set(prompts)) == 1, (group_id, prompts)  # one prompt per (group, round)
+        assert len(prompts) <= 3
+    assert sum(len(p) == 3 for p in rounds.values()) >= 6  # most rounds were completed by all three slots
+    assert len({p[0] for p in rounds.values()}) > 3  # and rounds differ
+    with pytest.raises(ValueError, match="group_size=4 must divide num_envs=6"):
+        make_vec(env_kwargs, 6, group_size=4)
+
+
+def test_kl_coef_is_one_value_the_env_uses_and_agents_may_set(env_kwargs):
+    envs = make_vec(env_kwargs, 2, kl_coef=0.1, ref_scoring="step")
+    envs.reset(seed=0)
+    envs.kl_coef = 0.5
+    _, rewards, *_ , info = envs.step(np.array([3, 4]))
+    np.testing.assert_allclose(rewards, 0.5 * info["ref_logprob"])
+    with pytest.raises(ValueError, match="finite number >= 0"):
+        envs.kl_coef = float("nan")

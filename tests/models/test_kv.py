@@ -48,6 +48,34 @@ def test_start_all_slots_in_any_order(lm):
         torch.testing.assert_close(step[slot], full_logits(lm, torch.cat([seq, torch.tensor([7])])), atol=1e-4, rtol=0)
 
 
+def test_environment_turns_restarts_and_steps_in_any_mix_equal_full_forwards(lm):
+    """extend() leaves holes in the other slots' columns; packing them keeps every slot's logits exact."""
+    rng = np.random.default_rng(1)
+    vocab = lm.config.vocab_size
+    seqs = [list(rng.integers(1, vocab, n)) for n in (2, 4, 1, 3, 5)]
+    cache = SlotKVCache(lm, num_slots=5, pad_id=0)
+    logits = cache.start(range(5), seqs)
+    for t in range(60):
+        tokens = rng.integers(0, vocab, 5)
+        logits = cache.step(tokens)
+        seqs = [s + [int(tokens[i])] for i, s in enumerate(seqs)]
+        turn = sorted(rng.choice(5, size=int(rng.integers(1, 4)), replace=False).tolist())
+        if t % 3 == 0:  # an environment writes 1-6 tokens into some slots
+            added = [list(rng.integers(0, vocab, int(rng.integers(1, 7)))) for _ in turn]
+            logits[turn] = cache.extend(turn, added)
+            for slot, extra in zip(turn, added, strict=True):
+                seqs[slot] = seqs[slot] + extra
+        if t % 7 == 6 or max(len(s) for s in seqs) > 40:  # and some episodes end and restart
+            turn = sorted(set(turn) | {i for i, s in enumerate(seqs) if len(s) > 40})
+            fresh = [list(rng.integers(1, vocab, int(rng.integers(1, 6)))) for _ in turn]
+            logits[turn] = cache.start(turn, fresh)
+            for slot, prompt in zip(turn, fresh, strict=True):
+                seqs[slot] = prompt
+        for slot, seq in enumerate(seqs):
+            torch.testing.assert_close(logits[slot], full_logits(lm, torch.tensor(seq)), atol=1e-4, rtol=0)
+        assert cache.length <= 2 * max(len(s) for s in seqs) + 12  # dead columns and holes are packed away
+
+
 def test_sample_tokens_follows_softmax():
     logits = torch.tensor([[0.0, 1.0, 2.0, -float("inf")], [3.0, 0.0, 0.0, 0.0]]).repeat(20000, 1)
     tokens = sample_tokens(logits, torch.Generator().manual_seed(0)).view(20000, 2)

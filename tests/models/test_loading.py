@@ -49,8 +49,30 @@ def test_unknown_embedded_name_lists_known_ones():
         load_causal_lm("textgym/huge-lm")
 
 
-def test_missing_local_path():
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+def test_missing_local_path_is_an_error_at_once_never_a_hub_download(tmp_path, monkeypatch):
+    with pytest.raises(FileNotFoundError, match="no such folder: './no/such/model'"):
         resolve("./no/such/model")
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(FileNotFoundError, match="no such folder"):
         load_tokenizer("/no/such/folder")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    for name in ("runs/x/policy", "runs/my-rm", "models/a/b"):  # no hub name has two slashes or a local first part
+        with pytest.raises(FileNotFoundError, match=f"no such folder: '{name}'"):
+            resolve(name)
+    assert resolve("Qwen/Qwen2-0.5B") == "Qwen/Qwen2-0.5B"  # a hub name for online users
+
+
+def test_loading_prints_nothing(capfd):
+    import gymnasium as gym
+
+    import textgym  # noqa: F401
+
+    for env_id in ("textgym/Sentiment-v0", "textgym/Helpfulness-v0", "textgym/Detox-v0"):
+        gym.make(env_id)
+    load_classifier("textgym/toxicity-classifier")
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""
+
+
+def test_a_model_loaded_by_name_remembers_the_name_not_this_machines_path():
+    assert load_causal_lm("textgym/tiny-lm").name_or_path == "textgym/tiny-lm"

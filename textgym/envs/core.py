@@ -14,10 +14,20 @@ Reference scoring has two modes with equal returns:
   episode ends (batched over the slots that end together); every step before the last earns 0 and
   the last step earns ``score + kl_coef * sum(ref_logprobs)``. The per-token log-probs are in
   ``info["ref_logprobs"]`` for agents that want per-token credit.
+
+With :class:`textgym.envs.turns.Turns` rules the episode is a conversation: when the agent's turn
+ends, the rules reply and the reply's tokens join the context as state (module
+:mod:`textgym.envs.turns`). Turn rewards are paid at the step that ends the turn.
+
+Devices: observations are numpy on the host (Gymnasium's contract). The reference model and its KV
+cache stay on the reference's device; a step sends the actions there once and brings the chosen
+tokens' log-probs back once.
 """
 
 from __future__ import annotations
 
+import math
+import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,13 +38,17 @@ import torch
 from gymnasium import spaces
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from textgym.models import load_causal_lm, load_tokenizer
-from textgym.models.kv import SlotKVCache, completion_logprobs
+from textgym.envs.turns import Reply, Turns
+from textgym.models import load_causal_lm, load_tokenizer, model_device
+from textgym.models.kv import SlotKVCache
+from textgym.models.logprobs import completion_logprobs
 from textgym.rewards.base import RewardFunction, score_terms
 from textgym.tasks import DEFAULT_MODEL, get_task
 
 RefScoring = Literal["step", "episode"]
 PromptOverflow = Literal["truncate", "error"]
+
+_IMPORT_PID = os.getpid()
 
 
 class PromptTruncatedWarning(UserWarning):
@@ -48,7 +62,17 @@ class _Episode:
     prompt: str
     prompt_ids: np.ndarray
     tokens: list[int] = field(default_factory=list)
+    """Every token after the prompt: the agent's and, in a conversation, the environment's."""
+    agent: list[bool] = field(default_factory=list)
+    """Whose each token is: True for the agent's."""
     ref_logprobs: list[float] = field(default_factory=list)
+    turn_rewards: dict[int, float] = field(default_factory=dict)
+    """Token index -> the reward its turn earned (conversations only)."""
+    state: Any = None
+    """The rules' state of a conversation."""
+    turn_start: int = 0
+    """Index in ``tokens`` of the agent's current turn."""
+    action_mask: np.ndarray | None = None
 
 
 class GenerationCore:
@@ -62,16 +86,19 @@ class GenerationCore:
         prompts: Prompt texts, or a ``datasets.Dataset`` with a ``prompt_column`` (default: the
             task's training prompts).
         reward_fn: Scores finished completions (:class:`textgym.rewards.RewardFunction`; default:
-            the task's reward).
+            the task's reward; in a conversation it may be None, the score being the turn rewards).
         task: The embedded task (:data:`textgym.tasks.TASKS`) that supplies every default left out.
         max_context: Observation length: prompt plus completion must fit in it (default: the task's).
-        max_new_tokens: Episode length limit; reaching it truncates the episode (default: the task's).
-        kl_coef: Beta, the weight of ``log pi_ref(a_t | s_t)`` in the reward.
+        max_new_tokens: Episode length limit in tokens after the prompt (the environment's turns
+            count too); reaching it truncates the episode (default: the task's).
+        kl_coef: Beta, the weight of ``log pi_ref(a_t | s_t)`` in the reward: finite and >= 0.
         ref_scoring: ``"step"`` or ``"episode"`` (module docstring).
         prompt_overflow: A prompt longer than ``max_context - max_new_tokens`` tokens is
             ``"truncate"``-d on the left with a warning, or raises (``"error"``).
         prompt_column: Column holding the prompt text when ``prompts`` is a Dataset.
-        action_mask: Optional int8/bool array of length ``vocab_size``; 1 marks allowed tokens.
+        action_mask: Optional int8/bool array of length ``num_actions``; 1 marks allowed tokens.
+        turns: The rules of a conversation (:class:`textgym.envs.turns.Turns`), or None for one
+            completion per episode (default: the task's).
     """
 
     def __init__(
@@ -79,11 +106,13 @@ class GenerationCore:
         tokenizer: PreTrainedTokenizerBase | None = None, prompts: Any = None, reward_fn: RewardFunction | None = None,
         task: str = "sentiment", max_context: int | None = None, max_new_tokens: int | None = None,
         kl_coef: float = 0.05, ref_scoring: RefScoring = "step", prompt_overflow: PromptOverflow = "truncate",
-        prompt_column: str = "prompt", action_mask: np.ndarray | None = None,
+        prompt_column: str = "prompt", action_mask: np.ndarray | None = None, turns: Turns | None = None,
     ) -> None:
+        _single_threaded_after_fork()
         defaults = get_task(task)
         prompts = defaults.prompts("train") if prompts is None else prompts
-        reward_fn = defaults.reward() if reward_fn is None else reward_fn
+        turns = defaults.turns() if turns is None and defaults.turns is not None else turns
+        reward_fn = defaults.reward() if reward_fn is None and defaults.reward is not None else reward_fn
         max_context = defaults.max_context if max_context is None else max_context
         max_new_tokens = defaults.max_new_tokens if max_new_tokens is None else max_new_tokens
         if model is None and defaults.model is not None:
@@ -93,29 +122,50 @@ class GenerationCore:
         if tokenizer is None and not isinstance(model, str):
             raise ValueError("pass the tokenizer that belongs to the reference model")
         self.tokenizer = load_tokenizer(model) if tokenizer is None else tokenizer
-        self.vocab_size = int(self.reference.config.vocab_size)
-        _check_vocab(self.tokenizer, self.vocab_size)
+        self.num_actions = _check_vocab(self.tokenizer, int(self.reference.config.vocab_size))
         _check_lengths(self.reference, max_context, max_new_tokens)
         _check_choice("ref_scoring", ref_scoring, ("step", "episode"))
         _check_choice("prompt_overflow", prompt_overflow, ("truncate", "error"))
-        if not isinstance(reward_fn, RewardFunction):
+        if reward_fn is None and turns is None:
+            raise TypeError("reward_fn is None: pass a RewardFunction (a callable with a name) to score completions")
+        if reward_fn is not None and not isinstance(reward_fn, RewardFunction):
             raise TypeError(f"reward_fn must be a RewardFunction (a callable with a name), got {reward_fn!r}")
-        self.num_slots, self.reward_fn, self.kl_coef = num_slots, reward_fn, float(kl_coef)
+        self.num_slots, self.reward_fn, self.turns = num_slots, reward_fn, turns
+        self.kl_coef = kl_coef
         self.max_context, self.max_new_tokens = max_context, max_new_tokens
         self.ref_scoring, self.prompt_overflow = ref_scoring, prompt_overflow
         self.prompts, self.prompt_column = _check_prompts(prompts, prompt_column), prompt_column
         self.eos_id = self.tokenizer.eos_token_id
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else (self.eos_id or 0)
-        self.action_mask = _check_action_mask(action_mask, self.vocab_size)
+        self.end_of_turn_id = _end_of_turn_id(self.tokenizer, turns)
+        self.action_mask = _check_action_mask(action_mask, self.num_actions)
         self.single_observation_space = spaces.Dict({
-            "input_ids": spaces.Box(0, self.vocab_size - 1, (max_context,), np.int64),
+            "input_ids": spaces.Box(0, self.num_actions - 1, (max_context,), np.int64),
             "attention_mask": spaces.Box(0, 1, (max_context,), np.int64),
         })
+        self.device = model_device(self.reference)
         self.input_ids = np.full((num_slots, max_context), self.pad_id, np.int64)  # (N, L)
         self.attention_mask = np.zeros((num_slots, max_context), np.int64)  # (N, L)
         self.episodes: list[_Episode | None] = [None] * num_slots
         self._kv = SlotKVCache(self.reference, num_slots, self.pad_id) if ref_scoring == "step" else None
-        self._next_logprobs = torch.zeros((num_slots, self.vocab_size))  # (N, V), step mode only
+        # (N, A) log pi_ref of each slot's next token, on the reference's device (step mode only)
+        self._next_logprobs = torch.zeros((num_slots, self.num_actions), device=self.device)
+
+    @property
+    def kl_coef(self) -> float:
+        """Beta, the weight of the reference's log-probability in the reward (agents may steer it)."""
+        return self._kl_coef
+
+    @kl_coef.setter
+    def kl_coef(self, value: float) -> None:
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            raise TypeError(f"kl_coef must be a number, got {value!r}") from None
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"kl_coef must be a finite number >= 0, got {value}: it weighs the KL penalty that "
+                             "keeps the policy near the reference (0 turns it off)")
+        self._kl_coef = value
 
     # ----------------------------------------------------------------------------- prompts
     def choose_prompt(self, rng: np.random.Generator, options: dict | None) -> str:
@@ -149,80 +199,179 @@ class GenerationCore:
         return np.asarray(ids, dtype=np.int64)
 
     # ----------------------------------------------------------------------------- episodes
-    def start(self, slots: Sequence[int], prompts: Sequence[str]) -> list[dict[str, Any]]:
-        """Begin new episodes in ``slots``; returns each slot's reset ``info``."""
-        encoded = [self.encode_prompt(p) for p in prompts]
-        for slot, text, ids in zip(slots, prompts, encoded, strict=True):
-            self.episodes[slot] = _Episode(text, ids)
+    def start(self, slots: Sequence[int], prompts: Sequence[str],
+              rngs: Sequence[np.random.Generator] | None = None) -> list[dict[str, Any]]:
+        """Begin new episodes in ``slots``; returns each slot's reset ``info``.
+
+        ``rngs`` (one per slot) drive a conversation's rules; they are not used otherwise.
+        """
+        encoded, states = [], []
+        rngs = rngs or [np.random.default_rng() for _ in slots]
+        for text, rng in zip(prompts, rngs, strict=True):
+            state, opening = self.turns.begin(text, rng) if self.turns is not None else (None, Reply())
+            encoded.append(self.encode_prompt(text + opening.text))
+            states.append((state, opening))
+        for slot, text, ids, (state, opening) in zip(slots, prompts, encoded, states, strict=True):
+            self.episodes[slot] = _Episode(text, ids, state=state, action_mask=self._mask_for(opening))
             self.input_ids[slot] = self.pad_id
             self.attention_mask[slot] = 0
             self.input_ids[slot, self.max_context - len(ids):] = ids
             self.attention_mask[slot, self.max_context - len(ids):] = 1
         if self._kv is not None:
-            logits = self._kv.start(slots, [torch.from_numpy(ids) for ids in encoded])
-            self._next_logprobs[list(slots)] = torch.log_softmax(logits, -1)
+            rows = torch.as_tensor(list(slots), device=self.device)
+            self._next_logprobs[rows] = self._logprobs(self._kv.start(slots, encoded))
         return [self._reset_info(slot) for slot in slots]
 
     def check_actions(self, actions: np.ndarray) -> None:
         """Raise a clear error for an out-of-range or masked action."""
-        bad = np.flatnonzero((actions < 0) | (actions >= self.vocab_size))
+        bad = np.flatnonzero((actions < 0) | (actions >= self.num_actions))
         if len(bad):
-            raise ValueError(f"action {int(actions[bad[0]])} is not a token id: the vocabulary has ids "
-                             f"0..{self.vocab_size - 1}")
-        if self.action_mask is not None:
-            bad = np.flatnonzero(self.action_mask[actions] == 0)
-            if len(bad):
-                raise ValueError(f"action {int(actions[bad[0]])} is excluded by the action mask; "
-                                 "sample from the tokens where info['action_mask'] is 1")
+            raise ValueError(f"action {int(actions[bad[0]])} is not a token id: the action space has ids "
+                             f"0..{self.num_actions - 1}")
+        for slot, action in enumerate(actions):
+            mask = self.current_mask(slot)
+            if mask is not None and mask[action] == 0:
+                raise ValueError(f"action {int(action)} is excluded by the action mask; sample from the tokens "
+                                 "where info['action_mask'] is 1")
+
+    def current_mask(self, slot: int) -> np.ndarray | None:
+        """The action mask of a slot's next step (the static mask, narrowed by a conversation's reply)."""
+        episode = self.episodes[slot]
+        return self.action_mask if episode is None or episode.action_mask is None else episode.action_mask
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict[str, Any]]]:
-        """Append ``actions`` (N,) to every slot; returns rewards, terminated, truncated, infos."""
+        """Append ``actions`` (N,) to every slot; returns rewards, terminated, truncated, infos.
+
+        If the reward function (or a conversation's rules) raises, every slot's episode is over and
+        the exception propagates: call ``reset``.
+        """
+        actions_t = torch.from_numpy(actions).to(self.device)  # one transfer to the reference's device
+        ref_lp = None
+        if self._kv is not None:
+            ref_lp = self._next_logprobs.gather(1, actions_t[:, None]).squeeze(1).double().cpu().numpy()  # one back
+        try:
+            return self._step(actions, actions_t, ref_lp)
+        except BaseException:
+            self.episodes = [None] * self.num_slots
+            raise
+
+    def _step(self, actions: np.ndarray, actions_t: torch.Tensor, ref_lp: np.ndarray | None):
         slots = np.arange(self.num_slots)
-        ref_lp = self._next_logprobs[slots, actions].double().numpy() if self._kv else None
-        self.input_ids[:, :-1] = self.input_ids[:, 1:]
-        self.attention_mask[:, :-1] = self.attention_mask[:, 1:]
-        self.input_ids[:, -1] = actions
-        self.attention_mask[:, -1] = 1
-        for slot, episode in enumerate(self.episodes):
-            episode.tokens.append(int(actions[slot]))
-            if ref_lp is not None:
-                episode.ref_logprobs.append(float(ref_lp[slot]))
-        terminated = actions == self.eos_id if self.eos_id is not None else np.zeros(len(actions), bool)
-        lengths = np.array([len(e.tokens) for e in self.episodes])
-        truncated = (lengths >= self.max_new_tokens) & ~terminated
+        self._append(slots, [[int(a)] for a in actions])
         rewards = self.kl_coef * ref_lp if ref_lp is not None else np.zeros(self.num_slots)
+        terminated = np.zeros(self.num_slots, dtype=bool)
+        replies: dict[int, list[int]] = {}
+        for slot, episode in enumerate(self.episodes):
+            token = int(actions[slot])
+            episode.tokens.append(token)
+            episode.agent.append(True)
+            episode.ref_logprobs.append(float(ref_lp[slot]) if ref_lp is not None else 0.0)
+            if self.turns is None:
+                terminated[slot] = token == self.eos_id
+            elif self._turn_over(episode, token):
+                terminated[slot], reward, replies[slot] = self._answer(episode, token)
+                rewards[slot] += reward
+        replies = {s: ids for s, ids in replies.items() if ids and not terminated[s]}
+        truncated = np.zeros(self.num_slots, dtype=bool)
+        for slot, episode in enumerate(self.episodes):
+            room = self.max_new_tokens - len(episode.tokens)
+            if slot in replies and len(replies[slot]) >= room:  # the reply does not fit: the episode is cut here
+                del replies[slot]
+                room = 0
+            truncated[slot] = room <= 0 and not terminated[slot]
         infos = [self._step_info(slot, ref_lp) for slot in slots]
+        if replies:
+            self._write_replies(replies, infos)
         finished = np.flatnonzero(terminated | truncated)
         if len(finished):
             rewards = rewards + self._finish(finished, terminated, infos)
         if self._kv is not None and len(finished) < self.num_slots:
-            self._next_logprobs = torch.log_softmax(self._kv.step(torch.from_numpy(actions)), -1)
+            logits = self._kv.step(actions_t)
+            rows = [s for s in replies if s not in finished]
+            if rows:
+                logits[rows] = self._kv.extend(rows, [replies[s] for s in rows])
+            self._next_logprobs = self._logprobs(logits)
         return rewards, terminated, truncated, infos
+
+    def _turn_over(self, episode: _Episode, token: int) -> bool:
+        ended = token == self.eos_id or token == self.end_of_turn_id
+        return ended or len(episode.tokens) - episode.turn_start >= self.turns.max_turn_tokens
+
+    def _answer(self, episode: _Episode, token: int) -> tuple[bool, float, list[int]]:
+        """The rules' reply to the turn that ``token`` ended: (episode over, reward, reply tokens)."""
+        turn = episode.tokens[episode.turn_start:]
+        if turn and turn[-1] in (self.eos_id, self.end_of_turn_id):
+            turn = turn[:-1]
+        reply = self.turns.reply(episode.state, self.tokenizer.decode(turn, skip_special_tokens=True))
+        episode.turn_rewards[len(episode.tokens) - 1] = float(reply.reward)
+        episode.action_mask = self._mask_for(reply)
+        ids = [] if reply.done else self.tokenizer(reply.text, add_special_tokens=False)["input_ids"]
+        episode.turn_start = len(episode.tokens) + len(ids)
+        return bool(reply.done or token == self.eos_id), float(reply.reward), ids
+
+    def _write_replies(self, replies: dict[int, list[int]], infos: list[dict[str, Any]]) -> None:
+        """Append the environment's reply tokens to their slots (state, not actions)."""
+        self._append(list(replies), list(replies.values()))
+        for slot, ids in replies.items():
+            episode = self.episodes[slot]
+            episode.tokens += ids
+            episode.agent += [False] * len(ids)
+            episode.ref_logprobs += [0.0] * len(ids)
+            infos[slot]["reply"] = self.tokenizer.decode(ids)
+
+    def _append(self, slots: Sequence[int], tokens: Sequence[Sequence[int]]) -> None:
+        """Shift the windows of ``slots`` left and write ``tokens`` at their right end."""
+        if len(slots) == self.num_slots and all(len(t) == 1 for t in tokens):
+            self.input_ids[:, :-1] = self.input_ids[:, 1:]
+            self.attention_mask[:, :-1] = self.attention_mask[:, 1:]
+            self.input_ids[:, -1] = [t[0] for t in tokens]
+            self.attention_mask[:, -1] = 1
+            return
+        for slot, ids in zip(slots, tokens, strict=True):
+            width = len(ids)
+            self.input_ids[slot, :-width] = self.input_ids[slot, width:].copy()
+            self.attention_mask[slot, :-width] = self.attention_mask[slot, width:].copy()
+            self.input_ids[slot, -width:] = ids
+            self.attention_mask[slot, -width:] = 1
+
+    def _logprobs(self, logits: torch.Tensor) -> torch.Tensor:
+        """The reference's log-probabilities over the action space, (n, A), on its device."""
+        return torch.log_softmax(logits[:, :self.num_actions], -1)
 
     def _finish(self, finished: np.ndarray, terminated: np.ndarray, infos: list[dict]) -> np.ndarray:
         """Score the finished slots (one reward call, one reference pass in episode mode)."""
         episodes = [self.episodes[s] for s in finished]
         if self._kv is None:
             for episode, lps in zip(episodes, self.score_reference(episodes), strict=True):
-                episode.ref_logprobs = lps.tolist()
+                episode.ref_logprobs = np.where(episode.agent, lps, 0.0).tolist()
         completions = [self._completion_text(e, bool(terminated[s])) for s, e in zip(finished, episodes, strict=True)]
-        scores, terms = score_terms(self.reward_fn, [e.prompt for e in episodes], completions)
+        scores = np.zeros(len(episodes))
+        terms: dict[str, np.ndarray] = {}
+        if self.reward_fn is not None:
+            scores, terms = score_terms(self.reward_fn, [e.prompt for e in episodes], completions)
         bonus = np.zeros(self.num_slots)
-        for row, (slot, episode, text, score) in enumerate(zip(finished, episodes, completions, scores, strict=True)):
+        for row, (slot, episode, text) in enumerate(zip(finished, episodes, completions, strict=True)):
             kl_term = self.kl_coef * float(np.sum(episode.ref_logprobs))
+            turns = float(sum(episode.turn_rewards.values()))
             infos[slot].update(
-                score=float(score), prompt=episode.prompt, completion=text,
+                score=float(scores[row]) + turns, prompt=episode.prompt, completion=text,
                 completion_ids=np.array(episode.tokens, np.int64),
                 ref_logprobs=np.array(episode.ref_logprobs, np.float64),
                 reward_terms={**{name: float(v[row]) for name, v in terms.items()}, "kl_ref": kl_term},
             )
-            bonus[slot] = score + (kl_term if self._kv is None else 0.0)
+            if self.turns is not None:
+                rewards_at = np.zeros(len(episode.tokens))
+                rewards_at[list(episode.turn_rewards)] = list(episode.turn_rewards.values())
+                infos[slot].update(agent_mask=np.array(episode.agent, np.int8), turn_rewards=rewards_at)
+                infos[slot]["reward_terms"]["turns"] = turns
+            bonus[slot] = scores[row] + (kl_term if self._kv is None else 0.0)
+            self.episodes[slot] = None
         return bonus
 
     def score_reference(self, episodes: Sequence[_Episode]) -> list[np.ndarray]:
         """Per-token ``log pi_ref`` of each completion, by teacher forcing (batched, chunked)."""
         lps = completion_logprobs(self.reference, [e.prompt_ids.tolist() for e in episodes],
-                                  [e.tokens for e in episodes], self.pad_id)
+                                  [e.tokens for e in episodes], self.pad_id, num_actions=self.num_actions)
         return [lp.numpy() for lp in lps]
 
     # ----------------------------------------------------------------------------- views
@@ -231,27 +380,47 @@ class GenerationCore:
         return {"input_ids": self.input_ids.copy(), "attention_mask": self.attention_mask.copy()}
 
     def render_text(self, slot: int) -> str:
-        """The prompt and the completion so far of one slot, as text."""
-        episode = self.episodes[slot]
-        return "" if episode is None else self.tokenizer.decode([*episode.prompt_ids.tolist(), *episode.tokens])
+        """The context of one slot (prompt and everything after it), as text."""
+        ids = self.input_ids[slot][self.attention_mask[slot] == 1]
+        return self.tokenizer.decode(ids.tolist())
 
     def _completion_text(self, episode: _Episode, ended_on_eos: bool) -> str:
-        tokens = episode.tokens[:-1] if ended_on_eos else episode.tokens
+        tokens = episode.tokens[:-1] if ended_on_eos and episode.tokens[-1] == self.eos_id else episode.tokens
         return self.tokenizer.decode(tokens, skip_special_tokens=True)
+
+    def _mask_for(self, reply: Reply) -> np.ndarray | None:
+        if reply.action_mask is None:
+            return None
+        mask = _check_action_mask(reply.action_mask, self.num_actions)
+        return mask if self.action_mask is None else (mask & self.action_mask)
 
     def _reset_info(self, slot: int) -> dict[str, Any]:
         info: dict[str, Any] = {"prompt": self.episodes[slot].prompt}
-        if self.action_mask is not None:
-            info["action_mask"] = self.action_mask
+        mask = self.current_mask(slot)
+        if mask is not None:
+            info["action_mask"] = mask
         return info
 
     def _step_info(self, slot: int, ref_lp: np.ndarray | None) -> dict[str, Any]:
         info: dict[str, Any] = {}
         if ref_lp is not None:
             info["ref_logprob"] = float(ref_lp[slot])
-        if self.action_mask is not None:
-            info["action_mask"] = self.action_mask
+        mask = self.current_mask(slot)
+        if mask is not None:
+            info["action_mask"] = mask
         return info
+
+
+def _single_threaded_after_fork() -> None:
+    """In a process forked after textgym was imported, use one torch thread.
+
+    ``gymnasium.make_vec(..., vectorization_mode="async")`` forks its workers by default on Linux,
+    and torch's thread pool does not survive a fork: the first multi-threaded op of a worker whose
+    parent had run torch before hangs forever. With one thread per worker it cannot (and the workers
+    are the parallelism then).
+    """
+    if os.getpid() != _IMPORT_PID:
+        torch.set_num_threads(1)
 
 
 def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
@@ -259,15 +428,20 @@ def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
         raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
 
 
-def _check_vocab(tokenizer: PreTrainedTokenizerBase, vocab_size: int) -> None:
+def _check_vocab(tokenizer: PreTrainedTokenizerBase, vocab_size: int) -> int:
+    """The number of actions: the model's vocabulary, or the tokenizer's when the model's is padded larger."""
     if len(tokenizer) > vocab_size:
         raise ValueError(
             f"the tokenizer has {len(tokenizer)} tokens but the model's vocabulary has only {vocab_size}: "
             "they do not belong together; load the tokenizer saved with the model"
         )
+    return len(tokenizer)
 
 
 def _check_lengths(model: PreTrainedModel, max_context: int, max_new_tokens: int) -> None:
+    for name, value in (("max_context", max_context), ("max_new_tokens", max_new_tokens)):
+        if isinstance(value, bool) or not isinstance(value, int | np.integer):
+            raise TypeError(f"{name} must be a whole number, got {value!r}")
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
     if max_context <= max_new_tokens:
@@ -279,24 +453,46 @@ def _check_lengths(model: PreTrainedModel, max_context: int, max_new_tokens: int
 
 
 def _check_prompts(prompts: Any, column: str) -> Any:
-    if prompts is None or isinstance(prompts, str):
+    """Prompts must be strings: checked here, so a bad one is named now rather than inside the tokenizer later."""
+    if prompts is None or isinstance(prompts, str | bytes):
         raise TypeError("prompts must be a list of strings or a datasets.Dataset, "
                         f"got {type(prompts).__name__}")
-    if hasattr(prompts, "column_names") and column not in prompts.column_names:
-        raise ValueError(f"the prompt dataset has no column {column!r} (columns: {prompts.column_names}); "
-                         "pass prompt_column=")
+    if hasattr(prompts, "column_names"):
+        if column not in prompts.column_names:
+            raise ValueError(f"the prompt dataset has no column {column!r} (columns: {prompts.column_names}); "
+                             "pass prompt_column=")
+        feature = prompts.features[column]
+        if getattr(feature, "dtype", None) not in ("string", "large_string"):
+            raise TypeError(f"the prompt column {column!r} holds {feature}, not strings; "
+                            "pass a column of prompt texts")
+        values = prompts[column]
+    else:
+        values = prompts
     if len(prompts) == 0:
         raise ValueError("the prompt set is empty; pass at least one prompt")
+    for index, value in enumerate(values):
+        if not isinstance(value, str):
+            raise TypeError(f"prompts[{index}] is {value!r:.60} ({type(value).__name__}), not a string; "
+                            "every prompt must be a text")
     return prompts
 
 
-def _check_action_mask(mask: np.ndarray | None, vocab_size: int) -> np.ndarray | None:
+def _check_action_mask(mask: np.ndarray | None, num_actions: int) -> np.ndarray | None:
     if mask is None:
         return None
     mask = np.asarray(mask).astype(np.int8)
-    if mask.shape != (vocab_size,):
-        raise ValueError(f"action_mask must have shape ({vocab_size},), one entry per token, got {mask.shape}")
+    if mask.shape != (num_actions,):
+        raise ValueError(f"action_mask must have shape ({num_actions},), one entry per action, got {mask.shape}")
     if not mask.any():
         raise ValueError("action_mask allows no token; mark at least one token with 1")
     mask.flags.writeable = False
     return mask
+
+
+def _end_of_turn_id(tokenizer: PreTrainedTokenizerBase, turns: Turns | None) -> int | None:
+    if turns is None or turns.end_of_turn is None:
+        return None
+    ids = tokenizer(turns.end_of_turn, add_special_tokens=False)["input_ids"]
+    if len(ids) != 1:
+        raise ValueError(f"the end-of-turn text {turns.end_of_turn!r} is {len(ids)} tokens; it must be one token")
+    return ids[0]

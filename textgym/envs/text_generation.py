@@ -21,6 +21,7 @@ from gymnasium import spaces
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from textgym.envs.core import GenerationCore, PromptOverflow, RefScoring
+from textgym.envs.turns import Turns
 from textgym.rewards.base import RewardFunction
 
 
@@ -42,28 +43,40 @@ class TextGenerationEnv(gym.Env):
     completion (:mod:`textgym.envs.core` explains both reference-scoring modes).
 
     ## Action Space
-    ``Discrete(vocab_size)``: the id of the next token. With ``action_mask`` set, only tokens whose
-    mask entry is 1 are allowed; others raise ``ValueError``.
+    ``Discrete(num_actions)``: the id of the next token. ``num_actions`` is the tokenizer's size,
+    which is the model's vocabulary unless the model pads it larger (Qwen2 has 151,936 logits for
+    151,665 tokens): ids the tokenizer cannot decode are not actions, and the reference's
+    log-probabilities are taken over the actions. With ``action_mask`` set, only tokens whose mask
+    entry is 1 are allowed; others raise ``ValueError``.
 
     ## Observation Space
-    ``Dict(input_ids=Box(0, vocab_size - 1, (max_context,), int64),
+    ``Dict(input_ids=Box(0, num_actions - 1, (max_context,), int64),
     attention_mask=Box(0, 1, (max_context,), int64))``: the context window, left-padded with the
     tokenizer's pad id, ``attention_mask`` 1 on real tokens (a real EOS is never masked as padding).
 
     ## Rewards
     ``ref_scoring="step"``: ``kl_coef * log pi_ref(a_t | s_t)`` every step, plus the reward
     function's ``score`` on the last step. ``ref_scoring="episode"``: 0 until the last step, then
-    ``score + kl_coef * sum_t log pi_ref(a_t | s_t)``. Both give the same return.
+    ``score + kl_coef * sum_t log pi_ref(a_t | s_t)``. Both give the same return. In a
+    conversation (``turns``), each turn's reward is paid at the step that ends the turn.
+
+    Wrappers that change what the reward means: ``gymnasium.wrappers.TimeLimit`` with fewer steps
+    than ``max_new_tokens`` ends episodes without the reward function's score (truncate with
+    ``max_new_tokens`` instead); ``ClipReward`` and ``NormalizeReward`` act on every step's reward,
+    so they clip or rescale each per-token KL term separately, not the episode's score.
 
     ## Starting State
-    A prompt drawn uniformly with ``self.np_random`` from ``prompts``, or ``options["prompt"]``.
+    A prompt drawn uniformly with ``self.np_random`` from ``prompts``, or ``options["prompt"]``;
+    in a conversation, followed by the rules' opening.
     An empty prompt starts from the BOS token. A prompt longer than ``max_context - max_new_tokens``
     tokens keeps its last tokens with a ``PromptTruncatedWarning`` (``prompt_overflow="truncate"``)
     or raises ``ValueError`` (``prompt_overflow="error"``).
 
     ## Episode End
-    Terminated: the action is the EOS token. Truncated: ``max_new_tokens`` tokens were generated.
-    ``step`` after the end raises ``RuntimeError``; call ``reset``.
+    Terminated: the action is the EOS token (in a conversation also: the rules end it). Truncated:
+    ``max_new_tokens`` tokens were generated (the environment's turns count), or the rules' reply
+    does not fit in what is left. ``step`` after the end raises ``RuntimeError``; call ``reset``. So
+    does ``step`` after a reward function raised: that episode is over.
 
     ## Information
     After ``reset``: ``prompt`` (str), and ``action_mask`` (int8, ``(vocab_size,)``) if set.
@@ -74,7 +87,11 @@ class TextGenerationEnv(gym.Env):
     (float64 array, ``log pi_ref`` of each generated token) and ``reward_terms`` (a dict of floats
     that sums to the episode's return: the reward function's score under its name, or each of its
     terms for a reward with ``terms`` such as a ``WeightedSum``, and ``"kl_ref"`` =
-    ``kl_coef * sum(ref_logprobs)``).
+    ``kl_coef * sum(ref_logprobs)``). In a conversation (``turns``) also: ``reply`` (str) on a step
+    whose turn the environment answered; at the end ``agent_mask`` (int8 per completion token: 1 for
+    the agent's tokens, 0 for the environment's, which have ``ref_logprobs`` 0), ``turn_rewards``
+    (float64 per completion token: each turn's reward at its last token), and ``reward_terms["turns"]``;
+    ``completion`` is then the whole conversation after the prompt and ``score`` includes the turn rewards.
 
     ## Arguments
     Every argument has a default, so ``gymnasium.make("textgym/TextGeneration-v0")`` runs offline
@@ -91,7 +108,9 @@ class TextGenerationEnv(gym.Env):
     - ``task``: ``"sentiment"``, ``"helpfulness"``, ``"detox"`` or ``"tiny"``
       (:data:`textgym.tasks.TASKS`), the source of every default left out.
     - ``max_context``, ``max_new_tokens``, ``kl_coef``, ``ref_scoring``, ``prompt_overflow``,
-      ``prompt_column``, ``action_mask``: see :class:`textgym.envs.core.GenerationCore`.
+      ``prompt_column``, ``action_mask``, ``turns``: see :class:`textgym.envs.core.GenerationCore`.
+      ``kl_coef`` is also a property: the one value the environment and the agents use (an
+      adaptive KL controller sets it).
     - ``render_mode``: None or ``"ansi"`` (the prompt and completion so far, as text).
 
     >>> from textgym.models.tiny import random_causal_lm, word_tokenizer
@@ -119,17 +138,17 @@ class TextGenerationEnv(gym.Env):
         max_context: int | None = None, max_new_tokens: int | None = None, kl_coef: float = 0.05,
         ref_scoring: RefScoring = "step",
         prompt_overflow: PromptOverflow = "truncate", prompt_column: str = "prompt",
-        action_mask: np.ndarray | None = None, render_mode: str | None = None,
+        action_mask: np.ndarray | None = None, turns: Turns | None = None, render_mode: str | None = None,
     ) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}")
         self.core = GenerationCore(
             1, model, tokenizer, prompts, reward_fn, task=task, max_context=max_context, max_new_tokens=max_new_tokens,
             kl_coef=kl_coef, ref_scoring=ref_scoring, prompt_overflow=prompt_overflow,
-            prompt_column=prompt_column, action_mask=action_mask,
+            prompt_column=prompt_column, action_mask=action_mask, turns=turns,
         )
         self.render_mode = render_mode
-        self.action_space = spaces.Discrete(self.core.vocab_size)
+        self.action_space = spaces.Discrete(self.core.num_actions)
         self.observation_space = self.core.single_observation_space
         self._running = False
 
@@ -138,11 +157,20 @@ class TextGenerationEnv(gym.Env):
         """The tokenizer that decodes actions into text."""
         return self.core.tokenizer
 
+    @property
+    def kl_coef(self) -> float:
+        """Beta of the KL shaping (settable: finite and >= 0)."""
+        return self.core.kl_coef
+
+    @kl_coef.setter
+    def kl_coef(self, value: float) -> None:
+        self.core.kl_coef = value
+
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
         """Start an episode with a new prompt (see Starting State)."""
         super().reset(seed=seed)
         prompt = self.core.choose_prompt(self.np_random, options)
-        info = self.core.start([0], [prompt])[0]
+        info = self.core.start([0], [prompt], [self.np_random])[0]
         self._running = True
         return self._observation(), info
 
@@ -153,6 +181,7 @@ class TextGenerationEnv(gym.Env):
                                "(before the first step and after every episode end)")
         actions = np.array([as_token_id(action)], np.int64)
         self.core.check_actions(actions)
+        self._running = False  # until the step succeeds: an error inside it ends the episode
         rewards, terminated, truncated, infos = self.core.step(actions)
         self._running = not (terminated[0] or truncated[0])
         return self._observation(), float(rewards[0]), bool(terminated[0]), bool(truncated[0]), infos[0]

@@ -28,16 +28,25 @@ class TextGenerationVectorEnv(VectorEnv):
     (``prompt``) is in ``info`` itself. Rewards, ``terminated`` and ``truncated`` belong to the
     finished episode. No step is spent on resets, so every forward pass generates N tokens.
 
-    Seeding: ``reset(seed=s)`` seeds slot i with ``s + i`` (as ``SyncVectorEnv`` does), so slot i
-    draws the same prompts as a single environment reset with ``seed=s + i`` and then without seed.
+    Groups: with ``group_size=k``, slots ``0..k-1`` form group 0, ``k..2k-1`` group 1, and so on.
+    The slots of a group answer the same prompts in the same order: each slot's n-th episode has its
+    group's n-th prompt, whenever the slot gets there (slots finish at different steps). Per-prompt
+    baselines (RLOO, GRPO) compare the k completions of one prompt. ``info["group_id"]`` (int, at
+    every episode start) identifies a group's round: equal ids mean the same prompt, from the same
+    group. ``group_size=1`` (default) makes every slot its own group.
+
+    Seeding: ``reset(seed=s)`` seeds group g with ``s + g`` (as ``SyncVectorEnv`` seeds env g), so
+    with ``group_size=1`` slot i draws the same prompts as a single environment reset with
+    ``seed=s + i`` and then without seed. A conversation's rules draw from the same generator.
 
     Options: ``reset(options={"prompt": p})`` starts every slot from ``p``, a string or a list of
     ``num_envs`` strings.
 
-    Info keys are those of the single environment, batched with ``_key`` masks.
+    Info keys are those of the single environment, batched with ``_key`` masks, plus ``group_id``.
 
     Args:
         num_envs: Number of episodes stepped together.
+        group_size: Slots per prompt group (module docstring); must divide ``num_envs``.
         render_mode: None or ``"ansi"`` (``render()`` returns one string per slot).
         **kwargs: The keyword arguments of :class:`textgym.envs.TextGenerationEnv`.
 
@@ -56,33 +65,48 @@ class TextGenerationVectorEnv(VectorEnv):
 
     metadata = {"render_modes": ["ansi"], "autoreset_mode": AutoresetMode.SAME_STEP}
 
-    def __init__(self, num_envs: int = 1, render_mode: str | None = None, **kwargs: Any) -> None:
-        if num_envs < 1:
-            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+    def __init__(self, num_envs: int = 1, group_size: int = 1, render_mode: str | None = None, **kwargs: Any) -> None:
+        for name, value in (("num_envs", num_envs), ("group_size", group_size)):
+            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+                raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
+        if num_envs % group_size:
+            raise ValueError(f"group_size={group_size} must divide num_envs={num_envs}")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}")
         self.core = GenerationCore(num_envs, **kwargs)
-        self.num_envs = num_envs
+        self.num_envs, self.group_size = num_envs, group_size
         self.render_mode = render_mode
-        self.single_action_space = spaces.Discrete(self.core.vocab_size)
+        self.single_action_space = spaces.Discrete(self.core.num_actions)
         self.action_space = batch_space(self.single_action_space, num_envs)
         self.single_observation_space = self.core.single_observation_space
         self.observation_space = batch_space(self.single_observation_space, num_envs)
-        self._rngs: list[np.random.Generator] | None = None
+        self._groups = num_envs // group_size
+        self._rngs: list[np.random.Generator] | None = None  # one per group
+        self._drawn: list[dict[int, str]] = []  # per group: round -> prompt, for rounds some slot has yet to start
+        self._round = np.zeros(num_envs, dtype=np.int64)  # per slot: the round its next episode plays
         self._running = False
+
+    @property
+    def kl_coef(self) -> float:
+        """Beta of the KL shaping (settable: finite and >= 0)."""
+        return self.core.kl_coef
+
+    @kl_coef.setter
+    def kl_coef(self, value: float) -> None:
+        self.core.kl_coef = value
 
     def reset(self, *, seed: int | list[int | None] | None = None, options: dict | None = None) -> tuple[dict, dict]:
         """Start a new episode in every slot."""
         super().reset(seed=seed)
-        seeds = seed if isinstance(seed, list) else [None if seed is None else seed + i for i in range(self.num_envs)]
-        if len(seeds) != self.num_envs:
-            raise ValueError(f"reset got {len(seeds)} seeds for {self.num_envs} envs")
-        old = self._rngs or [None] * self.num_envs
+        seeds = seed if isinstance(seed, list) else [None if seed is None else seed + g for g in range(self._groups)]
+        if len(seeds) != self._groups:
+            raise ValueError(f"reset got {len(seeds)} seeds for {self._groups} groups of {self.group_size} envs")
+        old = self._rngs or [None] * self._groups
         self._rngs = [_reseed(rng, s) for rng, s in zip(old, seeds, strict=True)]
-        slot_options = self._slot_options(options)
-        prompts = [self.core.choose_prompt(rng, opts) for rng, opts in zip(self._rngs, slot_options, strict=True)]
+        self._drawn, self._round[:] = [{} for _ in range(self._groups)], 0
+        slots = np.arange(self.num_envs)
         infos: dict[str, Any] = {}
-        for slot, info in enumerate(self.core.start(range(self.num_envs), prompts)):
+        for slot, info in zip(slots, self._start(slots, self._slot_options(options)), strict=True):
             infos = self._add_info(infos, info, slot)
         self._running = True
         return self.core.observation(), infos
@@ -97,13 +121,14 @@ class TextGenerationVectorEnv(VectorEnv):
                             f"got {actions.dtype} array of shape {actions.shape}")
         actions = actions.astype(np.int64)
         self.core.check_actions(actions)
+        self._running = False  # until the step succeeds: an error inside it ends every episode
         rewards, terminated, truncated, slot_infos = self.core.step(actions)
+        self._running = True
         finished = np.flatnonzero(terminated | truncated)
         infos = _batch_step_infos(slot_infos, finished, self.num_envs)
         obs = self.core.observation()
         if len(finished):
-            prompts = [self.core.choose_prompt(self._rngs[s], None) for s in finished]
-            for slot, reset_info in zip(finished, self.core.start(finished, prompts), strict=True):
+            for slot, reset_info in zip(finished, self._start(finished, [None] * len(finished)), strict=True):
                 last_obs = {key: value[slot].copy() for key, value in obs.items()}
                 infos = self._add_info(infos, {"final_obs": last_obs, "final_info": slot_infos[slot]}, slot)
                 infos = self._add_info(infos, reset_info, slot)
@@ -116,6 +141,26 @@ class TextGenerationVectorEnv(VectorEnv):
         if self.render_mode != "ansi":
             return None
         return tuple(self.core.render_text(slot) for slot in range(self.num_envs))
+
+    def _start(self, slots: np.ndarray, options: list[dict | None]) -> list[dict[str, Any]]:
+        """Start the next episode of ``slots``: each plays its group's next round."""
+        prompts, rngs, ids = [], [], []
+        for slot, opts in zip(slots, options, strict=True):
+            group, round_ = int(slot) // self.group_size, int(self._round[slot])
+            drawn = self._drawn[group]
+            if round_ not in drawn:
+                drawn[round_] = self.core.choose_prompt(self._rngs[group], opts)
+            prompts.append(drawn[round_])
+            rngs.append(self._rngs[group])
+            ids.append(round_ * self._groups + group)
+            self._round[slot] += 1
+            members = self._round[group * self.group_size:(group + 1) * self.group_size]
+            for done in [r for r in drawn if r < members.min()]:  # every slot of the group is past it
+                del drawn[done]
+        infos = self.core.start(slots, prompts, rngs)
+        for info, group_id in zip(infos, ids, strict=True):
+            info["group_id"] = group_id
+        return infos
 
     def _slot_options(self, options: dict | None) -> list[dict | None]:
         if not options or not isinstance(options.get("prompt"), list | tuple):
@@ -140,13 +185,24 @@ def _batch_step_infos(slot_infos: list[dict[str, Any]], finished: np.ndarray, nu
     running = np.ones(num_envs, dtype=bool)
     running[finished] = False
     infos: dict[str, Any] = {}
-    for key in ("ref_logprob", "action_mask"):
-        if key in slot_infos[0]:
-            infos[key] = np.stack([np.asarray(info[key]) for info in slot_infos])
-            infos["_" + key] = running.copy()
+    if "ref_logprob" in slot_infos[0]:
+        infos["ref_logprob"] = np.array([info["ref_logprob"] for info in slot_infos])
+        infos["_ref_logprob"] = running.copy()
+    masks = [info.get("action_mask") for info in slot_infos]
+    if any(mask is not None for mask in masks):
+        width = next(len(mask) for mask in masks if mask is not None)
+        infos["action_mask"] = np.stack([np.ones(width, np.int8) if m is None else m for m in masks])
+        infos["_action_mask"] = running.copy()
+    replied = [slot for slot, info in enumerate(slot_infos) if "reply" in info]
+    if replied:
+        infos["reply"] = np.full(num_envs, None, dtype=object)
+        infos["_reply"] = np.zeros(num_envs, dtype=bool)
+        for slot in replied:
+            infos["reply"][slot], infos["_reply"][slot] = slot_infos[slot]["reply"], True
     if len(finished):
         infos["final_info"] = {}
-        for key in ("completion_ids", "ref_logprobs"):
-            infos["final_info"][key] = np.full(num_envs, None, dtype=object)
-            infos["final_info"]["_" + key] = np.zeros(num_envs, dtype=bool)
+        for key in ("completion_ids", "ref_logprobs", "agent_mask", "turn_rewards"):
+            if key in slot_infos[finished[0]]:
+                infos["final_info"][key] = np.full(num_envs, None, dtype=object)
+                infos["final_info"]["_" + key] = np.zeros(num_envs, dtype=bool)
     return infos

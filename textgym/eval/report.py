@@ -6,11 +6,13 @@ preferred texts (the seed 003 metric), distinct-2, and an independent judge. ``t
 ``textgym train``, ``textgym eval`` and ``benchmarks/rewards.py`` all call it, so their numbers
 are comparable.
 
-The judges are independent of the task's default reward: VADER's lexicon for sentiment (the reward
-is a classifier), the helpfulness classifier for helpfulness (the pipeline's reward is a reward model
-learned from rankings, which also gets ``off_topic_tips_rate``: among answers that give tips, the
-share with tips meant for another question), and an insult word list for detox (the reward is the
-toxicity classifier).
+The KL is ``sum_t KL(pi(.|s_t) || pi_ref(.|s_t))`` along each sampled completion, averaged over the
+completions: computed from both models' whole next-token distributions at every visited state, it
+estimates the sequence-level KL without bias and is never negative (a sampled log-ratio can be).
+
+The held-out texts and the judges belong to the tasks (:mod:`textgym.tasks`); each judge is
+independent of the task's reward (VADER for sentiment, the helpfulness classifier and the off-topic
+tips rate for the learned helpfulness reward model, an insult word list for detox).
 """
 
 from __future__ import annotations
@@ -23,65 +25,34 @@ from typing import Any
 import numpy as np
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from textgym.data import synthetic
-from textgym.eval.text import distinct_n, perplexity, sample_completions, score_summary, toxicity_rate
-from textgym.models.kv import completion_logprobs
+from textgym.eval.text import distinct_n, perplexity, sample_completions, score_summary
+from textgym.models.logprobs import completion_kl
 from textgym.rewards.base import RewardFunction, score_batch
-from textgym.tasks import get_task
+from textgym.tasks import TASKS, get_task
 
 
 def heldout_texts(task: str, limit: int = 300) -> tuple[list[str], list[str]]:
-    """Held-out preferred texts of a task and their prompts (each text starts with its prompt).
-
-    Helpfulness: the chosen dialogues; sentiment: positive reviews; detox: polite replies.
-    """
-    if task == "helpfulness":
-        rows = synthetic.dialogues()["test"]
-        texts, prompts = list(rows["chosen"]), list(rows["prompt"])
-    elif task in ("sentiment", "detox"):
-        rows = (synthetic.reviews() if task == "sentiment" else synthetic.replies())["test"]
-        rows = rows.filter(lambda r: r["label"] == 1)
-        texts = list(rows["text"]) if task == "sentiment" else [p + " " + t for p, t in zip(rows["prompt"],
-                                                                                            rows["text"], strict=True)]
-        prompts = list(rows["prompt"])
-    else:
-        return [], []
-    return texts[:limit], prompts[:limit]
+    """Held-out preferred texts of a task and their prompts (each text starts with its prompt); empty if none."""
+    heldout = get_task(task).heldout
+    return heldout(limit) if heldout is not None else ([], [])
 
 
 def judge_scores(task: str, prompts: Sequence[str], completions: Sequence[str], reward_name: str = "",
                  ) -> dict[str, float]:
-    """The independent judge's view of completions (module docstring); empty for tasks without one.
+    """The task's independent judge's view of completions (:attr:`textgym.tasks.Task.judge`); empty if none.
 
-    ``reward_name`` is the trained reward's name: a judge never grades its own reward, so sentiment
-    trained on VADER is judged by the sentiment classifier's probability instead.
+    ``reward_name`` is the trained reward's name: a judge never grades its own reward.
     """
-    from textgym.rewards import ClassifierReward, KeywordReward, LexiconSentiment
-
-    if task == "sentiment" and reward_name == "lexicon_sentiment":
-        judge = ClassifierReward("textgym/sentiment-classifier", label="positive", output="probability",
-                                 text="prompt+completion")
-        return {"judge/p_positive": float(score_batch(judge, prompts, completions, warn_dead=False).mean())}
-    if task == "sentiment":
-        return {"judge/lexicon_sentiment": float(LexiconSentiment()(list(prompts), list(completions)).mean())}
-    if task == "helpfulness":
-        judge = ClassifierReward("textgym/helpfulness-classifier", label="helpful", output="probability",
-                                 text="prompt+completion")
-        found = [synthetic.tips_given(p, c) for p, c in zip(prompts, completions, strict=True)]
-        with_tips = [other > 0 for own, other in filter(None, found) if own + other > 0]
-        return {"judge/p_helpful": float(score_batch(judge, prompts, completions, warn_dead=False).mean()),
-                "off_topic_tips_rate": float(np.mean(with_tips)) if with_tips else 0.0}
-    if task == "detox":
-        insults = KeywordReward(synthetic.INSULTS)(list(prompts), list(completions))
-        polite = ClassifierReward("textgym/toxicity-classifier", label="polite", output="probability")
-        return {"judge/insult_rate": float((insults > 0).mean()),
-                "toxicity_rate": toxicity_rate(polite, prompts, completions)}
-    return {}
+    judge = get_task(task).judge
+    return judge(list(prompts), list(completions), reward_name) if judge is not None else {}
 
 
-#: For each judge metric, whether higher is better (the bars of ``benchmarks/rewards.py``).
-JUDGE_HIGHER_IS_BETTER = {"judge/lexicon_sentiment": True, "judge/p_positive": True, "judge/p_helpful": True,
-                          "judge/insult_rate": False}
+def judge_higher_is_better(metric: str) -> bool:
+    """Whether a higher value of a ``judge/...`` metric is better (as the task that reports it says)."""
+    for task in TASKS.values():
+        if metric in task.judge_higher_is_better:
+            return task.judge_higher_is_better[metric]
+    return True
 
 
 def evaluate_policy(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, task: str, reward_fn: RewardFunction,
@@ -116,12 +87,10 @@ def evaluate_policy(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, 
                               **judge_scores(task, prompts, texts, reward_fn.name)}
     if reference is model:  # evaluating the reference itself (the "before" of a comparison)
         result["kl_to_reference"] = 0.0
-    elif reference is not None:
+    elif reference is not None:  # EOS included; exact per-token KL summed along each sample: never negative
         prompt_ids = [tokenizer(p)["input_ids"] for p in prompts]
-        policy_lp = completion_logprobs(model, prompt_ids, ids, tokenizer.pad_token_id)  # EOS included
-        ref_lp = completion_logprobs(reference, prompt_ids, ids, tokenizer.pad_token_id)
-        result["kl_to_reference"] = float(np.mean([float((p - r).sum()) for p, r in zip(policy_lp, ref_lp,
-                                                                                          strict=True)]))
+        kls = completion_kl(model, reference, prompt_ids, ids, tokenizer.pad_token_id, num_actions=len(tokenizer))
+        result["kl_to_reference"] = float(np.mean([float(kl.sum()) for kl in kls]))
     held, held_prompts = heldout_texts(task, perplexity_texts)
     if held:
         result["perplexity_heldout"] = perplexity(model, tokenizer, held, held_prompts)

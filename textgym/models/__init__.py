@@ -1,15 +1,25 @@
 """Loading causal LMs, tokenizers and classifiers by embedded name, hub name or local path.
 
 Every loader goes through :func:`resolve`: a short embedded name (``textgym/...``) maps to a folder
-shipped inside the package; anything else is passed to ``from_pretrained`` unchanged (a hub name
-for online users, or a local folder). Remote code is off and safetensors weights are required
-unless the caller opts out.
+shipped inside the package; a local folder is used as it is; anything else is a hub name for
+``from_pretrained`` (online users). Remote code is off and safetensors weights are required unless
+the caller opts out. Loading prints nothing (transformers' progress bars are held back while a
+textgym loader runs).
+
+A folder holding LoRA adapters (``adapter_config.json``, written by peft) loads as its base model
+with the adapters on top; the base is recorded by the name it was loaded under (an embedded or hub
+name, never this machine's path to it), so an adapter folder works on any machine with textgym.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import torch
 from transformers import (
     AutoModelForCausalLM,
     AutoModelForSequenceClassification,
@@ -17,6 +27,7 @@ from transformers import (
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
+from transformers.utils import logging as hf_logging
 
 EMBEDDED_DIR = Path(__file__).parent / "embedded"
 EMBEDDED_PREFIX = "textgym/"
@@ -31,11 +42,15 @@ def embedded_names() -> list[str]:
 
 
 def resolve(name_or_path: str | Path) -> str:
-    """Turn an embedded name into its folder; return anything else unchanged.
+    """Turn an embedded name into its folder; return a local folder or a hub name unchanged.
+
+    A name is local when it exists, starts like a path (``./x``, ``/x``, ``~/x``), has more than one
+    ``/`` (hub names are ``owner/name``), or its first part is a folder here (``runs/my-rm`` next to
+    a ``runs/`` folder): a missing local folder is an error at once, never a hub download.
 
     Raises:
         ValueError: For an unknown embedded name (the message lists the known ones).
-        FileNotFoundError: For a path that looks local (``./x``, ``/x``, ``~/x``) but does not exist.
+        FileNotFoundError: For a local-looking path that does not exist.
     """
     name = str(name_or_path)
     if name.startswith(EMBEDDED_PREFIX):
@@ -44,34 +59,119 @@ def resolve(name_or_path: str | Path) -> str:
             known = ", ".join(embedded_names()) or "none are installed"
             raise ValueError(f"unknown embedded model {name!r}; known embedded models: {known}")
         return str(folder)
-    if name.startswith((".", "/", "~")) and not Path(name).expanduser().exists():
+    path = Path(name).expanduser()
+    if path.exists():
+        return str(path)
+    first = Path(name.split("/", 1)[0]).expanduser()
+    if name.startswith((".", "/", "~")) or name.count("/") > 1 or ("/" in name and first.is_dir()):
         raise FileNotFoundError(
-            f"model path {name!r} does not exist; pass an existing folder written by "
-            "save_pretrained, a hub name, or an embedded name such as 'textgym/tiny-lm'"
+            f"no such folder: {name!r}; pass an existing folder written by save_pretrained, a hub name "
+            "(owner/name), or an embedded name such as 'textgym/tiny-lm'"
         )
-    return str(Path(name).expanduser()) if name.startswith("~") else name
+    return name
+
+
+@contextlib.contextmanager
+def quiet_loading() -> Iterator[None]:
+    """Hold back transformers' progress bars ("Loading weights") for the duration; restore them after."""
+    shown = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if shown:
+            hf_logging.enable_progress_bar()
+
+
+def as_dtype(dtype: str | torch.dtype | None) -> torch.dtype | str | None:
+    """A dtype as ``from_pretrained`` takes it, from ``"bf16"``/``"bfloat16"``, ``"fp16"``, ``"fp32"``, ``"auto"``.
+
+    >>> as_dtype("bf16")
+    torch.bfloat16
+    """
+    if dtype is None or isinstance(dtype, torch.dtype) or dtype == "auto":
+        return dtype
+    names = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16,
+             "fp32": torch.float32, "float32": torch.float32}
+    if dtype not in names:
+        raise ValueError(f"unknown dtype {dtype!r}; use one of {sorted(names)} or 'auto'")
+    return names[dtype]
 
 
 def load_causal_lm(
     name_or_path: str | Path, *, trust_remote_code: bool = False, use_safetensors: bool = True,
+    dtype: str | torch.dtype | None = None, device_map: Any = None, trainable: bool = False,
 ) -> PreTrainedModel:
-    """Load a causal LM in eval mode (embedded name, hub name or local folder)."""
-    model = AutoModelForCausalLM.from_pretrained(
-        resolve(name_or_path), trust_remote_code=trust_remote_code, use_safetensors=use_safetensors,
-    )
+    """Load a causal LM in eval mode (embedded name, hub name or local folder, LoRA adapter folders too).
+
+    Args:
+        name_or_path: What to load.
+        trust_remote_code: Let transformers run code shipped with a hub model.
+        use_safetensors: Refuse pickled weights.
+        dtype: Weight dtype (:func:`as_dtype`); None keeps the saved one.
+        device_map: Where to place the weights (``"auto"``, ``"cuda:0"``, a dict; accelerate's format).
+        trainable: For an adapter folder, load its adapters trainable (to resume training); the base
+            stays frozen.
+    """
+    folder = resolve(name_or_path)
+    adapter = Path(folder) / "adapter_config.json"
+    if adapter.is_file():
+        return _load_adapters(Path(folder), trust_remote_code=trust_remote_code, dtype=dtype, device_map=device_map,
+                              trainable=trainable)
+    with quiet_loading():
+        model = AutoModelForCausalLM.from_pretrained(
+            folder, trust_remote_code=trust_remote_code, use_safetensors=use_safetensors, dtype=as_dtype(dtype),
+            device_map=device_map,
+        )
+    model.name_or_path = str(name_or_path)  # the name it was asked for, not this machine's path to it
     return model.eval()
+
+
+def _load_adapters(folder: Path, **kwargs: Any) -> PreTrainedModel:
+    try:
+        from peft import PeftModel
+    except ModuleNotFoundError:
+        raise ModuleNotFoundError(f"{folder} holds LoRA adapters: install peft (pip install 'textgym[peft]')") from None
+    base_name = json.loads((folder / "adapter_config.json").read_text())["base_model_name_or_path"]
+    trainable = kwargs.pop("trainable")
+    base = load_causal_lm(base_name, **kwargs)
+    with quiet_loading():
+        model = PeftModel.from_pretrained(base, str(folder), is_trainable=trainable)
+    return model.train(False) if not trainable else model
 
 
 def load_classifier(
     name_or_path: str | Path, *, trust_remote_code: bool = False, use_safetensors: bool = True,
+    dtype: str | torch.dtype | None = None, device_map: Any = None,
 ) -> PreTrainedModel:
     """Load a sequence classifier in eval mode (embedded name, hub name or local folder)."""
-    model = AutoModelForSequenceClassification.from_pretrained(
-        resolve(name_or_path), trust_remote_code=trust_remote_code, use_safetensors=use_safetensors,
-    )
+    with quiet_loading():
+        model = AutoModelForSequenceClassification.from_pretrained(
+            resolve(name_or_path), trust_remote_code=trust_remote_code, use_safetensors=use_safetensors,
+            dtype=as_dtype(dtype), device_map=device_map,
+        )
+    model.name_or_path = str(name_or_path)
     return model.eval()
 
 
 def load_tokenizer(name_or_path: str | Path, *, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
     """Load the tokenizer saved with a model (embedded name, hub name or local folder)."""
-    return AutoTokenizer.from_pretrained(resolve(name_or_path), trust_remote_code=trust_remote_code)
+    folder = resolve(name_or_path)
+    adapter = Path(folder) / "adapter_config.json"
+    if adapter.is_file() and not (Path(folder) / "tokenizer_config.json").is_file():
+        folder = resolve(json.loads(adapter.read_text())["base_model_name_or_path"])
+    return AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    """The device of a model's first parameter or buffer (CPU for a model with neither).
+
+    With weights spread over devices (``device_map``), this is where its inputs go: the first
+    parameter is the input embedding.
+    """
+    device = getattr(model, "device", None)
+    if isinstance(device, torch.device):
+        return device
+    for tensor in (*model.parameters(), *model.buffers()):
+        return tensor.device
+    return torch.device("cpu")

@@ -1,7 +1,7 @@
 """A tiny language with an exactly known reference model: a bigram table over a few dozen words.
 
 :class:`BigramLM` answers the calls the text environment makes of a causal LM (``forward`` with
-``input_ids``, ``attention_mask``, ``position_ids``, ``past_key_values``, ``logits_to_keep``, and a
+``input_ids``, ``attention_mask``, ``position_ids``, ``cache``, ``logits_to_keep``, and a
 ``config`` with ``vocab_size`` and ``max_position_embeddings``), so it plugs into
 :class:`textgym.envs.TextGenerationEnv` unchanged. Its next-word distribution depends only on the
 last word, so every KL and expected reward of a last-word policy can be computed exactly
@@ -78,13 +78,13 @@ class BigramLM(nn.Module):
         self.config = SimpleNamespace(vocab_size=probs.shape[0], max_position_embeddings=max_positions)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                position_ids: torch.Tensor | None = None, past_key_values=None, use_cache: bool | None = None,
+                position_ids: torch.Tensor | None = None, cache=None, use_cache: bool | None = None,
                 logits_to_keep: int = 0, **kwargs) -> SimpleNamespace:
         """Logits (B, T, V) = log p(next | token at each position); the cache is passed through."""
         logits = self.logprobs[input_ids]
         if logits_to_keep:
             logits = logits[:, -logits_to_keep:]
-        return SimpleNamespace(logits=logits, past_key_values=past_key_values)
+        return SimpleNamespace(logits=logits, cache=cache)
 
 
 def tiny_language():

@@ -1,17 +1,21 @@
-"""The reward-function protocol and the checks every reward call goes through.
+"""The reward-function protocol, the base class of the built-in rewards, and the checks every call goes through.
 
 A reward function scores finished completions in batches:
 ``reward_fn(prompts, completions) -> np.ndarray`` of shape (len(prompts),), with a ``name``.
-Environments call :func:`score_batch`, never the function directly, so that a NaN, an inf or a
-wrong shape is an error naming the reward and the input, and a batch whose rewards are all equal
-(a dead learning signal) is a warning.
+Environments call :func:`score_batch`, never the function directly, so that a NaN, an inf, a
+non-number or a wrong shape is an error naming the reward and the input, and a batch whose rewards
+are all equal (a dead learning signal) is a warning.
+
+The built-in rewards derive from :class:`Reward`, which also lets TRL's trainers call them
+(``GRPOTrainer(reward_funcs=[ClassifierReward(...)])``): TRL passes ``prompts`` and ``completions``
+by keyword with extra keywords of its own, and conversations as lists of messages.
 """
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -29,6 +33,55 @@ class RewardFunction(Protocol):
     def __call__(self, prompts: list[str], completions: list[str]) -> np.ndarray:
         """Score ``completions[i]`` as an answer to ``prompts[i]``; returns shape (len(prompts),)."""
         ...
+
+
+def as_text(item: str | list[dict[str, Any]]) -> str:
+    r"""A prompt or completion as text: a string as it is, a conversation in the hh-rlhf text format.
+
+    TRL hands conversational data to reward functions as lists of ``{"role", "content"}`` messages;
+    textgym's tasks and classifiers read the hh-rlhf format.
+
+    >>> as_text([{"role": "user", "content": "Hi?"}])
+    '\n\nHuman: Hi?\n\nAssistant:'
+    >>> as_text([{"role": "assistant", "content": "Hello."}])
+    ' Hello.'
+    """
+    if isinstance(item, str):
+        return item
+    if not isinstance(item, list) or not all(isinstance(m, dict) and "content" in m for m in item):
+        raise TypeError(f"a prompt or completion must be a string or a list of {{'role', 'content'}} messages, "
+                        f"got {item!r:.80}")
+    text = ""
+    for message in item:
+        if message.get("role") == "assistant":
+            text += (" " if text.endswith("Assistant:") or not text else "\n\nAssistant: ") + message["content"]
+        else:
+            text += f"\n\nHuman: {message['content']}\n\nAssistant:"
+    return text
+
+
+class Reward:
+    """Base class of textgym's rewards: a subclass sets ``name`` and implements :meth:`score`.
+
+    Calling the object scores a batch. It also accepts the keywords TRL's trainers pass to a reward
+    function (``completion_ids``, ``trainer_state``, the dataset's other columns), which it ignores,
+    and TRL's conversational format (:func:`as_text`).
+    """
+
+    name: str
+
+    def score(self, prompts: list[str], completions: list[str]) -> np.ndarray:
+        """Score ``completions[i]`` as an answer to ``prompts[i]``; returns shape (len(prompts),)."""
+        raise NotImplementedError
+
+    @property
+    def __name__(self) -> str:
+        """The name TRL logs the reward under."""
+        return self.name
+
+    def __call__(self, prompts: Sequence[Any], completions: Sequence[Any], **trl_keywords: Any) -> np.ndarray:
+        """:meth:`score` on texts; TRL's extra keywords are accepted and ignored."""
+        return self.score([as_text(p) for p in prompts], [as_text(c) for c in completions])
 
 
 class DeadRewardWarning(UserWarning):
@@ -56,6 +109,7 @@ def score_batch(
         ValueError: If the batch is empty, the lengths disagree, the result has the wrong shape, or
             any score is NaN or infinite (the message names the reward and the offending prompt and
             completion).
+        TypeError: If the result is not numbers (the message names the reward).
 
     Example:
         >>> from textgym.rewards.rules import LengthReward
@@ -69,7 +123,17 @@ def score_batch(
             f"reward {_name(reward_fn)!r}: got {len(prompts)} prompts but {len(completions)} "
             "completions; pass one prompt per completion"
         )
-    scores = np.asarray(reward_fn(list(prompts), list(completions)), dtype=np.float64)
+    return check_scores(reward_fn, prompts, completions, reward_fn(list(prompts), list(completions)), warn_dead)
+
+
+def check_scores(reward_fn: RewardFunction, prompts: Sequence[str], completions: Sequence[str], raw: Any,
+                 warn_dead: bool = True) -> np.ndarray:
+    """The checks of :func:`score_batch` on what ``reward_fn`` returned (``raw``); returns float64 scores."""
+    try:
+        scores = np.asarray(raw, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"reward {_name(reward_fn)!r} returned {raw!r:.80}, not numbers; it must return one "
+                        f"float per completion, shape ({len(prompts)},)") from None
     if scores.shape != (len(prompts),):
         raise ValueError(
             f"reward {_name(reward_fn)!r} returned shape {scores.shape} for {len(prompts)} "
@@ -86,7 +150,7 @@ def score_batch(
     if warn_dead and len(scores) > 1 and np.all(scores == scores[0]):
         warnings.warn(  # one fixed text per reward, so the default filter shows it once, not every step
             f"reward {_name(reward_fn)!r} gave every completion of a batch the same score: no learning "
-            "signal in that batch", DeadRewardWarning, stacklevel=2,
+            "signal in that batch", DeadRewardWarning, stacklevel=3,
         )
     return scores
 
@@ -96,17 +160,21 @@ def score_terms(
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Checked scores and the terms they are made of.
 
-    A reward with a ``terms`` method (e.g. a weighted sum) reports each term; any other reward is
-    one term under its own name.
+    A reward with a ``terms`` method (e.g. a weighted sum) reports each term, and is scored once:
+    its score is the sum of its terms. Any other reward is one term under its own name.
 
     Returns:
         ``(scores, terms)`` where the arrays of ``terms`` sum to ``scores``.
     """
-    scores = score_batch(reward_fn, prompts, completions, warn_dead=warn_dead)
     if not hasattr(reward_fn, "terms"):
+        scores = score_batch(reward_fn, prompts, completions, warn_dead=warn_dead)
         return scores, {_name(reward_fn): scores}
-    terms = reward_fn.terms(list(prompts), list(completions))
-    return scores, {name: np.asarray(value, dtype=np.float64) for name, value in terms.items()}
+    if not completions:
+        raise ValueError(f"reward {_name(reward_fn)!r} was given no completions; score at least one")
+    terms = {name: np.asarray(value, dtype=np.float64)
+             for name, value in reward_fn.terms(list(prompts), list(completions)).items()}
+    scores = check_scores(reward_fn, prompts, completions, np.sum(list(terms.values()), axis=0), warn_dead)
+    return scores, terms
 
 
 def _name(reward_fn: RewardFunction) -> str:

@@ -9,11 +9,12 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from textgym.models import load_classifier, load_tokenizer
+from textgym.rewards.base import Reward
 
 TextPart = Literal["completion", "prompt+completion"]
 
 
-class _SequenceScorer:
+class _SequenceScorer(Reward):
     """Loads a sequence classifier and runs it over texts in padded batches."""
 
     def __init__(self, model: PreTrainedModel | str, tokenizer: PreTrainedTokenizerBase | None, text: TextPart,
@@ -72,7 +73,7 @@ class ClassifierReward(_SequenceScorer):
         self.label_id, self.output = labels[label], output
         self.name = f"classifier[{label}]"
 
-    def __call__(self, prompts: list[str], completions: list[str]) -> np.ndarray:
+    def score(self, prompts: list[str], completions: list[str]) -> np.ndarray:
         """The chosen class's logit or probability for each text."""
         logits = self.logits(prompts, completions)
         chosen = logits.softmax(-1) if self.output == "probability" else logits
@@ -117,6 +118,6 @@ class RewardModel(_SequenceScorer):
                              f"{self.model.config.num_labels}: use ClassifierReward with a label instead")
         self.name = name
 
-    def __call__(self, prompts: list[str], completions: list[str]) -> np.ndarray:
+    def score(self, prompts: list[str], completions: list[str]) -> np.ndarray:
         """The scalar reward of each text."""
         return self.logits(prompts, completions)[:, 0].double().numpy()

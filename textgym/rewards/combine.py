@@ -6,10 +6,10 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from textgym.rewards.base import RewardFunction, score_batch
+from textgym.rewards.base import Reward, RewardFunction, score_batch
 
 
-class WeightedSum:
+class WeightedSum(Reward):
     """``sum_i w_i * reward_i``, with each weighted term available through :meth:`terms`.
 
     The environment puts the terms in ``info["reward_terms"]``, so a learning curve can show which
@@ -40,6 +40,6 @@ class WeightedSum:
         """Each reward's weighted contribution, by name."""
         return {r.name: w * score_batch(r, prompts, completions, warn_dead=False) for r, w in self.rewards.items()}
 
-    def __call__(self, prompts: list[str], completions: list[str]) -> np.ndarray:
+    def score(self, prompts: list[str], completions: list[str]) -> np.ndarray:
         """The weighted sum of every term."""
         return np.sum(list(self.terms(prompts, completions).values()), axis=0)

@@ -8,8 +8,10 @@ import numpy as np
 import sacrebleu
 from rouge_score import rouge_scorer
 
+from textgym.rewards.base import Reward
 
-class _ReferenceReward:
+
+class _ReferenceReward(Reward):
     """Looks up the references of each prompt."""
 
     def __init__(self, references: Mapping[str, str | Sequence[str]]) -> None:
@@ -43,7 +45,7 @@ class RougeReward(_ReferenceReward):
         self.variant = variant
         self._scorer = rouge_scorer.RougeScorer([variant], use_stemmer=True)
 
-    def __call__(self, prompts: list[str], completions: list[str]) -> np.ndarray:
+    def score(self, prompts: list[str], completions: list[str]) -> np.ndarray:
         """Best F-measure over each prompt's references, in [0, 1]."""
         return np.array([max(self._scorer.score(ref, c)[self.variant].fmeasure for ref in self._refs(p))
                          for p, c in zip(prompts, completions, strict=True)], dtype=np.float64)
@@ -61,7 +63,7 @@ class BleuReward(_ReferenceReward):
         self.name = "bleu"
         super().__init__(references)
 
-    def __call__(self, prompts: list[str], completions: list[str]) -> np.ndarray:
+    def score(self, prompts: list[str], completions: list[str]) -> np.ndarray:
         """BLEU / 100 per completion."""
         return np.array([sacrebleu.sentence_bleu(c, self._refs(p)).score / 100
                          for p, c in zip(prompts, completions, strict=True)], dtype=np.float64)

@@ -12,8 +12,10 @@ from typing import Literal
 import numpy as np
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
+from textgym.rewards.base import Reward
 
-class LexiconSentiment:
+
+class LexiconSentiment(Reward):
     """VADER's compound sentiment score in [-1, 1] (positive text scores high).
 
     Args:
@@ -32,7 +34,7 @@ class LexiconSentiment:
         self._analyzer = SentimentIntensityAnalyzer()
         self.name = "lexicon_sentiment"
 
-    def __call__(self, prompts: list[str], completions: list[str]) -> np.ndarray:
+    def score(self, prompts: list[str], completions: list[str]) -> np.ndarray:
         """Compound polarity of each text."""
         texts = completions if self.text == "completion" else [p + c for p, c in zip(prompts, completions, strict=True)]
         return np.array([self._analyzer.polarity_scores(t)["compound"] for t in texts], dtype=np.float64)

@@ -2,7 +2,8 @@
 
 ``make_reward(spec)`` accepts a name from :data:`NAMED` or a ``kind:argument`` spec:
 
-- ``sentiment``, ``toxicity`` (scores politeness), ``helpfulness``: the embedded classifiers' logits;
+- ``sentiment``, ``toxicity`` (scores politeness), ``helpfulness``: the embedded classifiers' logits
+  (contributed by the tasks, :attr:`textgym.tasks.Task.named_rewards`);
 - ``lexicon-sentiment``: VADER, the independent sentiment judge;
 - ``keyword:great,fun``, ``length:20``, ``repetition:2``, ``distinct:2``: rule rewards;
 - ``classifier:PATH_OR_NAME:LABEL``: any sequence classifier's class logit;
@@ -17,12 +18,11 @@ from textgym.rewards.base import RewardFunction
 from textgym.rewards.classifier import ClassifierReward, RewardModel
 from textgym.rewards.lexicon import LexiconSentiment
 from textgym.rewards.rules import DistinctN, KeywordReward, LengthReward, RepetitionPenalty
+from textgym.tasks import TASKS
 
+#: Rewards by name: the ones the embedded tasks contribute, and VADER.
 NAMED: dict[str, Callable[[], RewardFunction]] = {
-    "sentiment": lambda: ClassifierReward("textgym/sentiment-classifier", label="positive", text="prompt+completion"),
-    "toxicity": lambda: ClassifierReward("textgym/toxicity-classifier", label="polite"),
-    "helpfulness": lambda: ClassifierReward("textgym/helpfulness-classifier", label="helpful",
-                                            text="prompt+completion"),
+    **{name: make for task in TASKS.values() for name, make in task.named_rewards.items()},
     "lexicon-sentiment": LexiconSentiment,
 }
 

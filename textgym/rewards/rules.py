@@ -7,8 +7,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from textgym.rewards.base import Reward
 
-class KeywordReward:
+
+class KeywordReward(Reward):
     """Counts occurrences of keywords (whole words, case-insensitive) in each completion.
 
     Args:
@@ -31,7 +33,7 @@ class KeywordReward:
         self.cap = cap
         self.name = f"keyword[{','.join(keywords)}]"
 
-    def __call__(self, prompts: list[str], completions: list[str]) -> np.ndarray:
+    def score(self, prompts: list[str], completions: list[str]) -> np.ndarray:
         """Return ``weight * min(count, cap)`` per completion."""
         counts = np.array([len(self._pattern.findall(c)) for c in completions], dtype=np.float64)
         if self.cap is not None:
@@ -39,7 +41,7 @@ class KeywordReward:
         return self.weight * counts
 
 
-class LengthReward:
+class LengthReward(Reward):
     """Minus the distance between the completion's word count and a target.
 
     Args:
@@ -56,7 +58,7 @@ class LengthReward:
         self.target = target
         self.name = f"length[{target}]"
 
-    def __call__(self, prompts: list[str], completions: list[str]) -> np.ndarray:
+    def score(self, prompts: list[str], completions: list[str]) -> np.ndarray:
         """Return ``-|words - target|`` per completion."""
         lengths = np.array([len(c.split()) for c in completions], dtype=np.float64)
         return 0.0 - np.abs(lengths - self.target)  # 0.0 - x: no negative zero
@@ -66,7 +68,7 @@ def _ngrams(words: list[str], n: int) -> list[tuple[str, ...]]:
     return [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
 
 
-class RepetitionPenalty:
+class RepetitionPenalty(Reward):
     """Minus the share of repeated word n-grams in each completion (0 when nothing repeats).
 
     Args:
@@ -84,7 +86,7 @@ class RepetitionPenalty:
         self.n, self.weight = n, weight
         self.name = f"repetition[{n}]"
 
-    def __call__(self, prompts: list[str], completions: list[str]) -> np.ndarray:
+    def score(self, prompts: list[str], completions: list[str]) -> np.ndarray:
         """``-weight * (1 - distinct / total)`` over each completion's n-grams."""
         out = []
         for text in completions:
@@ -93,7 +95,7 @@ class RepetitionPenalty:
         return np.array(out, dtype=np.float64) + 0.0  # + 0.0: no negative zero
 
 
-class DistinctN:
+class DistinctN(Reward):
     """Distinct-n of each completion: distinct word n-grams over all n-grams (0 for none).
 
     Example:
@@ -107,7 +109,7 @@ class DistinctN:
         self.n = n
         self.name = f"distinct[{n}]"
 
-    def __call__(self, prompts: list[str], completions: list[str]) -> np.ndarray:
+    def score(self, prompts: list[str], completions: list[str]) -> np.ndarray:
         """Per-completion distinct-n ratio in [0, 1]."""
         ratios = []
         for text in completions:

@@ -1,0 +1,204 @@
+"""Log-probabilities of given tokens by teacher forcing, without materialising (tokens x vocab) fp32 logits.
+
+With real vocabularies (Qwen2: 151,936 tokens) the logits of a teacher-forced pass are the memory
+peak of RL training: 8 episodes x 64 tokens x 151,936 in fp32 are 311 MB, and their log-softmax as
+much again, per forward. :func:`token_logprobs` runs the model's trunk once, then applies the output
+head to a few tokens at a time, keeping only each token's log-probability (and entropy); with
+gradients on, each chunk is recomputed in the backward pass instead of stored (activation
+checkpointing of the head), so the peak is one chunk's logits, about ``LOGITS_BUDGET`` floats.
+
+Log-softmax, entropies and everything after them are fp32 whatever the model's dtype (the head's
+matrix product runs in the model's dtype, as the model's own forward does).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from textgym.models import model_device
+from textgym.models.kv import left_pad_np, positions_from_mask
+
+#: fp32 logits alive at once per chunk of tokens (64 MB).
+LOGITS_BUDGET = 1 << 24
+
+
+@dataclass
+class TokenScores:
+    """What teacher forcing says about K target tokens of each of B sequences."""
+
+    logprobs: torch.Tensor
+    """(B, K) fp32: ``log p(target | context)``."""
+    entropy: torch.Tensor | None = None
+    """(B, K) fp32: entropy of the next-token distribution at each target's position (if asked)."""
+    hidden: torch.Tensor | None = None
+    """(B, K, H): the last hidden state that predicted each target (if asked; for a value head)."""
+
+
+@dataclass
+class HeadParts:
+    """A causal LM split into its trunk and its output head (see :func:`split_model`)."""
+
+    trunk: Callable[..., torch.Tensor]
+    """``trunk(input_ids=, attention_mask=, position_ids=)`` -> last hidden states (B, W, H)."""
+    head: nn.Linear
+    """The output projection to the vocabulary."""
+    softcap: float | None = None
+    """Gemma-2 style final logit soft-capping."""
+    scale: float = 1.0
+    """Multiplier of the logits (Cohere's ``logit_scale``, Granite's ``1 / logits_scaling``)."""
+
+
+def split_model(model: nn.Module) -> HeadParts | None:
+    """The trunk and head of a Hugging Face causal LM (also inside peft), or None when it cannot be split.
+
+    A wrapper can provide its own split with a ``head_parts()`` method (the LoRA reference does).
+    """
+    if hasattr(model, "head_parts"):
+        return model.head_parts()
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    head = inner.get_output_embeddings() if hasattr(inner, "get_output_embeddings") else None
+    trunk = getattr(inner, getattr(inner, "base_model_prefix", "") or "-", None)
+    if type(head) is not nn.Linear or not isinstance(trunk, nn.Module) or trunk is inner:
+        return None
+    config = inner.config
+    scale = float(getattr(config, "logit_scale", None) or 1.0) / float(getattr(config, "logits_scaling", None) or 1.0)
+    return HeadParts(lambda **inputs: trunk(**inputs, use_cache=False)[0], head,
+                     getattr(config, "final_logit_softcapping", None), scale)
+
+
+def _head_scores(hidden: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                 softcap: float | None, scale: float, entropy: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probabilities (N,) and entropies (N,) of ``targets`` from hidden states (N, H), in fp32."""
+    logits = F.linear(hidden, weight, bias).float() * scale  # (N, V)
+    if softcap:
+        logits = softcap * torch.tanh(logits / softcap)
+    lse = logits.logsumexp(-1)
+    logprobs = logits.gather(-1, targets[:, None]).squeeze(-1) - lse
+    ent = lse - (logits.softmax(-1) * logits).sum(-1) if entropy else torch.zeros_like(lse)
+    return logprobs, ent
+
+
+def token_logprobs(
+    model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, num_targets: int, *,
+    num_actions: int | None = None, entropy: bool = False, hidden: bool = False, budget: int = LOGITS_BUDGET,
+) -> TokenScores:
+    """Score the last ``num_targets`` tokens of each left-padded sequence by one teacher-forced forward.
+
+    Args:
+        model: A causal LM (plain, peft, or anything :func:`split_model` splits; others are run
+            whole with ``logits_to_keep``).
+        input_ids: (B, W) left-padded, on the model's device.
+        attention_mask: (B, W), 1 on real tokens.
+        num_targets: K: the targets are ``input_ids[:, -K:]``.
+        num_actions: Score over the first ``num_actions`` vocabulary entries only (an environment
+            whose action space is smaller than the model's vocabulary); None: all of them.
+        entropy: Also compute each position's entropy.
+        hidden: Also return the hidden states that predicted the targets.
+        budget: fp32 logits per chunk.
+
+    Returns:
+        :class:`TokenScores`, every tensor (B, K).
+    """
+    positions = positions_from_mask(attention_mask)
+    targets = input_ids[:, -num_targets:]  # (B, K)
+    parts = split_model(model)
+    if parts is None:
+        return _whole_model(model, input_ids, attention_mask, positions, num_targets, num_actions, entropy, hidden)
+    states = parts.trunk(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions)
+    states = states[:, -num_targets - 1:-1]  # (B, K, H): the position before each target
+    weight, bias = parts.head.weight, parts.head.bias
+    if num_actions is not None:
+        weight, bias = weight[:num_actions], None if bias is None else bias[:num_actions]
+    flat, flat_targets = states.reshape(-1, states.shape[-1]), targets.reshape(-1)  # (B * K, H), (B * K,)
+    rows = max(1, budget // weight.shape[0])
+    logprobs, entropies = [], []
+    for start in range(0, flat.shape[0], rows):
+        args = (flat[start:start + rows], flat_targets[start:start + rows], weight, bias, parts.softcap, parts.scale,
+                entropy)
+        if torch.is_grad_enabled():  # recompute the chunk's logits in the backward pass instead of storing them
+            lp, ent = checkpoint(_head_scores, *args, use_reentrant=False)
+        else:
+            lp, ent = _head_scores(*args)
+        logprobs.append(lp)
+        entropies.append(ent)
+    shape = targets.shape
+    return TokenScores(torch.cat(logprobs).view(shape), torch.cat(entropies).view(shape) if entropy else None,
+                       states if hidden else None)
+
+
+def _whole_model(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, positions: torch.Tensor,
+                 num_targets: int, num_actions: int | None, entropy: bool, hidden: bool) -> TokenScores:
+    """The fallback for models that cannot be split: their own forward, logits of the last K + 1 positions."""
+    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions,
+                logits_to_keep=num_targets + 1, output_hidden_states=hidden)
+    logits = out.logits[:, :-1, :num_actions].float()  # (B, K, V)
+    logp = torch.log_softmax(logits, -1)
+    logprobs = logp.gather(-1, input_ids[:, -num_targets:, None]).squeeze(-1)
+    ent = -(logp.exp() * logp).sum(-1) if entropy else None
+    states = out.hidden_states[-1][:, -num_targets - 1:-1] if hidden else None
+    return TokenScores(logprobs, ent, states)
+
+
+@torch.no_grad()
+def completion_logprobs(model: nn.Module, prompts: Sequence[Sequence[int]], completions: Sequence[Sequence[int]],
+                        pad_id: int, num_actions: int | None = None, budget: int = LOGITS_BUDGET,
+                        ) -> list[torch.Tensor]:
+    """``log p(token | context)`` of every completion token, by teacher forcing (batched, chunked).
+
+    Sequences are scored a few at a time so that one chunk's logits stay under about ``budget``
+    floats even for models that cannot be split (:func:`split_model`).
+
+    Returns:
+        One float64 tensor per completion, its length, on the host.
+    """
+    keep = max(len(c) for c in completions)
+    vocab = num_actions or model.config.vocab_size
+    rows = max(1, budget // ((keep + 1) * vocab))
+    rows = -(-len(completions) // -(-len(completions) // rows))  # equal chunks: 16 rows in 8 + 8, not 15 + 1
+    device = model_device(model)
+    out: list[torch.Tensor] = []
+    for start in range(0, len(completions), rows):
+        chunk = range(start, min(start + rows, len(completions)))
+        ids, mask = left_pad_np([[*prompts[i], *completions[i]] for i in chunk], pad_id)  # (n, W)
+        batch = torch.from_numpy(np.stack([ids, mask])).to(device)  # (2, n, W): one transfer
+        scores = token_logprobs(model, batch[0], batch[1], keep, num_actions=num_actions, budget=budget).logprobs
+        scores = scores.double().cpu()  # one transfer per chunk
+        out += [scores[row, keep - len(completions[i]):] for row, i in enumerate(chunk)]
+    return out
+
+
+@torch.no_grad()
+def completion_kl(policy: nn.Module, reference: nn.Module, prompts: Sequence[Sequence[int]],
+                  completions: Sequence[Sequence[int]], pad_id: int, num_actions: int | None = None,
+                  budget: int = LOGITS_BUDGET) -> list[torch.Tensor]:
+    """``KL(policy(.|s_t) || reference(.|s_t))`` at every completion token's state, from whole distributions.
+
+    Summed over a completion sampled from the policy, it is an unbiased estimate of the
+    sequence-level KL that, unlike a sampled log-ratio, is never negative.
+
+    Returns:
+        One float64 tensor per completion (one KL per token), on the host.
+    """
+    keep = max(len(c) for c in completions)
+    vocab = num_actions or policy.config.vocab_size
+    rows = max(1, budget // (2 * (keep + 1) * vocab))
+    out: list[torch.Tensor] = []
+    for start in range(0, len(completions), rows):
+        chunk = range(start, min(start + rows, len(completions)))
+        ids, mask = left_pad_np([[*prompts[i], *completions[i]] for i in chunk], pad_id)  # (n, W)
+        logps = []
+        for model in (policy, reference):
+            batch = torch.from_numpy(np.stack([ids, mask])).to(model_device(model))
+            logits = model(input_ids=batch[0], attention_mask=batch[1], position_ids=positions_from_mask(batch[1]),
+                           logits_to_keep=keep + 1).logits[:, :-1, :vocab]  # (n, K, V)
+            logps.append(torch.log_softmax(logits.float(), -1).to(model_device(policy)))
+        kl = (logps[0].exp() * (logps[0] - logps[1])).sum(-1).double().cpu()  # (n, K)
+        out += [kl[row, keep - len(completions[i]):] for row, i in enumerate(chunk)]
+    return out

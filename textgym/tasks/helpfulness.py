@@ -1,0 +1,107 @@
+r"""The helpfulness task: answer a question in the hh-rlhf format (``"\n\nHuman: ...\n\nAssistant:"``).
+
+Prompts come from :func:`textgym.data.synthetic.dialogues`. The default reward is the embedded
+helpfulness classifier's "helpful" logit; the RLHF pipeline (``textgym demo``) trains its own
+reward model from the task's rankings of five answers, after supervised fine-tuning on its
+demonstrations. The independent judge is the classifier's P(helpful), with the share of answers
+giving tips meant for another question (the reward hack a topic-blind reward model invites).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from textgym.data import synthetic
+from textgym.rewards import ClassifierReward, score_batch
+from textgym.tasks import ClassifierSpec, Task, unique
+
+
+def prompts(split: str) -> list[str]:
+    """Question prompts of a split."""
+    return unique(synthetic.dialogues()[split]["prompt"])
+
+
+def reward() -> ClassifierReward:
+    """The embedded helpfulness classifier's "helpful" logit."""
+    return ClassifierReward("textgym/helpfulness-classifier", label="helpful", text="prompt+completion")
+
+
+def heldout(limit: int) -> tuple[list[str], list[str]]:
+    """Held-out chosen dialogues and their prompts (seed 003's perplexity texts)."""
+    rows = synthetic.dialogues()["test"]
+    return list(rows["chosen"])[:limit], list(rows["prompt"])[:limit]
+
+
+def off_topic_tips_rate(prompts: list[str], completions: list[str]) -> float:
+    """Among answers that give tips, the share with tips meant for another question."""
+    found = [synthetic.tips_given(p, c) for p, c in zip(prompts, completions, strict=True)]
+    with_tips = [other > 0 for own, other in filter(None, found) if own + other > 0]
+    return float(np.mean(with_tips)) if with_tips else 0.0
+
+
+def judge(prompts: list[str], completions: list[str], reward_name: str) -> dict[str, float]:
+    """The classifier's mean P(helpful) and the off-topic tips rate."""
+    classifier = ClassifierReward("textgym/helpfulness-classifier", label="helpful", output="probability",
+                                  text="prompt+completion")
+    return {"judge/p_helpful": float(score_batch(classifier, prompts, completions, warn_dead=False).mean()),
+            "off_topic_tips_rate": off_topic_tips_rate(prompts, completions)}
+
+
+def classifier_data(split: str) -> tuple[list[str], list[int]]:
+    """Every answer of every dialogue (prompt + answer), 1 for the helpful one."""
+    texts, labels = [], []
+    for row in synthetic.dialogues()[split]:
+        for completion, rank in zip(row["completions"], row["ranking"], strict=True):
+            texts.append(row["prompt"] + completion)
+            labels.append(int(rank == synthetic.RANKS["helpful"]))
+    return texts, labels
+
+
+def demonstrations() -> list[str]:
+    """Demonstrations for supervised fine-tuning (full dialogues; 70% curt)."""
+    return list(synthetic.dialogues()["train"]["demonstration"])
+
+
+def rankings(split: str):
+    """Rankings of five answers per question (``prompt``, ``completions``, ``ranking``)."""
+    return synthetic.dialogues()[split]
+
+
+def audit(reward, rows) -> dict[str, float]:
+    """Share of held-out dialogues where ``reward`` scores the helpful answer above each kind of bad one.
+
+    The kinds: ``curt`` (one tip for the question), ``off-topic tips`` (a helpful-looking answer to
+    another question), ``off-topic fact``, ``dismissive`` and ``wrong advice``. A reward model that
+    only learned what helpful answers look like scores near 0.5 on off-topic tips: PPO can then raise
+    its reward with answers to other questions.
+    """
+    ranks = synthetic.RANKS
+    names = {ranks["curt"]: "curt", ranks["dismissive"]: "dismissive", ranks["wrong"]: "wrong advice"}
+    rows = list(rows)
+    helpful = [row["completions"][row["ranking"].index(ranks["helpful"])] for row in rows]
+    helpful_scores = np.asarray(reward([row["prompt"] for row in rows], helpful))  # once per row
+    which, prompts_, others, kinds = [], [], [], []
+    for i, row in enumerate(rows):
+        for completion, rank in zip(row["completions"], row["ranking"], strict=True):
+            if rank == ranks["helpful"]:
+                continue
+            if rank == ranks["off_topic"]:
+                kind = "off-topic fact" if completion.strip() in synthetic.OFF_TOPIC else "off-topic tips"
+            else:
+                kind = names[rank]
+            which.append(i)
+            prompts_.append(row["prompt"])
+            others.append(completion)
+            kinds.append(kind)
+    wins = helpful_scores[which] > np.asarray(reward(prompts_, others))
+    kinds = np.asarray(kinds)
+    return {kind: float(wins[kinds == kind].mean()) for kind in
+            ("curt", "off-topic tips", "off-topic fact", "dismissive", "wrong advice") if (kinds == kind).any()}
+
+
+TASK = Task(
+    "helpfulness", prompts, reward, max_new_tokens=48, max_context=96, heldout=heldout, judge=judge,
+    judge_higher_is_better={"judge/p_helpful": True}, named_rewards={"helpfulness": reward},
+    classifier=ClassifierSpec("helpfulness-classifier", ("unhelpful", "helpful"), classifier_data),
+    bench_cases={"helpfulness-rm": "rm:{rm}"}, demonstrations=demonstrations, rankings=rankings, audit=audit,
+)
