@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+import os
+import sys
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -15,19 +19,33 @@ class Agent(Protocol):
     ``act`` takes a batched observation (N, ...) and returns N actions. ``episode_start`` (bool, N)
     marks observations that begin an episode (agents with per-episode state, such as a KV cache,
     reset it there); ``action_mask`` (N, A) marks the legal actions.
+
+    What a run needs (``textgym train``, :mod:`textgym.app.harness`): the counters ``global_step``
+    (environment steps so far) and ``updates``; ``learn(envs, total_steps, callback)`` calls
+    ``callback(row)`` after every update and stops when it returns True, and each call starts fresh
+    episodes seeded from the update count (so a checkpoint taken at a stop resumes exactly);
+    ``save(path)`` writes a folder that ``Class.load(path)`` restores.
     """
+
+    global_step: int
+    updates: int
 
     def act(self, obs: Any, *, episode_start: np.ndarray | None = None, action_mask: np.ndarray | None = None,
             deterministic: bool = False) -> np.ndarray:
         """Choose one action per environment."""
         ...
 
-    def learn(self, envs: Any, total_steps: int) -> list[dict[str, float]]:
-        """Train for ``total_steps`` environment steps; return one metrics row per update."""
+    def learn(self, envs: Any, total_steps: int, callback: Any = None) -> list[dict[str, float]]:
+        """Train until ``total_steps`` environment steps; return one metrics row per update."""
         ...
 
     def save(self, path: str | Path) -> None:
         """Write everything needed to act (and resume) to the folder ``path``."""
+        ...
+
+    @classmethod
+    def load(cls, path: str | Path) -> Agent:
+        """The agent :meth:`save` wrote."""
         ...
 
 
@@ -48,6 +66,7 @@ class RandomAgent:
     def __init__(self, n_actions: int, seed: int | None = None) -> None:
         self.n_actions = n_actions
         self.rng = np.random.default_rng(seed)
+        self.global_step = self.updates = 0
 
     def act(self, obs: Any, *, episode_start: np.ndarray | None = None, action_mask: np.ndarray | None = None,
             deterministic: bool = False) -> np.ndarray:
@@ -56,7 +75,7 @@ class RandomAgent:
         scores = self.rng.random(mask.shape) * mask  # the largest random score among allowed actions
         return np.where(mask.any(1), scores.argmax(1), 0)
 
-    def learn(self, envs: Any, total_steps: int) -> list[dict[str, float]]:
+    def learn(self, envs: Any, total_steps: int, callback: Any = None) -> list[dict[str, float]]:
         """A random agent learns nothing."""
         return []
 
@@ -64,3 +83,41 @@ class RandomAgent:
         """Nothing to save but the action count."""
         Path(path).mkdir(parents=True, exist_ok=True)
         (Path(path) / "random_agent.txt").write_text(f"{self.n_actions}\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> RandomAgent:
+        """The random agent :meth:`save` wrote."""
+        return cls(int((Path(path) / "random_agent.txt").read_text()))
+
+
+def import_class(spec: str, base: type) -> type:
+    """The class ``module:QualName`` or ``path/to/file.py:QualName``, which must derive from ``base``.
+
+    A module is looked up on ``sys.path`` and in the current folder (as ``python -m`` would); nothing
+    but a class deriving from ``base`` is returned, so a name read from a file cannot call anything else.
+
+    >>> import_class("agents.base:RandomAgent", object).__name__
+    'RandomAgent'
+    """
+    module_name, _, name = spec.rpartition(":")
+    if not module_name or not name:
+        raise ValueError(f"{spec!r} is not module:Class or file.py:Class (e.g. mypkg.agents:MyAgent)")
+    try:
+        if module_name.endswith(".py"):
+            if not Path(module_name).is_file():
+                raise ValueError(f"{spec!r}: no such file {module_name!r}")
+            loader = importlib.util.spec_from_file_location(Path(module_name).stem, module_name)
+            target = importlib.util.module_from_spec(loader)
+            sys.modules[loader.name] = target
+            loader.loader.exec_module(target)
+        else:
+            if os.getcwd() not in sys.path:
+                sys.path.append(os.getcwd())
+            target = importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        raise ValueError(f"cannot import {module_name!r} for {spec!r}: {err}") from None
+    for part in name.split("."):
+        target = getattr(target, part, None)
+    if not isinstance(target, type) or not issubclass(target, base):
+        raise ValueError(f"{spec!r} is not a {base.__name__} class")
+    return target

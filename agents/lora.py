@@ -10,10 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 from torch import nn
 from transformers import PreTrainedModel
 from transformers.pytorch_utils import Conv1D
+
+from textgym.models import model_device
+from textgym.models.logprobs import HeadParts, split_model
 
 
 def lora_policy(model: PreTrainedModel, r: int = 8, alpha: int = 16, dropout: float = 0.0,
@@ -56,7 +60,24 @@ class AdapterDisabledReference(nn.Module):
         self._policy = (policy,)  # not a submodule: the reference adds no parameters of its own
         self.config = policy.get_base_model().config
 
+    @property
+    def device(self) -> torch.device:
+        """Where the shared weights are."""
+        return model_device(self._policy[0])
+
     def forward(self, **kwargs):
         """The base model's forward, adapters disabled."""
         with self._policy[0].disable_adapter():
             return self._policy[0](**kwargs)
+
+    def head_parts(self) -> HeadParts | None:
+        """The base model's trunk (run with adapters disabled) and head, for chunked teacher forcing."""
+        parts = split_model(self._policy[0])
+        if parts is None:
+            return None
+
+        def trunk(**inputs):
+            with self._policy[0].disable_adapter():
+                return parts.trunk(**inputs)
+
+        return HeadParts(trunk, parts.head, parts.softcap, parts.scale)

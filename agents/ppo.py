@@ -1,13 +1,20 @@
-"""Proximal policy optimisation (clipped surrogate, GAE, value clipping, entropy and KL terms).
+"""Proximal policy optimisation: the one PPO core, and its toy-environment agent.
 
-Read top to bottom: the config, the MLP actor-critic for toy environments, the update that every
-PPO policy shares (:func:`ppo_update`), then :class:`PPO`, which collects rollouts from a
-Gymnasium vector environment and calls it. The pure math lives in :mod:`agents.ppo_math`.
+Read top to bottom: the toy config, the MLP actor-critic for toy environments, the update loop every
+textgym algorithm shares (:func:`run_epochs`: shuffled minibatches, backward through accelerate,
+gradient clipping, early stop on ``target_kl``), PPO's loss (:func:`ppo_loss`: clipped surrogate,
+clipped value loss, entropy bonus), then :class:`PPO`, which collects rollouts from a Gymnasium
+vector environment and calls both. :class:`agents.lm_ppo.LMPPO` is the same loss and loop on whole
+language-model episodes. The pure math lives in :mod:`agents.ppo_math`.
 
-The KL penalty: textgym's text environment already pays ``kl_coef * log pi_ref(a_t | s_t)``; the
-agent adds the other half, ``-kl_coef * log pi(a_t | s_t)``, to each reward, so the return it
-maximises is ``score - kl_coef * KL(pi || pi_ref)``. With ``kl_coef=0`` (the toy environments) that
-term vanishes; ``ent_coef`` is the usual entropy bonus.
+The KL penalty: textgym's text environment pays ``kl_coef * log pi_ref(a_t | s_t)``; the agent adds
+the other half, ``-kl_coef * log pi(a_t | s_t)``, to each reward, so the return it maximises is
+``score - kl_coef * KL(pi || pi_ref)``. ``kl_coef`` is the environment's (one value for both); an
+environment without one (tic-tac-toe) has no KL term, and ``ent_coef`` is the usual entropy bonus.
+
+Several processes: the update runs through an ``accelerate.Accelerator``; under
+``accelerate launch`` the policy is wrapped for data parallelism (gradients averaged by DDP), each
+process rolls out its own episodes, and the weights stay identical on every process.
 """
 
 from __future__ import annotations
@@ -15,21 +22,23 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from accelerate import Accelerator
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from agents import distributed
+from agents.base import import_class
 from agents.ppo_math import (
     AdaptiveKLController,
     FixedKLController,
     compute_gae,
     masked_mean,
+    masked_whiten,
     policy_loss,
     value_loss,
 )
@@ -38,27 +47,16 @@ MASKED = -1e8  # logit of an illegal action: probability 0, and no inf * 0 in th
 Obs = torch.Tensor | dict[str, torch.Tensor]
 
 
-def as_obs(obs: Any) -> Obs:
-    """A (vector) observation as tensors: an array, or a dict of arrays (e.g. the text env's)."""
+def as_obs(obs: Any, device: torch.device | None = None) -> Obs:
+    """A (vector) observation as tensors on ``device``: an array, or a dict of arrays (e.g. the text env's)."""
     if isinstance(obs, dict):
-        return {key: torch.as_tensor(np.asarray(value)) for key, value in obs.items()}
-    return torch.as_tensor(np.asarray(obs))
-
-
-def _take(value: Obs, index: torch.Tensor) -> Obs:
-    return {k: v[index] for k, v in value.items()} if isinstance(value, dict) else value[index]
-
-
-def _stack(values: list[Obs]) -> Obs:
-    """Stack T steps of (N, ...) observations and flatten to (T * N, ...)."""
-    if isinstance(values[0], dict):
-        return {k: torch.stack([v[k] for v in values]).flatten(0, 1) for k in values[0]}
-    return torch.stack(values).flatten(0, 1)
+        return {key: torch.as_tensor(np.asarray(value), device=device) for key, value in obs.items()}
+    return torch.as_tensor(np.asarray(obs), device=device)
 
 
 @dataclass
 class PPOConfig:
-    """PPO hyperparameters (cleanrl's names)."""
+    """PPO hyperparameters for the toy environments (cleanrl's names)."""
 
     num_steps: int = 32
     """Steps per environment in each rollout."""
@@ -88,16 +86,13 @@ class PPOConfig:
     """Gradient clipping."""
     target_kl: float | None = None
     """Stop an update's epochs early when the approximate KL to the rollout policy exceeds this."""
-    kl_coef: float = 0.0
-    """Beta of the KL penalty to the reference (the agent's half: ``-kl_coef * log pi``)."""
     kl_setpoint: float | None = None
-    """If set, an adaptive controller (Ziegler et al.) steers ``kl_coef`` toward this KL per episode."""
+    """If set, an adaptive controller (Ziegler et al.) steers the environment's ``kl_coef`` toward this KL per
+    episode (the environment must report ``ref_logprob``)."""
     kl_horizon: int = 10000
     """Horizon of the adaptive KL controller, in steps."""
-    batch_episodes: int = 32
-    """Text agents: finished episodes per update."""
     seed: int = 0
-    """Seed of the policy's initialisation and sampling."""
+    """Seed of the sampling, the shuffling and the episodes."""
 
 
 class MLPPolicy(nn.Module):
@@ -137,6 +132,11 @@ class MLPPolicy(nn.Module):
         self.actor = _layer(nn.Linear(width, n_actions), std=0.01)
         self.critic = _layer(nn.Linear(width, 1), std=1.0)
 
+    @classmethod
+    def from_init_args(cls, init_args: dict[str, Any]) -> MLPPolicy:
+        """The policy :attr:`init_args` describe (weights initialised; load a state dict after)."""
+        return cls(**{**init_args, "hidden": tuple(init_args["hidden"])})
+
     def forward(self, obs: torch.Tensor, action_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Masked logits (B, A) and values (B,)."""
         if hasattr(self, "obs_perms"):
@@ -158,189 +158,295 @@ def _layer(layer: nn.Linear, std: float = 2**0.5) -> nn.Linear:
     return layer
 
 
-def ppo_update(
-    optimizer: torch.optim.Optimizer, parameters: list[nn.Parameter], batch: dict[str, torch.Tensor],
-    evaluate: Callable[[dict[str, torch.Tensor]], tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
-    cfg: PPOConfig, generator: torch.Generator,
-) -> dict[str, float]:
-    """PPO epochs over one flat batch; any policy plugs in through ``evaluate``.
+# ---------------------------------------------------------------------------------------- the shared update
+def run_epochs(batch: Any, loss_fn: Callable[[Any], tuple[torch.Tensor, dict[str, torch.Tensor]]],
+               optimizer: torch.optim.Optimizer, parameters: list[nn.Parameter], cfg: Any,
+               generator: torch.Generator, accelerator: Accelerator) -> dict[str, float]:
+    """``update_epochs`` passes of shuffled minibatches over ``batch``; any algorithm plugs in through ``loss_fn``.
 
     Args:
+        batch: Anything with ``size`` and ``select(index)`` (:class:`TransitionBatch`,
+            :class:`agents.rollout.EpisodeBatch`): minibatches are drawn over its first dimension
+            (transitions, or whole episodes for text).
+        loss_fn: Minibatch -> (loss to minimise, diagnostics as 0-d tensors). A
+            ``"losses/approx_kl"`` entry drives the early stop.
         optimizer: Over ``parameters``.
         parameters: What gradient clipping clips.
-        batch: Tensors ``logprobs``, ``values``, ``advantages``, ``returns``, flat (B,) or per token
-            (B, T) with a 0/1 ``token_mask`` (B, T), plus whatever ``evaluate`` reads. Minibatches
-            are drawn over the first dimension (transitions, or whole episodes for text).
-        evaluate: Minibatch -> (new log-probs, entropies, new values), shaped like ``logprobs``.
-        cfg: The hyperparameters.
+        cfg: ``num_minibatches``, ``update_epochs``, ``max_grad_norm``, ``target_kl``.
         generator: Shuffles the minibatches.
+        accelerator: Backward and gradient clipping (DDP under ``accelerate launch``).
 
     Returns:
-        The last epoch's losses and diagnostics, under fixed metric names.
+        The last minibatch's diagnostics, as floats (read from the device once, at the end).
     """
-    size = batch["logprobs"].shape[0]
-    mb_size = max(1, size // cfg.num_minibatches)
-    stats: dict[str, float] = {}
+    mb_size = max(1, batch.size // cfg.num_minibatches)
+    stats: dict[str, torch.Tensor] = {}
     for _ in range(cfg.update_epochs):
-        order = torch.randperm(size, generator=generator)
-        for start in range(0, size, mb_size):
-            mb = {k: _take(v, order[start:start + mb_size]) for k, v in batch.items()}
-            new_logprob, entropy, new_value = evaluate(mb)
-            mask, mb_adv = mb.get("token_mask"), mb["advantages"]
-            if cfg.norm_adv and mb_adv.numel() > 1:
-                mean = masked_mean(mb_adv, mask)
-                std = masked_mean((mb_adv - mean) ** 2, mask).sqrt()
-                mb_adv = (mb_adv - mean) / (std + 1e-8)
-            pg_loss, clipfrac = policy_loss(new_logprob, mb["logprobs"], mb_adv, cfg.clip_coef, mask)
-            v_loss = value_loss(new_value, mb["values"], mb["returns"], cfg.clip_coef if cfg.clip_vloss else None,
-                                mask)
-            loss = pg_loss - cfg.ent_coef * masked_mean(entropy, mask) + cfg.vf_coef * v_loss
+        order = torch.randperm(batch.size, generator=generator)
+        for start in range(0, batch.size, mb_size):
+            loss, stats = loss_fn(batch.select(order[start:start + mb_size]))
             optimizer.zero_grad()
-            loss.backward()
-            distributed.average_gradients(parameters)  # a no-op in a single process
-            nn.utils.clip_grad_norm_(parameters, cfg.max_grad_norm)
+            accelerator.backward(loss)
+            accelerator.clip_grad_norm_(parameters, cfg.max_grad_norm)
             optimizer.step()
-            with torch.no_grad():
-                log_ratio = new_logprob - mb["logprobs"]
-                approx_kl = masked_mean((log_ratio.exp() - 1) - log_ratio, mask).item()
-        stats = {"losses/policy_loss": pg_loss.item(), "losses/value_loss": v_loss.item(),
-                 "losses/entropy": masked_mean(entropy, mask).item(), "losses/approx_kl": approx_kl,
-                 "losses/clipfrac": clipfrac.item()}
-        if cfg.target_kl is not None and distributed.mean(approx_kl) > cfg.target_kl:
-            break  # decided on the ranks' mean, so every rank stops at the same epoch
-    return stats
+        if cfg.target_kl is not None and "losses/approx_kl" in stats:
+            approx_kl = accelerator.reduce(stats["losses/approx_kl"].reshape(1), "mean")
+            if float(approx_kl) > cfg.target_kl:
+                break  # decided on the processes' mean, so every process stops at the same epoch
+    return {key: float(value) for key, value in stats.items()}
 
 
+def ppo_loss(mb: Any, new_logprob: torch.Tensor, entropy: torch.Tensor, new_value: torch.Tensor | None, cfg: Any,
+             mask: torch.Tensor | None = None, total: torch.Tensor | float | None = None,
+             reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
+             ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """PPO's loss on a minibatch: clipped surrogate + ``vf_coef`` * clipped value loss - ``ent_coef`` * entropy.
+
+    Args:
+        mb: The minibatch: ``logprobs`` (behaviour), ``values``, ``advantages``, ``returns``.
+        new_logprob: The current policy's log-probabilities, shaped like ``mb.logprobs``.
+        entropy: Its entropies (logged only when ``ent_coef`` is 0).
+        new_value: Its values, or None for an algorithm without a value head.
+        cfg: ``clip_coef``, ``norm_adv``, ``ent_coef``, ``vf_coef`` and optionally ``clip_vloss``.
+        mask: Which entries count (per-token batches); None: all.
+        total: Entries the means are over, across processes (:mod:`agents.ppo_math`).
+        reduce: Sums statistics over processes (advantage normalisation over the whole minibatch).
+    """
+    advantages = masked_whiten(mb.advantages, mask, reduce) if cfg.norm_adv else mb.advantages
+    pg_loss, clipfrac = policy_loss(new_logprob, mb.logprobs, advantages, cfg.clip_coef, mask, total)
+    v_loss = new_logprob.new_zeros(())
+    if new_value is not None:
+        v_loss = value_loss(new_value, mb.values, mb.returns, cfg.clip_coef if getattr(cfg, "clip_vloss", True)
+                            else None, mask, total)
+    mean_entropy = masked_mean(entropy, mask, total) if entropy is not None else v_loss.new_zeros(())
+    loss = pg_loss - cfg.ent_coef * mean_entropy + cfg.vf_coef * v_loss
+    with torch.no_grad():  # diagnostics stay on the device: no synchronisation per minibatch
+        log_ratio = new_logprob - mb.logprobs
+        stats = {"losses/policy_loss": pg_loss.detach(), "losses/value_loss": v_loss.detach(),
+                 "losses/entropy": mean_entropy.detach(), "losses/clipfrac": clipfrac,
+                 "losses/approx_kl": masked_mean((log_ratio.exp() - 1) - log_ratio, mask)}
+    return loss, stats
+
+
+@dataclass
+class TransitionBatch:
+    """A flat batch of toy-environment transitions, (B, ...) each."""
+
+    obs: Obs
+    actions: torch.Tensor
+    logprobs: torch.Tensor
+    values: torch.Tensor
+    advantages: torch.Tensor
+    returns: torch.Tensor
+    masks: torch.Tensor | None = None
+
+    @property
+    def size(self) -> int:
+        """Number of transitions."""
+        return self.actions.shape[0]
+
+    def select(self, index: torch.Tensor) -> TransitionBatch:
+        """The transitions at ``index``."""
+        take = lambda v: None if v is None else ({k: x[index] for k, x in v.items()} if isinstance(v, dict)  # noqa: E731
+                                                 else v[index])
+        return TransitionBatch(**{f.name: take(getattr(self, f.name)) for f in fields(self)})
+
+
+# ---------------------------------------------------------------------------------------- the toy agent
 class PPO:
     """PPO for Gymnasium vector environments with discrete actions and optional action masks.
 
     Args:
-        policy: An actor-critic module: ``policy(obs, action_mask) -> (logits, values)``.
+        policy: An actor-critic module: ``policy(obs, action_mask) -> (logits, values)``, with
+            ``init_args`` and ``from_init_args`` to be saved and loaded (:class:`MLPPolicy`,
+            :class:`agents.table_policy.LastTokenPolicy`).
         config: Hyperparameters.
+        accelerator: Devices and processes (default: one made for this process).
 
     Example:
         >>> import gymnasium as gym, textgym
         >>> envs = gym.make_vec("textgym/TicTacToe-v0", num_envs=8, vectorization_mode="vector_entry_point")
         >>> agent = PPO(MLPPolicy(18, 9), PPOConfig(num_steps=8))
         >>> rows = agent.learn(envs, total_steps=128)
-        >>> len(rows), "losses/policy_loss" in rows[-1]
-        (2, True)
+        >>> len(rows), "losses/policy_loss" in rows[-1], agent.updates
+        (2, True, 2)
     """
 
-    def __init__(self, policy: nn.Module, config: PPOConfig | None = None) -> None:
+    def __init__(self, policy: nn.Module, config: PPOConfig | None = None,
+                 accelerator: Accelerator | None = None) -> None:
         self.cfg = config or PPOConfig()
-        self.policy = policy
-        self.optimizer = torch.optim.Adam(policy.parameters(), lr=self.cfg.learning_rate, eps=1e-5, foreach=True)
+        self.accelerator = accelerator or Accelerator()
+        optimizer = torch.optim.Adam(policy.parameters(), lr=self.cfg.learning_rate, eps=1e-5, foreach=True)
+        self.policy, self.optimizer = self.accelerator.prepare(policy, optimizer)
         self.generator = torch.Generator().manual_seed(self.cfg.seed)
-        self.kl_ctl = (AdaptiveKLController(self.cfg.kl_coef, self.cfg.kl_setpoint, self.cfg.kl_horizon)
-                       if self.cfg.kl_setpoint else FixedKLController(self.cfg.kl_coef))
+        self.kl_ctl: AdaptiveKLController | FixedKLController | None = None
         self.global_step = 0
+        self.updates = 0
+
+    @property
+    def module(self) -> nn.Module:
+        """The policy itself (unwrapped from data parallelism)."""
+        return self.accelerator.unwrap_model(self.policy)
 
     @torch.no_grad()
     def act(self, obs: Any, *, episode_start: np.ndarray | None = None, action_mask: np.ndarray | None = None,
             deterministic: bool = False) -> np.ndarray:
         """Sample (or, ``deterministic``, take the most likely) legal action for each row of ``obs``."""
-        obs_t = as_obs(obs if isinstance(obs, dict) else np.atleast_2d(obs))
-        mask_t = None if action_mask is None else torch.as_tensor(np.atleast_2d(action_mask))
-        logits, _ = self.policy(obs_t, mask_t)
+        device = self.accelerator.device
+        obs_t = as_obs(obs if isinstance(obs, dict) else np.atleast_2d(obs), device)
+        mask_t = None if action_mask is None else torch.as_tensor(np.atleast_2d(action_mask), device=device)
+        logits, _ = self.module(obs_t, mask_t)
         if deterministic:
-            return logits.argmax(-1).numpy()
-        return torch.distributions.Categorical(logits=logits).sample().numpy()
+            return logits.argmax(-1).cpu().numpy()
+        return torch.distributions.Categorical(logits=logits).sample().cpu().numpy()
 
     def learn(self, envs: Any, total_steps: int, callback: Callable[[dict[str, float]], bool] | None = None,
               ) -> list[dict[str, float]]:
         """Collect rollouts and update until ``total_steps`` environment steps (over all envs).
 
+        Each call starts fresh episodes, seeded from ``(seed, updates)``, so a run continued from
+        :meth:`save` / :meth:`load` at an update repeats the uninterrupted run.
+
         Args:
             envs: A Gymnasium ``VectorEnv`` (``AutoresetMode.SAME_STEP``); ``info["action_mask"]`` is used if
-                present.
-            total_steps: Budget in environment steps.
+                present, and the environment's ``kl_coef``, if it has one.
+            total_steps: Budget in environment steps, counting earlier calls.
             callback: Called with each update's metrics; returning True stops training.
 
         Returns:
             One metrics row per update (``charts/episodic_return``, ``losses/*``, ``charts/SPS``, ...).
         """
-        cfg, n = self.cfg, envs.num_envs
-        torch.manual_seed(cfg.seed)
-        distributed.broadcast_parameters(self.policy)
-        obs, info = envs.reset(seed=cfg.seed + 100_003 * distributed.rank())  # each rank its own episodes
+        cfg, n, device = self.cfg, envs.num_envs, self.accelerator.device
+        seed = cfg.seed + 1_000_003 * self.updates + 100_003 * self.accelerator.process_index  # each process its own
+        torch.manual_seed(seed)
+        self.generator.manual_seed(seed)
+        self._start_kl(envs)
+        obs, info = envs.reset(seed=seed)
         mask = info.get("action_mask")
-        returns_so_far, finished_returns = np.zeros(n), []
-        rows, start = [], time.perf_counter()
-        for update in range(max(1, total_steps // (cfg.num_steps * n))):
+        returns_so_far, kl_so_far, finished_returns, finished_kl = np.zeros(n), np.zeros(n), [], []
+        rows, start, first_step = [], time.perf_counter(), self.global_step
+        while self.global_step < total_steps:
             if cfg.anneal_lr:
                 for group in self.optimizer.param_groups:
-                    group["lr"] = cfg.learning_rate * (1 - update * cfg.num_steps * n / total_steps)
+                    group["lr"] = cfg.learning_rate * max(0.0, 1 - self.global_step / total_steps)
             buf = {k: [] for k in ("obs", "masks", "actions", "logprobs", "values", "rewards", "dones")}
             for _ in range(cfg.num_steps):
-                obs_t = as_obs(obs)
-                mask_t = None if mask is None else torch.as_tensor(mask)
+                obs_t = as_obs(obs, device)
+                mask_t = None if mask is None else torch.as_tensor(mask, device=device)
                 with torch.no_grad():
-                    logits, values = self.policy(obs_t, mask_t)
+                    logits, values = self.module(obs_t, mask_t)
                     dist = torch.distributions.Categorical(logits=logits)
                     actions = dist.sample()
                     logprobs = dist.log_prob(actions)
-                obs, reward, terminated, truncated, info = envs.step(actions.numpy())
+                obs, reward, terminated, truncated, info = envs.step(actions.cpu().numpy())
                 done = terminated | truncated
-                shaped = reward - self.kl_ctl.value * logprobs.numpy()  # the agent's half of the KL penalty
+                logp = logprobs.cpu().numpy()
+                shaped = reward - self.kl_ctl.value * logp  # the agent's half of the KL penalty
                 returns_so_far += reward
+                kl_so_far += logp - info.get("ref_logprob", logp)
                 finished_returns += returns_so_far[done].tolist()
-                returns_so_far[done] = 0.0
+                finished_kl += kl_so_far[done].tolist()
+                returns_so_far[done] = kl_so_far[done] = 0.0
                 for key, value in (("obs", obs_t), ("masks", mask_t), ("actions", actions), ("logprobs", logprobs),
                                    ("values", values), ("rewards", shaped), ("dones", done)):
                     buf[key].append(value)
                 mask = info.get("action_mask")
             with torch.no_grad():
-                last_values = self.policy(as_obs(obs), None if mask is None else torch.as_tensor(mask))[1].numpy()
-            values = torch.stack(buf["values"]).numpy()  # (T, N)
-            advantages, returns = compute_gae(np.stack(buf["rewards"]), values, np.stack(buf["dones"]).astype(float),
-                                              last_values, cfg.gamma, cfg.gae_lambda)
-            batch = {
-                "obs": _stack(buf["obs"]),  # (T*N, ...)
-                "actions": torch.stack(buf["actions"]).flatten(),  # (T*N,)
-                "logprobs": torch.stack(buf["logprobs"]).flatten(),
-                "values": torch.as_tensor(values, dtype=torch.float32).flatten(),
-                "advantages": torch.as_tensor(advantages, dtype=torch.float32).flatten(),
-                "returns": torch.as_tensor(returns, dtype=torch.float32).flatten(),
-            }
-            if buf["masks"][0] is not None:
-                batch["masks"] = torch.stack(buf["masks"]).flatten(0, 1)  # (T*N, A)
-            stats = ppo_update(self.optimizer, list(self.policy.parameters()), batch, self._evaluate, cfg,
-                               self.generator)
+                mask_t = None if mask is None else torch.as_tensor(mask, device=device)
+                last_values = self.module(as_obs(obs, device), mask_t)[1].cpu().numpy()
+            batch = rollout_batch(buf, last_values, cfg, device)
+            stats = self.update(batch)
             self.global_step += cfg.num_steps * n
-            row = {"global_step": self.global_step, **stats, "objective/kl_coef": self.kl_ctl.value,
-                   "charts/SPS": self.global_step / (time.perf_counter() - start)}
+            row = {"global_step": self.global_step, "update": self.updates, **stats,
+                   "charts/SPS": (self.global_step - first_step) / (time.perf_counter() - start)}
             if finished_returns:
                 row["charts/episodic_return"] = float(np.mean(finished_returns))
-                finished_returns = []
+                row["objective/kl"] = float(np.mean(finished_kl))
+                self._steer_kl(envs, row["objective/kl"], cfg.num_steps * n)
+                finished_returns, finished_kl = [], []
+            row["objective/kl_coef"] = self.kl_ctl.value
             rows.append(row)
             if callback is not None and callback(row):
                 break
         return rows
 
-    def _evaluate(self, mb: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        logits, values = self.policy(mb["obs"], mb.get("masks"))
+    def update(self, batch: TransitionBatch) -> dict[str, float]:
+        """One PPO update (``update_epochs`` over minibatches) from a batch of transitions."""
+        stats = run_epochs(batch, self._loss, self.optimizer, list(self.policy.parameters()), self.cfg, self.generator,
+                           self.accelerator)
+        self.updates += 1
+        return stats
+
+    def _loss(self, mb: TransitionBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        logits, values = self.policy(mb.obs, mb.masks)
         dist = torch.distributions.Categorical(logits=logits)
-        return dist.log_prob(mb["actions"]), dist.entropy(), values
+        return ppo_loss(mb, dist.log_prob(mb.actions), dist.entropy(), values, self.cfg)
+
+    def _start_kl(self, envs: Any) -> None:
+        """The KL coefficient is the environment's; an adaptive controller takes it over (and resumes its own)."""
+        env_coef = float(getattr(envs.unwrapped, "kl_coef", 0.0))
+        if self.cfg.kl_setpoint is None:
+            self.kl_ctl = FixedKLController(env_coef)
+            return
+        if not hasattr(envs.unwrapped, "kl_coef"):
+            raise ValueError("kl_setpoint needs an environment with a kl_coef (a text environment)")
+        if self.kl_ctl is None:
+            self.kl_ctl = AdaptiveKLController(env_coef, self.cfg.kl_setpoint, self.cfg.kl_horizon)
+        envs.unwrapped.kl_coef = self.kl_ctl.value
+
+    def _steer_kl(self, envs: Any, kl: float, n_steps: int) -> None:
+        if isinstance(self.kl_ctl, AdaptiveKLController):
+            envs.unwrapped.kl_coef = self.kl_ctl.update(kl, n_steps)
 
     def save(self, path: str | Path) -> None:
-        """Policy weights (safetensors), optimizer state and config in the folder ``path``."""
+        """Policy weights (safetensors), its class and arguments, optimizer state and config in the folder ``path``."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        save_file(self.policy.state_dict(), path / "policy.safetensors")
+        module = self.module
+        save_file({k: v.contiguous() for k, v in module.state_dict().items()}, path / "policy.safetensors")
         torch.save(self.optimizer.state_dict(), path / "optimizer.pt")
-        meta = {"config": asdict(self.cfg), "policy": getattr(self.policy, "init_args", {}),
-                "global_step": self.global_step}
+        meta = {"config": asdict(self.cfg), "policy_class": f"{type(module).__module__}:{type(module).__qualname__}",
+                "policy": getattr(module, "init_args", {}), "global_step": self.global_step, "updates": self.updates,
+                "kl_coef": None if self.kl_ctl is None else self.kl_ctl.value}
         (path / "ppo.json").write_text(json.dumps(meta, indent=2))
 
     @classmethod
-    def load(cls, path: str | Path) -> PPO:
-        """An MLP-policy PPO saved by :meth:`save` (weights via safetensors; optimizer state read weights-only)."""
+    def load(cls, path: str | Path, accelerator: Accelerator | None = None) -> PPO:
+        """A PPO saved by :meth:`save`, with its own policy class (weights via safetensors; optimizer weights-only)."""
         path = Path(path)
         meta = json.loads((path / "ppo.json").read_text())
-        policy = MLPPolicy(**{**meta["policy"], "hidden": tuple(meta["policy"]["hidden"])})
+        policy_class = import_class(meta.get("policy_class", "agents.ppo:MLPPolicy"), nn.Module)
+        policy = policy_class.from_init_args(meta["policy"])
         policy.load_state_dict(load_file(path / "policy.safetensors"))
-        agent = cls(policy, PPOConfig(**meta["config"]))
+        agent = cls(policy, PPOConfig(**meta["config"]), accelerator)
         agent.optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
-        agent.global_step = meta["global_step"]
+        agent.global_step, agent.updates = meta["global_step"], meta.get("updates", 0)
+        if meta.get("kl_coef") is not None and agent.cfg.kl_setpoint is not None:
+            agent.kl_ctl = AdaptiveKLController(meta["kl_coef"], agent.cfg.kl_setpoint, agent.cfg.kl_horizon)
         return agent
+
+
+def rollout_batch(buf: dict[str, list], last_values: np.ndarray, cfg: PPOConfig, device: torch.device,
+                  ) -> TransitionBatch:
+    """T steps of N environments (lists of T per-step tensors) -> GAE -> one flat batch of T * N transitions.
+
+    Transition ``t * N + i`` is step t of environment i in every field.
+    """
+    values = torch.stack(buf["values"]).cpu().numpy()  # (T, N)
+    advantages, returns = compute_gae(np.stack(buf["rewards"]), values, np.stack(buf["dones"]).astype(float),
+                                      last_values, cfg.gamma, cfg.gae_lambda)
+    as_flat = lambda a: torch.as_tensor(a, dtype=torch.float32, device=device).flatten()  # noqa: E731
+    return TransitionBatch(
+        obs=_stack(buf["obs"]),  # (T*N, ...)
+        actions=torch.stack(buf["actions"]).flatten(),  # (T*N,)
+        logprobs=torch.stack(buf["logprobs"]).flatten(),
+        values=as_flat(values), advantages=as_flat(advantages), returns=as_flat(returns),
+        masks=torch.stack(buf["masks"]).flatten(0, 1) if buf["masks"][0] is not None else None,  # (T*N, A)
+    )
+
+
+def _stack(values: list[Obs]) -> Obs:
+    """Stack T steps of (N, ...) observations and flatten to (T * N, ...)."""
+    if isinstance(values[0], dict):
+        return {k: torch.stack([v[k] for v in values]).flatten(0, 1) for k in values[0]}
+    return torch.stack(values).flatten(0, 1)

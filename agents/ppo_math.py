@@ -1,6 +1,13 @@
-"""The pure math of PPO and of the KL penalty: small functions with hand-computed tests.
+"""The pure math of the algorithms: advantage estimators, policy and value losses, KL estimators and controllers.
 
-Shapes: ``T`` steps by ``N`` environments for rollout arrays; minibatch tensors are flat (B,).
+Small functions with hand-computed tests. Shapes: ``T`` steps by ``N`` environments for the toy
+rollout arrays; per-token tensors of language-model episodes are (B, T), completions right-aligned,
+with a 0/1 ``mask`` of the tokens that count (the agent's tokens; padding and an environment's
+tokens are 0); per-episode tensors are (B,).
+
+Means over tokens take an optional ``total``: the number of tokens the mean is over. With several
+processes, each passes the count over all of them, so that the gradients the processes average
+equal one process's gradient over the whole batch.
 """
 
 from __future__ import annotations
@@ -38,17 +45,100 @@ def compute_gae(rewards: np.ndarray, values: np.ndarray, dones: np.ndarray, last
     return advantages, advantages + values
 
 
-def masked_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+def masked_mean(x: torch.Tensor, mask: torch.Tensor | None, total: torch.Tensor | float | None = None) -> torch.Tensor:
     """Mean of ``x`` over the entries where ``mask`` is 1 (all entries if ``mask`` is None).
+
+    ``total``: divide the masked sum by this count instead (module docstring).
 
     >>> masked_mean(torch.tensor([[1.0, 3.0], [5.0, 7.0]]), torch.tensor([[0, 1], [1, 1]])).item()
     5.0
     """
-    return x.mean() if mask is None else (x * mask).sum() / mask.sum().clamp(min=1)
+    if mask is None:
+        return x.mean() if total is None else x.sum() / total
+    return (x * mask).sum() / (mask.sum().clamp(min=1) if total is None else total)
+
+
+def masked_whiten(x: torch.Tensor, mask: torch.Tensor | None, reduce=None) -> torch.Tensor:
+    """``(x - mean) / std`` over the entries where ``mask`` is 1; ``reduce`` sums statistics over processes.
+
+    >>> masked_whiten(torch.tensor([1.0, 3.0, 100.0]), torch.tensor([1, 1, 0])).tolist()[:2]
+    [-1.0, 1.0]
+    """
+    mask = torch.ones_like(x) if mask is None else mask.to(x.dtype)
+    sums = torch.stack([(x * mask).sum(), (x * x * mask).sum(), mask.sum()])  # (3,)
+    if reduce is not None:
+        sums = reduce(sums)
+    mean = sums[0] / sums[2].clamp(min=1)
+    var = (sums[1] / sums[2].clamp(min=1) - mean**2).clamp(min=0)
+    return (x - mean) / (var.sqrt() + 1e-8)
+
+
+def token_gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float,
+              gae_lambda: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """GAE over language-model episodes: (B, T) rewards and values at the agent's tokens, right-aligned.
+
+    Each row is one whole episode ending at its last column; positions where ``mask`` is 0
+    (padding before the completion, an environment's tokens inside it) are skipped: the agent's
+    next token follows directly, as in the agent's own sequence of decisions.
+
+    Returns:
+        ``(advantages, returns)``, (B, T), 0 where ``mask`` is 0.
+
+    >>> adv, ret = token_gae(torch.tensor([[0.0, 0.0, 1.0]]), torch.tensor([[0.5, 9.0, 0.5]]),
+    ...                      torch.tensor([[1, 0, 1]]), gamma=1.0, gae_lambda=1.0)
+    >>> adv.tolist(), ret.tolist()  # the masked middle column is skipped: both agent tokens see return 1
+    ([[0.5, 0.0, 0.5]], [[1.0, 0.0, 1.0]])
+    """
+    advantages = torch.zeros_like(rewards)
+    last = torch.zeros_like(rewards[:, 0])  # (B,) advantage of the next agent token
+    next_values = torch.zeros_like(rewards[:, 0])
+    for t in reversed(range(rewards.shape[1])):
+        here = mask[:, t] > 0
+        delta = rewards[:, t] + gamma * next_values - values[:, t]
+        gae = delta + gamma * gae_lambda * last
+        advantages[:, t] = torch.where(here, gae, torch.zeros_like(gae))
+        last = torch.where(here, gae, last)
+        next_values = torch.where(here, values[:, t], next_values)
+    return advantages, (advantages + values) * mask
+
+
+def leave_one_out(returns: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+    """RLOO's advantage: each episode's return minus the mean return of the other episodes of its group.
+
+    >>> leave_one_out(torch.tensor([1.0, 3.0, 5.0, 10.0, 20.0]), torch.tensor([0, 0, 0, 1, 1])).tolist()
+    [-3.0, 0.0, 3.0, -10.0, 10.0]
+    """
+    same = groups[:, None] == groups[None, :]  # (B, B)
+    count = same.sum(1).to(returns.dtype)
+    if bool((count < 2).any()):
+        raise ValueError("leave-one-out needs at least 2 episodes per group; collect with group_size >= 2")
+    others = (same.to(returns.dtype) @ returns - returns) / (count - 1)
+    return returns - others
+
+
+def group_normalized(returns: torch.Tensor, groups: torch.Tensor, scale: bool = True,
+                     eps: float = 1e-4) -> torch.Tensor:
+    """GRPO's advantage: each return minus its group's mean, divided by the group's std (if ``scale``).
+
+    ``scale=False`` is the variant without the std (Dr. GRPO), which does not weigh prompts whose
+    completions all score alike more than others.
+
+    >>> [round(a, 3) for a in group_normalized(torch.tensor([1.0, 3.0, 0.0, 0.0]), torch.tensor([0, 0, 1, 1])).tolist()]
+    [-0.707, 0.707, 0.0, 0.0]
+    """
+    same = (groups[:, None] == groups[None, :]).to(returns.dtype)  # (B, B)
+    count = same.sum(1)
+    mean = same @ returns / count
+    centred = returns - mean
+    if not scale:
+        return centred
+    std = (same @ centred**2 / (count - 1).clamp(min=1)).sqrt()  # unbiased, as TRL computes it
+    return centred / (std + eps)
 
 
 def policy_loss(new_logprob: torch.Tensor, old_logprob: torch.Tensor, advantages: torch.Tensor,
-                clip_coef: float, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                clip_coef: float, mask: torch.Tensor | None = None, total: torch.Tensor | float | None = None,
+                ) -> tuple[torch.Tensor, torch.Tensor]:
     """PPO's clipped surrogate loss (to minimise) and the fraction of clipped ratios.
 
     Inputs may be flat (B,) or per token (B, T) with a 0/1 ``mask`` of real tokens.
@@ -60,12 +150,13 @@ def policy_loss(new_logprob: torch.Tensor, old_logprob: torch.Tensor, advantages
     ratio = (new_logprob - old_logprob).exp()
     unclipped = -advantages * ratio
     clipped = -advantages * ratio.clamp(1 - clip_coef, 1 + clip_coef)
-    return (masked_mean(torch.max(unclipped, clipped), mask),
+    return (masked_mean(torch.max(unclipped, clipped), mask, total),
             masked_mean(((ratio - 1).abs() > clip_coef).float(), mask))
 
 
 def value_loss(new_values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor,
-               clip_coef: float | None, mask: torch.Tensor | None = None) -> torch.Tensor:
+               clip_coef: float | None, mask: torch.Tensor | None = None,
+               total: torch.Tensor | float | None = None) -> torch.Tensor:
     """Half the squared error of the value head, pessimistically clipped around the old values.
 
     >>> value_loss(torch.tensor([2.0]), torch.tensor([0.0]), torch.tensor([1.0]), clip_coef=0.5).item()
@@ -73,9 +164,29 @@ def value_loss(new_values: torch.Tensor, old_values: torch.Tensor, returns: torc
     """
     unclipped = (new_values - returns) ** 2
     if clip_coef is None:
-        return 0.5 * masked_mean(unclipped, mask)
+        return 0.5 * masked_mean(unclipped, mask, total)
     clipped = (old_values + (new_values - old_values).clamp(-clip_coef, clip_coef) - returns) ** 2
-    return 0.5 * masked_mean(torch.max(unclipped, clipped), mask)
+    return 0.5 * masked_mean(torch.max(unclipped, clipped), mask, total)
+
+
+def policy_gradient_loss(new_logprob: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor | None = None,
+                         total: torch.Tensor | float | None = None) -> torch.Tensor:
+    """REINFORCE's loss: ``-advantage * log pi(a | s)``, averaged over the tokens that count.
+
+    >>> policy_gradient_loss(torch.tensor([-1.0, -2.0]), torch.tensor([1.0, -1.0])).item()
+    -0.5
+    """
+    return masked_mean(-advantages * new_logprob, mask, total)
+
+
+def kl_k3(logprob: torch.Tensor, ref_logprob: torch.Tensor) -> torch.Tensor:
+    """Per-token k3 estimate of KL(pi || ref) from tokens sampled from pi: never negative, unbiased.
+
+    >>> round(kl_k3(torch.tensor([0.0]), torch.log(torch.tensor([0.5]))).item(), 4)
+    0.1931
+    """
+    log_ratio = ref_logprob - logprob
+    return log_ratio.exp() - 1 - log_ratio
 
 
 def kl_estimators(logprob: torch.Tensor, ref_logprob: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -22,7 +22,7 @@ def tictactoe_policy(seed: int = 0, symmetric: bool = True) -> MLPPolicy:
         return MLPPolicy(18, 9, (128, 128), SYMMETRIES if symmetric else None)
 
 
-#: PPO on ``textgym/TinyLanguage-v0`` (set ``kl_coef`` to the env's), 32 envs.
+#: PPO on ``textgym/TinyLanguage-v0`` (the KL coefficient is the env's), 32 envs.
 TINY_LANGUAGE_PPO = PPOConfig(num_steps=16, num_minibatches=4, update_epochs=4, learning_rate=0.05, gamma=1.0,
                               ent_coef=0.0)
 TINY_LANGUAGE_ENVS = 32

@@ -1,8 +1,13 @@
-"""Sampling from a causal LM as an agent: the reference-sampling baseline.
+"""Sampling from a causal LM as an agent: the reference-sampling baseline, and every LM agent's actor.
 
 :class:`LMSampler` acts on a (vector) text-generation observation. It keeps one KV cache slot per
-environment, so each action costs a one-token forward; a slot whose episode starts re-encodes only
-its prompt, read from the observation.
+environment, so each action costs a one-token forward; a slot whose episode starts encodes only its
+prompt, and in a conversation the tokens the environment wrote since the last action are appended
+to the slot's cache (read from the observation, encoded against the cached past).
+
+Devices: the cache and the sampling live on the model's device; a step receives the observation's
+new tokens there (the sampler's own last tokens never leave it) and sends back one array of
+actions, log-probabilities and values.
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ class LMSampler:
         seed: Seed of the sampler's own random generator (None: torch's global generator).
         value_head: If given, ``act`` also records each state's value (from the same forward) in
             ``last_values``; ``last_logprobs`` always holds the sampled tokens' log-probabilities.
+        num_actions: Sample among the first ``num_actions`` logits only (the environment's action
+            space, when the model's vocabulary is padded past its tokenizer); None: all.
 
     Example:
         >>> import gymnasium as gym
@@ -47,17 +54,21 @@ class LMSampler:
 
     def __init__(
         self, model: PreTrainedModel, num_envs: int, pad_id: int, temperature: float = 1.0, seed: int | None = None,
-        value_head: torch.nn.Module | None = None,
+        value_head: torch.nn.Module | None = None, num_actions: int | None = None,
     ) -> None:
         self.cache = SlotKVCache(model, num_envs, pad_id, with_hidden=value_head is not None)
+        self.device = self.cache.device
         self.value_head = value_head
+        self.num_actions = num_actions
         self.last_logprobs: np.ndarray | None = None  # log pi(a | s) of the last actions (temperature 1)
         self.last_values: np.ndarray | None = None  # value_head(s) of the last states, if a head was given
         self.num_envs = num_envs
         self.temperature = temperature
-        self.generator = None if seed is None else torch.Generator().manual_seed(seed)
-        self._last_actions: np.ndarray | None = None
+        self.generator = None if seed is None else torch.Generator(device=self.device).manual_seed(seed)
+        self._cached = np.zeros(num_envs, dtype=np.int64)  # real tokens of each slot's context in the cache
+        self._last_actions: torch.Tensor | None = None  # (N,) on the device
 
+    @torch.no_grad()
     def act(self, obs: dict[str, np.ndarray], episode_start: np.ndarray, action_mask: np.ndarray | None = None,
             deterministic: bool = False) -> np.ndarray:
         """Sample one token per slot.
@@ -67,7 +78,7 @@ class LMSampler:
                 or single (L,).
             episode_start: Bool (N,): True where the observation is a fresh prompt (after reset,
                 or where the previous step ended the episode under same-step autoreset).
-            action_mask: Optional (N, V) or (V,): only tokens marked 1 are drawn.
+            action_mask: Optional (N, A) or (A,): only tokens marked 1 are drawn.
             deterministic: Take the most likely token instead of sampling.
 
         Returns:
@@ -75,30 +86,43 @@ class LMSampler:
         """
         input_ids = np.atleast_2d(obs["input_ids"])  # (N, L)
         attention_mask = np.atleast_2d(obs["attention_mask"])  # (N, L)
-        starts = np.flatnonzero(episode_start)
+        starts = np.flatnonzero(np.asarray(episode_start))
         if self._last_actions is None and len(starts) < self.num_envs:
             raise ValueError("the first act() call must mark every slot as an episode start")
-        logits, hidden = None, None
-        if len(starts) < self.num_envs:
-            logits = self.cache.step(torch.from_numpy(self._last_actions))
-            hidden = self.cache.last_hidden
+        contexts = [ids[mask == 1] for ids, mask in zip(input_ids, attention_mask, strict=True)]
+        logits, hidden = self._ingest(contexts, starts)
+        logits = logits[:, :self.num_actions]  # (N, A)
+        if action_mask is not None:
+            allowed = torch.as_tensor(np.atleast_2d(action_mask), device=self.device)
+            logits = logits.masked_fill(allowed == 0, float("-inf"))
+        actions = logits.argmax(-1) if deterministic else sample_tokens(logits, self.generator, self.temperature)
+        logprobs = torch.log_softmax(logits, -1).gather(1, actions[:, None]).squeeze(1)
+        values = self.value_head(hidden).squeeze(-1) if self.value_head is not None else torch.zeros_like(logprobs)
+        host = torch.stack([actions.double(), logprobs.double(), values.double()]).cpu().numpy()  # one transfer
+        self._last_actions = actions
+        self._cached = np.array([len(c) for c in contexts])
+        self.last_logprobs, self.last_values = host[1], host[2] if self.value_head is not None else None
+        return host[0].astype(np.int64)
+
+    def _ingest(self, contexts: list[np.ndarray], starts: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Bring every slot's cache up to its observed context; next-token logits (N, V) and hidden states."""
+        logits = hidden = None
+        if len(starts) < self.num_envs:  # every cache takes the token its slot sampled last
+            logits, hidden = self.cache.step(self._last_actions), self.cache.last_hidden
+            written = [s for s in range(self.num_envs) if s not in starts and len(contexts[s]) > self._cached[s] + 1]
+            if written:  # and the environment's turn after it, where it took one
+                rows = torch.as_tensor(written, device=self.device)
+                extra = [contexts[s][self._cached[s] + 1:] for s in written]
+                logits = logits.index_copy(0, rows, self.cache.extend(written, extra))
+                hidden = None if hidden is None else hidden.index_copy(0, rows, self.cache.last_hidden)
         if len(starts):
-            prompts = [torch.from_numpy(input_ids[i][attention_mask[i] == 1]) for i in starts]
-            fresh = self.cache.start(starts.tolist(), prompts)
-            rows = (torch.from_numpy(starts),)
-            logits = fresh if logits is None else logits.index_put_(rows, fresh)
+            fresh = self.cache.start(starts.tolist(), [contexts[s] for s in starts])
+            rows = torch.as_tensor(starts, device=self.device)
+            logits = fresh if logits is None else logits.index_copy(0, rows, fresh)
             if self.value_head is not None:
                 fresh_hidden = self.cache.last_hidden
-                hidden = fresh_hidden if hidden is None else hidden.index_put_(rows, fresh_hidden)
-        if action_mask is not None:
-            logits = logits.masked_fill(torch.as_tensor(np.atleast_2d(action_mask)) == 0, float("-inf"))
-        actions = logits.argmax(-1) if deterministic else sample_tokens(logits, self.generator, self.temperature)
-        self.last_logprobs = torch.log_softmax(logits, -1).gather(1, actions[:, None]).squeeze(1).double().numpy()
-        if self.value_head is not None:
-            with torch.no_grad():
-                self.last_values = self.value_head(hidden).squeeze(-1).double().numpy()
-        self._last_actions = actions.numpy()
-        return self._last_actions
+                hidden = fresh_hidden if hidden is None else hidden.index_copy(0, rows, fresh_hidden)
+        return logits, hidden
 
     def learn(self, envs, total_steps: int) -> list[dict[str, float]]:
         """The reference-sampling baseline does not learn."""

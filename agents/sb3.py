@@ -21,8 +21,9 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.policies import ActorCriticPolicy
 from transformers import PreTrainedModel
 
-from agents.lm_ppo import CausalLMWithValueHead
+from agents.policy import LMPolicy
 from textgym.models import load_causal_lm
+from textgym.models.kv import positions_from_mask
 
 
 class SB3Agent:
@@ -98,13 +99,15 @@ class CausalLMPolicy(ActorCriticPolicy):
     def _build(self, lr_schedule) -> None:
         spec = self._model_spec[0]
         lm = load_causal_lm(spec) if isinstance(spec, str) else spec
-        self.lm = CausalLMWithValueHead(lm)
+        self.lm = LMPolicy(lm)
         self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
 
     def _heads(self, obs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         ids, mask = obs["input_ids"].long(), obs["attention_mask"].long()  # SB3's buffers store floats
-        logits, values = self.lm(ids, mask, keep=1)
-        return logits[:, -1], values[:, -1:]
+        out = self.lm.model(input_ids=ids, attention_mask=mask, position_ids=positions_from_mask(mask),
+                            logits_to_keep=1, output_hidden_states=True)
+        values = self.lm.value_head(out.hidden_states[-1][:, -1].detach().float())  # (B, 1)
+        return out.logits[:, -1].float(), values
 
     def forward(self, obs, deterministic: bool = False):
         """Actions, values (B, 1) and log-probs, as SB3's rollout collection expects."""

@@ -27,6 +27,13 @@ class LastTokenPolicy(nn.Module):
         self.logits = nn.Parameter(init_logits.detach().clone().float())
         self.values = nn.Parameter(torch.zeros(init_logits.shape[0], max_steps + 1))
         self.max_steps, self.prompt_length = max_steps, prompt_length
+        self.init_args = {"vocab_size": init_logits.shape[0], "max_steps": max_steps, "prompt_length": prompt_length}
+
+    @classmethod
+    def from_init_args(cls, init_args: dict) -> LastTokenPolicy:
+        """A policy of the size :attr:`init_args` describe (zero logits; load a state dict after)."""
+        size = init_args["vocab_size"]
+        return cls(torch.zeros(size, size), init_args["max_steps"], init_args["prompt_length"])
 
     def forward(self, obs: dict[str, torch.Tensor], action_mask: torch.Tensor | None = None,
                 ) -> tuple[torch.Tensor, torch.Tensor]:

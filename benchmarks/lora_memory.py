@@ -37,8 +37,8 @@ def run(setup: str, batch: int, new_tokens: int, minibatch: int) -> dict:
 
     import torch
 
-    from agents.lm_ppo import CausalLMWithValueHead
     from agents.lora import AdapterDisabledReference, lora_policy
+    from agents.policy import LMPolicy
     from agents.sampling import LMSampler
     from textgym.models.kv import SlotKVCache
     from textgym.models.tiny import random_causal_lm
@@ -52,7 +52,7 @@ def run(setup: str, batch: int, new_tokens: int, minibatch: int) -> dict:
     else:
         policy_lm = lora_policy(base)
         reference = AdapterDisabledReference(policy_lm)
-    policy = CausalLMWithValueHead(policy_lm)
+    policy = LMPolicy(policy_lm)
     optimizer = torch.optim.Adam([p for p in policy.parameters() if p.requires_grad], lr=1e-4)
     prompts = torch.randint(1, 8192, (batch, 16))
     sampler = LMSampler(policy_lm, batch, pad_id=0, seed=0)
@@ -64,13 +64,12 @@ def run(setup: str, batch: int, new_tokens: int, minibatch: int) -> dict:
     sequences = torch.cat([prompts, torch.stack(tokens, 1)], 1)  # (B, 16 + T)
     mask = torch.ones_like(sequences)
     ref_cache = SlotKVCache(reference, batch, pad_id=0)  # the reference's own KV cache, as in the env
-    ref_cache.start(range(batch), list(prompts))
+    ref_cache.start(range(batch), prompts.numpy())
     for column in range(new_tokens):
         ref_cache.step(sequences[:, 16 + column])
     for rows in torch.arange(batch).split(minibatch):  # the update: one forward/backward per minibatch
-        logits, values = policy(sequences[rows], mask[rows], keep=new_tokens + 1)
-        targets = sequences[rows, 16:, None]
-        loss = -torch.log_softmax(logits[:, :-1], -1).gather(-1, targets).mean() + values.pow(2).mean()
+        logprobs, _, values = policy(sequences[rows], mask[rows], new_tokens)  # (b, T) each
+        loss = -logprobs.mean() + values.pow(2).mean()
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()

@@ -1,9 +1,11 @@
-"""End-to-end training speed: textgym PPO and RLOO vs TRL's GRPO and RLOO trainers.
+"""End-to-end training speed: textgym PPO, RLOO and GRPO vs TRL's GRPO and RLOO trainers.
 
 Same random GPT-2 (saved to disk, 8192-token vocabulary), same 16-token prompts, 32 new tokens, 16
-completions per update, a fixed reward (a keyword count), one update epoch in one minibatch, KL
+completions per update (RLOO and GRPO: 4 prompts x 4 completions, as TRL's ``num_generations=4``;
+PPO: 16 prompts), a fixed reward (a keyword count), one update epoch in one minibatch, KL
 coefficient 0.05, no entropy bonus (TRL's losses have none), fp32, CPU, 1 torch thread.
-Completions/s counts rollout + reward + update, timed after a warm-up update. Writes
+Completions/s counts rollout + reward + update, timed after a warm-up update. Ratios compare each
+textgym algorithm with TRL's implementation of the same one (PPO with the faster of TRL's). Writes
 ``benchmarks/results/train.json``; needs the ``bench`` extra (TRL).
 
 Run: ``python benchmarks/train.py`` (``--quick`` for one small smoke case).
@@ -23,14 +25,14 @@ import numpy as np
 import torch
 from transformers import TrainerCallback
 
-from agents.lm_ppo import LMPPO, CausalLMWithValueHead
-from agents.ppo import PPOConfig
+from agents import agent_class
+from agents.lm import LMConfig
 from textgym.envs import TextGenerationVectorEnv
 from textgym.models import load_causal_lm
 from textgym.models.tiny import random_causal_lm, word_tokenizer
 from textgym.rewards import KeywordReward
 
-COMPLETIONS, NEW_TOKENS, PROMPT_TOKENS, VOCAB, KL, LR = 16, 32, 16, 8192, 0.05, 1e-5
+COMPLETIONS, GROUP, NEW_TOKENS, PROMPT_TOKENS, VOCAB, KL, LR = 16, 4, 32, 16, 8192, 0.05, 1e-5
 
 
 def setup(size: str, folder: Path) -> tuple[str, list[str], KeywordReward]:
@@ -46,15 +48,17 @@ def setup(size: str, folder: Path) -> tuple[str, list[str], KeywordReward]:
 
 
 def textgym_run(path: str, prompts: list[str], reward: KeywordReward, algorithm: str, updates: int) -> float:
-    """Completions/s of textgym's LMPPO (``ppo`` or ``rloo``) over ``updates`` timed updates."""
+    """Completions/s of a textgym algorithm (``ppo``, ``rloo``, ``grpo``) over ``updates`` timed updates."""
     from textgym.models import load_tokenizer
 
-    envs = TextGenerationVectorEnv(num_envs=COMPLETIONS, model=load_causal_lm(path), tokenizer=load_tokenizer(path),
-                                   prompts=prompts, reward_fn=reward, max_context=PROMPT_TOKENS + NEW_TOKENS,
-                                   max_new_tokens=NEW_TOKENS, kl_coef=KL, ref_scoring="episode")
-    cfg = PPOConfig(learning_rate=LR, batch_episodes=COMPLETIONS, num_minibatches=1, update_epochs=1, kl_coef=KL,
-                    gamma=1.0, ent_coef=0.0)  # TRL's GRPO and RLOO losses have no entropy bonus: same gradient work
-    agent = LMPPO(CausalLMWithValueHead(load_causal_lm(path)), cfg, algorithm=algorithm)
+    tokenizer = load_tokenizer(path)
+    envs = TextGenerationVectorEnv(num_envs=COMPLETIONS, group_size=1 if algorithm == "ppo" else GROUP,
+                                   model=load_causal_lm(path), tokenizer=tokenizer, prompts=prompts, reward_fn=reward,
+                                   max_context=PROMPT_TOKENS + NEW_TOKENS, max_new_tokens=NEW_TOKENS, kl_coef=KL,
+                                   ref_scoring="episode")
+    cfg = LMConfig(learning_rate=LR, batch_episodes=COMPLETIONS, num_minibatches=1, update_epochs=1,
+                   ent_coef=0.0)  # TRL's GRPO and RLOO losses have no entropy bonus: same gradient work
+    agent = agent_class(algorithm)(load_causal_lm(path), tokenizer, cfg)
     stamps: list[float] = []  # the end of every update
     budget = (updates + 1) * COMPLETIONS * NEW_TOKENS
     agent.learn(envs, budget, lambda row: stamps.append(time.perf_counter()) and False)
@@ -78,7 +82,7 @@ def trl_run(path: str, prompts: list[str], reward: KeywordReward, trainer_name: 
 
     config_class, trainer_class = ((trl.GRPOConfig, trl.GRPOTrainer) if trainer_name == "grpo"
                                    else (trl.RLOOConfig, trl.RLOOTrainer))
-    args = config_class(output_dir=out, per_device_train_batch_size=COMPLETIONS, num_generations=4,
+    args = config_class(output_dir=out, per_device_train_batch_size=COMPLETIONS, num_generations=GROUP,
                         max_completion_length=NEW_TOKENS, beta=KL, num_iterations=1, learning_rate=LR, use_cpu=True,
                         bf16=False, report_to=[], logging_steps=10_000, save_strategy="no", max_steps=updates + 1,
                         disable_dropout=True, seed=0)
@@ -105,20 +109,21 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for size in args.models:
             path, prompts, reward = setup(size, Path(tmp) / size)
-            runs: dict[str, list[float]] = {"textgym_ppo": [], "textgym_rloo": [], "trl_grpo": [], "trl_rloo": []}
+            runs: dict[str, list[float]] = {name: [] for name in ("textgym_ppo", "textgym_rloo", "textgym_grpo",
+                                                                   "trl_grpo", "trl_rloo")}
             for _ in range(args.rounds):
-                runs["textgym_ppo"].append(textgym_run(path, prompts, reward, "ppo", args.updates))
-                runs["textgym_rloo"].append(textgym_run(path, prompts, reward, "rloo", args.updates))
-                runs["trl_grpo"].append(trl_run(path, prompts, reward, "grpo", args.updates, f"{tmp}/out"))
-                runs["trl_rloo"].append(trl_run(path, prompts, reward, "rloo", args.updates, f"{tmp}/out"))
+                for algorithm in ("ppo", "rloo", "grpo"):
+                    runs[f"textgym_{algorithm}"].append(textgym_run(path, prompts, reward, algorithm, args.updates))
+                for algorithm in ("grpo", "rloo"):
+                    runs[f"trl_{algorithm}"].append(trl_run(path, prompts, reward, algorithm, args.updates,
+                                                            f"{tmp}/out"))
             medians = {k: statistics.median(v) for k, v in runs.items()}
-            best_trl = max(medians["trl_grpo"], medians["trl_rloo"])
-            results[size] = {"completions_per_s": medians, "runs": runs,
-                             "ratio_ppo_over_best_trl": medians["textgym_ppo"] / best_trl,
-                             "ratio_rloo_over_best_trl": medians["textgym_rloo"] / best_trl}
-            print(f"{size}: " + ", ".join(f"{k} {v:.1f}" for k, v in medians.items())
-                  + f" completions/s; textgym PPO / best TRL = {results[size]['ratio_ppo_over_best_trl']:.2f}x",
-                  flush=True)
+            ratios = {"grpo": medians["textgym_grpo"] / medians["trl_grpo"],
+                      "rloo": medians["textgym_rloo"] / medians["trl_rloo"],
+                      "ppo_over_best_trl": medians["textgym_ppo"] / max(medians["trl_grpo"], medians["trl_rloo"])}
+            results[size] = {"completions_per_s": medians, "runs": runs, "ratios": ratios}
+            print(f"{size}: " + ", ".join(f"{k} {v:.1f}" for k, v in medians.items()) + " completions/s; ratios "
+                  + ", ".join(f"{k} {v:.2f}x" for k, v in ratios.items()), flush=True)
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps({"results": results, "args": vars(args), "torch": torch.__version__},
                                             indent=2))

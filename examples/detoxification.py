@@ -1,6 +1,6 @@
 """Detoxification: PPO with the toxicity classifier's "polite" logit as reward; toxicity before/after.
 
-Uses the configuration path of ``textgym train`` (:class:`textgym.train.TrainConfig`), so the run
+Uses the configuration path of ``textgym train`` (:class:`textgym.app.config.TrainConfig`), so the run
 folder has the config, ``metrics.csv``, TensorBoard logs and checkpoints. The toxicity rate is
 measured twice: by the classifier (share with P(polite) < 0.5) and by an insult word list, a judge
 the reward never saw.
@@ -13,7 +13,8 @@ from __future__ import annotations
 import argparse
 import shutil
 
-from textgym.train import TrainConfig, train
+from textgym.app.config import TrainConfig
+from textgym.app.harness import train
 
 
 def main() -> None:

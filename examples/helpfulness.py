@@ -16,8 +16,8 @@ from pathlib import Path
 import gymnasium as gym
 
 import textgym  # noqa: F401  (registers the environments)
-from agents.lm_ppo import LMPPO, CausalLMWithValueHead
-from agents.ppo import PPOConfig
+from agents.lm import LMConfig
+from agents.lm_ppo import LMPPO
 from textgym.data.export import write_hh_rlhf
 from textgym.data.loaders import load_hh_rlhf
 from textgym.eval.text import perplexity, sample_completions
@@ -39,13 +39,13 @@ def main() -> None:
     envs = gym.make_vec("textgym/TextGeneration-v0", num_envs=16, vectorization_mode="vector_entry_point",
                         model=reference, tokenizer=tokenizer, prompts=list(train["prompt"]), reward_fn=reward,
                         kl_coef=0.05, max_new_tokens=40, max_context=96, ref_scoring="episode")
-    agent = LMPPO(CausalLMWithValueHead(load_causal_lm("textgym/tiny-lm")),
-                  PPOConfig(learning_rate=5e-5, batch_episodes=32, num_minibatches=2, update_epochs=2, kl_coef=0.05,
-                            gamma=1.0, gae_lambda=1.0, ent_coef=0.0))
+    agent = LMPPO(load_causal_lm("textgym/tiny-lm"), tokenizer,
+                  LMConfig(learning_rate=5e-5, batch_episodes=32, num_minibatches=2, update_epochs=2))
     agent.learn(envs, args.steps)
     prompts = list(dict.fromkeys(test["prompt"]))[:64]
-    chosen, chosen_prompts = list(test["chosen"])[:300], list(test["prompt"])[:300]
-    for name, model in (("before", reference), ("after", agent.policy.model)):
+    chosen_prompts = list(test["prompt"])[:300]  # the rows are TRL-ready: prompt, then chosen and rejected answers
+    chosen = [prompt + answer for prompt, answer in zip(chosen_prompts, test["chosen"], strict=False)]
+    for name, model in (("before", reference), ("after", agent.model)):
         texts = [tokenizer.decode(c, skip_special_tokens=True)
                  for c in sample_completions(model, tokenizer, prompts, 40, seed=0)]
         print(f"{name:>6}: reward {reward(prompts, texts).mean():+.3f}, perplexity of held-out chosen answers "

@@ -35,7 +35,7 @@ def train(kl_coef: float, steps: int, seed: int = 0):
     envs = gym.make_vec("textgym/TinyLanguage-v0", num_envs=TINY_LANGUAGE_ENVS, vectorization_mode="vector_entry_point",
                         kl_coef=kl_coef)
     policy = tiny_language_policy()
-    agent = PPO(policy, dataclasses.replace(TINY_LANGUAGE_PPO, kl_coef=kl_coef, seed=seed))
+    agent = PPO(policy, dataclasses.replace(TINY_LANGUAGE_PPO, seed=seed))  # the KL coefficient is the env's
     reference = bigram_table()
     history = [{"step": 0, **exact_rollout_stats(policy.probs().numpy(), reference, GOOD, 12)}]
     agent.learn(envs, steps, lambda row: history.append(

@@ -21,8 +21,8 @@ import gymnasium as gym
 import torch
 
 import textgym  # noqa: F401  (registers the environments)
-from agents.lm_ppo import LMPPO, CausalLMWithValueHead
-from agents.ppo import PPOConfig
+from agents.lm import LMConfig
+from agents.lm_ppo import LMPPO
 from textgym.data import synthetic
 from textgym.data.preferences import rankings_to_pairs
 from textgym.eval.report import evaluate_policy, metrics_table
@@ -62,16 +62,15 @@ def main() -> None:
     envs = gym.make_vec("textgym/Helpfulness-v0", num_envs=16, vectorization_mode="vector_entry_point",
                         model=load_causal_lm(out / "sft"), tokenizer=tokenizer, reward_fn=reward, kl_coef=0.1,
                         ref_scoring="episode")
-    agent = LMPPO(CausalLMWithValueHead(load_causal_lm(out / "sft")),
-                  PPOConfig(learning_rate=3e-5, batch_episodes=32, num_minibatches=2, update_epochs=2, kl_coef=0.1,
-                            gamma=1.0, gae_lambda=1.0, ent_coef=0.0))
+    agent = LMPPO(load_causal_lm(out / "sft"), tokenizer,  # kl_coef is the env's
+                  LMConfig(learning_rate=3e-5, batch_episodes=32, num_minibatches=2, update_epochs=2))
     rows = agent.learn(envs, args.ppo_steps)
     print(f"   reward {rows[0]['objective/score']:+.2f} -> {rows[-1]['objective/score']:+.2f}")
 
     print("4. evaluation on held-out questions")
     sft = envs.unwrapped.core.reference
     results = {name: evaluate_policy(policy, tokenizer, "helpfulness", reward, sft, num_prompts=64)
-               for name, policy in (("SFT", sft), ("PPO", agent.policy.model))}
+               for name, policy in (("SFT", sft), ("PPO", agent.model))}
     print("\n".join(metrics_table(results)))
 
 

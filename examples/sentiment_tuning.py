@@ -15,8 +15,8 @@ import gymnasium as gym
 import torch
 
 import textgym  # noqa: F401  (registers the environments)
-from agents.lm_ppo import LMPPO, CausalLMWithValueHead
-from agents.ppo import PPOConfig
+from agents.lm import LMConfig
+from agents.lm_ppo import LMPPO
 from textgym.eval.report import evaluate_policy, metrics_table
 from textgym.models import load_causal_lm, load_tokenizer
 from textgym.tasks import get_task
@@ -32,15 +32,14 @@ def main() -> None:
     tokenizer = load_tokenizer("textgym/tiny-lm")
     envs = gym.make_vec("textgym/Sentiment-v0", num_envs=16, vectorization_mode="vector_entry_point",
                         kl_coef=args.kl_coef, ref_scoring="episode")
-    agent = LMPPO(CausalLMWithValueHead(load_causal_lm("textgym/tiny-lm")),
-                  PPOConfig(learning_rate=5e-5, batch_episodes=32, num_minibatches=2, update_epochs=2,
-                            kl_coef=args.kl_coef, gamma=1.0, gae_lambda=1.0, ent_coef=0.0))
+    agent = LMPPO(load_causal_lm("textgym/tiny-lm"), tokenizer,  # the KL coefficient is the env's
+                  LMConfig(learning_rate=5e-5, batch_episodes=32, num_minibatches=2, update_epochs=2))
     rows = agent.learn(envs, args.steps)
     print(f"training score {rows[0]['objective/score']:+.2f} -> {rows[-1]['objective/score']:+.2f} "
           f"({len(rows)} updates)")
     reference, reward = envs.unwrapped.core.reference, get_task("sentiment").reward()
     results = {name: evaluate_policy(model, tokenizer, "sentiment", reward, reference, num_prompts=32)
-               for name, model in (("before", reference), ("after", agent.policy.model))}
+               for name, model in (("before", reference), ("after", agent.model))}
     print("\n".join(metrics_table(results)))
     for prompt, before, after in list(zip(results["before"]["prompts"], results["before"]["samples"],
                                           results["after"]["samples"], strict=True))[:3]:

@@ -6,7 +6,20 @@ import numpy as np
 import pytest
 import torch
 
-from agents.ppo_math import AdaptiveKLController, FixedKLController, compute_gae, kl_estimators, policy_loss, value_loss
+from agents.ppo_math import (
+    AdaptiveKLController,
+    FixedKLController,
+    compute_gae,
+    group_normalized,
+    kl_estimators,
+    kl_k3,
+    leave_one_out,
+    masked_whiten,
+    policy_gradient_loss,
+    policy_loss,
+    token_gae,
+    value_loss,
+)
 
 
 def test_gae_with_lambda_one_is_discounted_return_minus_value():
@@ -49,7 +62,8 @@ def test_value_loss_unclipped_and_clipped():
 def test_kl_estimators_on_a_known_distribution():
     p, q = torch.tensor([0.25, 0.75]), torch.tensor([0.5, 0.5])  # pi = p, reference = q
     exact = float((p * (p / q).log()).sum())
-    samples = torch.distributions.Categorical(p).sample((200000,), ).long()
+    torch.manual_seed(0)
+    samples = torch.distributions.Categorical(p).sample((200000,)).long()
     est = kl_estimators(p.log()[samples], q.log()[samples])
     assert est["k1"].item() == pytest.approx(exact, abs=0.005)
     assert est["k3"].item() == pytest.approx(exact, abs=0.005)
@@ -63,3 +77,35 @@ def test_kl_controllers():
     assert ctl.update(current_kl=0.0, n_steps=1000) == pytest.approx(0.2 * 1.01 * 0.8)  # error clipped at -0.2
     with pytest.raises(ValueError, match="kl_setpoint"):
         AdaptiveKLController(0.1, kl_setpoint=0.0, horizon=10)
+
+
+def test_token_gae_skips_environment_tokens_and_padding():
+    rewards = torch.tensor([[0.0, 0.0, 0.0, 2.0], [0.0, 1.0, 0.0, 1.0]])
+    values = torch.tensor([[9.0, 1.0, 9.0, 0.5], [0.2, 0.4, 9.0, 0.6]])
+    mask = torch.tensor([[0, 1, 0, 1], [1, 1, 0, 1]])  # row 0: padding, agent, env token, agent
+    adv, ret = token_gae(rewards, values, mask, gamma=0.5, gae_lambda=1.0)
+    # row 0: the last agent token earns 2 -> adv 2 - 0.5; the first agent token sees 0 + 0.5 * 2 = 1 -> 1 - 1
+    torch.testing.assert_close(adv[0], torch.tensor([0.0, 0.0, 0.0, 1.5]))
+    torch.testing.assert_close(ret[1], torch.tensor([0.0 + 0.5 * (1 + 0.5 * 1), 1 + 0.5 * 1, 0.0, 1.0]))
+
+
+def test_group_advantages_by_hand():
+    returns, groups = torch.tensor([1.0, 2.0, 6.0, 4.0, 4.0, 4.0]), torch.tensor([7, 7, 7, 3, 3, 3])
+    torch.testing.assert_close(leave_one_out(returns, groups), torch.tensor([-3.0, -1.5, 4.5, 0.0, 0.0, 0.0]))
+    centred = group_normalized(returns, groups, scale=False)
+    torch.testing.assert_close(centred, torch.tensor([-2.0, -1.0, 3.0, 0.0, 0.0, 0.0]))
+    scaled = group_normalized(returns, groups)  # group 7's std: sqrt((4 + 1 + 9) / 2)
+    torch.testing.assert_close(scaled[:3], centred[:3] / (7**0.5 + 1e-4))
+    assert scaled[3:].abs().max() == 0  # a group that scored alike gets no advantage, not a division by zero
+    with pytest.raises(ValueError, match="at least 2 episodes per group"):
+        leave_one_out(torch.tensor([1.0, 2.0]), torch.tensor([0, 1]))
+
+
+def test_policy_gradient_and_kl_terms():
+    assert policy_gradient_loss(torch.tensor([-1.0, -3.0]), torch.tensor([2.0, -1.0]),
+                                torch.tensor([1.0, 0.0])).item() == 2.0  # -(2 * -1), the masked token left out
+    assert policy_gradient_loss(torch.tensor([-1.0, -3.0]), torch.tensor([2.0, -1.0]), total=4.0).item() == -0.25
+    k3 = kl_k3(torch.tensor([0.0, -1.0]), torch.tensor([0.0, -2.0]))
+    assert k3[0] == 0 and k3[1].item() == pytest.approx(np.exp(-1) - 1 + 1)
+    white = masked_whiten(torch.tensor([1.0, 2.0, 3.0, 50.0]), torch.tensor([1, 1, 1, 0]))
+    assert white[:3].tolist() == pytest.approx([-1.2247, 0.0, 1.2247], abs=1e-4)

@@ -389,9 +389,16 @@ class GenerationCore:
         return self.tokenizer.decode(tokens, skip_special_tokens=True)
 
     def _mask_for(self, reply: Reply) -> np.ndarray | None:
-        if reply.action_mask is None:
+        """The action mask of the agent's next turn: the tokens the reply allows (and the static mask)."""
+        if reply.allowed is None:
             return None
-        mask = _check_action_mask(reply.action_mask, self.num_actions)
+        mask = np.zeros(self.num_actions, np.int8)
+        for text in reply.allowed:
+            ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+            if len(ids) != 1:
+                raise ValueError(f"the rules allow {text!r}, which is {len(ids)} tokens; allow single tokens")
+            mask[ids[0]] = 1
+        mask = _check_action_mask(mask, self.num_actions)
         return mask if self.action_mask is None else (mask & self.action_mask)
 
     def _reset_info(self, slot: int) -> dict[str, Any]:

@@ -49,8 +49,10 @@ class Reply:
     """Reward for the agent's turn that just ended (given at that turn's last token)."""
     done: bool = False
     """The episode is over (``terminated``); ``text`` is then not written."""
-    action_mask: np.ndarray | None = None
-    """Tokens the agent may write during its next turn (int8 or bool, one entry per action), or None."""
+    allowed: list[str] | None = None
+    """The tokens (as text, one token each) the agent may write during its next turn; None: any.
+
+    The environment turns them into ``info["action_mask"]`` with its own tokenizer."""
 
 
 class Turns:

@@ -66,24 +66,28 @@ def evaluate_policy(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, 
         task: An embedded task name (:data:`textgym.tasks.TASKS`).
         reward_fn: The reward to report (usually the one trained on).
         reference: The model KL is measured to (None: no KL).
-        num_prompts: Held-out prompts, one completion each.
+        num_prompts: Completions sampled, one per held-out prompt, cycling over the prompts when the task
+            has fewer (the helpfulness task holds out 27 questions).
         max_new_tokens: Completion length limit (None: the task's).
         seed: Sampling seed.
         perplexity_texts: Held-out preferred texts for the perplexity (0: skip it).
 
     Returns:
         ``reward`` (summary), ``reward_scores``, ``kl_to_reference``, ``perplexity_heldout``,
-        ``distinct_2``, ``tokens_per_s`` (sampling), the judge's metrics, and ``prompts`` / ``samples``.
+        ``distinct_2``, ``tokens_per_s`` (sampling), the judge's metrics, ``completions`` and
+        ``prompts_distinct`` (how many were sampled, for how many prompts), and ``prompts`` / ``samples``.
     """
     spec = get_task(task)
-    prompts = spec.prompts("test")[:num_prompts]
+    held_out = spec.prompts("test")
+    prompts = [held_out[i % len(held_out)] for i in range(num_prompts)]
     began = time.perf_counter()
     ids = sample_completions(model, tokenizer, prompts, max_new_tokens or spec.max_new_tokens, seed=seed)
     speed = sum(len(c) for c in ids) / (time.perf_counter() - began)
     texts = [tokenizer.decode(c, skip_special_tokens=True) for c in ids]
     scores = score_batch(reward_fn, prompts, texts, warn_dead=False)
     result: dict[str, Any] = {"reward": score_summary(scores), "reward_scores": scores.tolist(),
-                              "distinct_2": distinct_n(texts, 2), "tokens_per_s": speed,
+                              "distinct_2": distinct_n(texts, 2), "tokens_per_s": speed, "completions": len(prompts),
+                              "prompts_distinct": min(len(held_out), num_prompts),
                               **judge_scores(task, prompts, texts, reward_fn.name)}
     if reference is model:  # evaluating the reference itself (the "before" of a comparison)
         result["kl_to_reference"] = 0.0
@@ -120,7 +124,8 @@ def plot_scores(results: dict[str, dict], path: str | Path, title: str = "reward
 def metrics_table(results: dict[str, dict]) -> list[str]:
     """A markdown table: one column per policy, one row per scalar metric."""
     names = list(results)
-    keys = [k for k in results[names[0]] if k not in ("prompts", "samples", "reward_scores", "tokens_per_s")]
+    hidden = ("prompts", "samples", "reward_scores", "tokens_per_s", "completions", "prompts_distinct")
+    keys = [k for k in results[names[0]] if k not in hidden]
     lines = ["| metric | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     for key in keys:
         cells = [results[n].get(key) for n in names]

@@ -9,7 +9,6 @@ import numpy as np
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from textgym.models.kv import left_pad, positions_from_mask
 from textgym.rewards.base import RewardFunction, score_batch
 
 
@@ -27,18 +26,16 @@ def perplexity(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts
         >>> perplexity(lm, tok, ["I bought this kettle last week and it was worth every penny."]) < 10
         True
     """
+    from textgym.models.logprobs import completion_logprobs
+
+    ids = [tokenizer(t)["input_ids"] for t in texts]
+    skip = [max(1, len(tokenizer(p)["input_ids"])) for p in prompts] if prompts else [1] * len(texts)
+    pairs = [(seq[:n], seq[n:]) for seq, n in zip(ids, skip, strict=True) if len(seq) > n]
     total, count = 0.0, 0
-    for start in range(0, len(texts), batch_size):
-        chunk = texts[start:start + batch_size]
-        seqs = [torch.tensor(tokenizer(t)["input_ids"]) for t in chunk]
-        chunk_prompts = prompts[start:start + batch_size] if prompts else []
-        skip = [len(tokenizer(p)["input_ids"]) for p in chunk_prompts] or [0] * len(chunk)
-        ids, mask = left_pad(seqs, tokenizer.pad_token_id or 0)  # (B, W)
-        logits = model(input_ids=ids, attention_mask=mask, position_ids=positions_from_mask(mask)).logits.float()
-        nll = -torch.log_softmax(logits[:, :-1], -1).gather(-1, ids[:, 1:, None]).squeeze(-1)  # (B, W - 1)
-        for row, (seq, skipped) in enumerate(zip(seqs, skip, strict=True)):
-            scored = nll[row, nll.shape[1] - (len(seq) - 1):][max(0, skipped - 1):]  # tokens after the prompt
-            total, count = total + float(scored.sum()), count + len(scored)
+    for start in range(0, len(pairs), batch_size):
+        chunk = pairs[start:start + batch_size]
+        for lp in completion_logprobs(model, [p for p, _ in chunk], [c for _, c in chunk], tokenizer.pad_token_id or 0):
+            total, count = total - float(lp.sum()), count + len(lp)
     return math.exp(total / max(count, 1))
 
 
@@ -81,6 +78,9 @@ def sample_completions(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBas
                        max_new_tokens: int, seed: int = 0) -> list[list[int]]:
     """Sample one completion per prompt (a KV cache per prompt); each ends with EOS unless cut at the limit.
 
+    Tokens are drawn among the tokenizer's (a model may pad its vocabulary past it) on the model's
+    device; each step brings the new tokens to the host once.
+
     >>> from textgym.models import load_causal_lm, load_tokenizer
     >>> lm, tok = load_causal_lm("textgym/tiny-lm"), load_tokenizer("textgym/tiny-lm")
     >>> out = sample_completions(lm, tok, ["I bought this kettle last week and"], 8, seed=0)
@@ -90,17 +90,18 @@ def sample_completions(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBas
     from textgym.models.kv import SlotKVCache
     from textgym.models.sampling import sample_tokens
 
-    generator = torch.Generator().manual_seed(seed)
     cache = SlotKVCache(model, len(prompts), tokenizer.pad_token_id or 0)
-    logits = cache.start(range(len(prompts)), [torch.tensor(tokenizer(p)["input_ids"]) for p in prompts])
+    generator = torch.Generator(device=cache.device).manual_seed(seed)
+    logits = cache.start(range(len(prompts)), [tokenizer(p)["input_ids"] for p in prompts])
     out: list[list[int]] = [[] for _ in prompts]
-    done = torch.zeros(len(prompts), dtype=torch.bool)
+    done = np.zeros(len(prompts), dtype=bool)
     for _ in range(max_new_tokens):
-        tokens = sample_tokens(logits, generator)
-        for row in (~done).nonzero().flatten().tolist():
-            out[row].append(tokens[row].item())
-            done[row] = tokens[row].item() == tokenizer.eos_token_id
-        if bool(done.all()):
+        tokens = sample_tokens(logits[:, :len(tokenizer)], generator)
+        for row, token in enumerate(tokens.cpu().tolist()):
+            if not done[row]:
+                out[row].append(token)
+                done[row] = token == tokenizer.eos_token_id
+        if done.all():
             break
         logits = cache.step(tokens)
     return out

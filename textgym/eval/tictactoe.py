@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -101,3 +101,118 @@ def sampled_outcomes(policy: BatchPolicy, opponent: str = "mix", games: int = 10
             obs, _, terminated, _, info = env.step(move)
         counts[info["result"]] += 1
     return {k: v / games for k, v in counts.items()}
+
+
+#: A batched policy over games so far: (move history from the first mover on, agent moved first?) -> cell.
+HistoryPolicy = Callable[[list[tuple[tuple[int, ...], bool]]], Sequence[int]]
+
+
+def exact_outcomes_with_history(policy: HistoryPolicy, opponent: str) -> dict[str, dict[str, float]]:
+    """Exact win/draw/loss probabilities of a deterministic policy that sees the whole game, not only the board.
+
+    A language model playing ``textgym/TextTicTacToe-v0`` reads the transcript: the same board reached
+    by different moves is a different context. So the game tree is walked from the empty board, one
+    depth at a time, asking the policy once per depth for every game still running (about 2,000 games
+    in all against the random opponent).
+
+    Args:
+        policy: Batched and deterministic (e.g. greedy); an occupied cell, or -1 (not a move), loses.
+        opponent: ``"random"`` or ``"minimax"``.
+
+    Returns:
+        ``{"agent_first": {...}, "opponent_first": {...}, "mean": {...}}``, each with ``win``, ``draw``, ``loss``.
+
+    Example:
+        >>> first_empty = lambda games: [[m for m in range(9) if m not in moves][0] for moves, _ in games]
+        >>> exact_outcomes_with_history(first_empty, "minimax")["mean"]["win"]
+        0.0
+    """
+    if opponent not in ("random", "minimax"):
+        raise ValueError(f"exact evaluation knows the 'random' and 'minimax' opponents, got {opponent!r}")
+    result = {}
+    for agent_first in (True, False):
+        totals = np.zeros(3)  # win, draw, loss
+        frontier = [((), 1.0)] if agent_first else _opponent_replies((), (0,) * 9, 1.0, opponent, totals)
+        while frontier:
+            cells = policy([(moves, agent_first) for moves, _ in frontier])
+            next_frontier = []
+            for (moves, prob), cell in zip(frontier, cells, strict=True):
+                board = _board(moves, agent_first)
+                if cell < 0 or board[cell] != 0:
+                    totals[2] += prob
+                    continue
+                after = board[:cell] + (1,) + board[cell + 1:]
+                if winner(after) == 1 or 0 not in after:
+                    totals[0 if winner(after) == 1 else 1] += prob
+                    continue
+                next_frontier += _opponent_replies((*moves, cell), after, prob, opponent, totals)
+            frontier = next_frontier
+        result["agent_first" if agent_first else "opponent_first"] = totals
+    as_dict = lambda p: dict(zip(("win", "draw", "loss"), map(float, p), strict=True))  # noqa: E731
+    return {"agent_first": as_dict(result["agent_first"]), "opponent_first": as_dict(result["opponent_first"]),
+            "mean": as_dict((result["agent_first"] + result["opponent_first"]) / 2)}
+
+
+def _board(moves: tuple[int, ...], agent_first: bool) -> tuple[int, ...]:
+    """The board (agent +1) after ``moves``, played alternately from whoever moved first."""
+    board, mark = [0] * 9, 1 if agent_first else -1
+    for cell in moves:
+        board[cell], mark = mark, -mark
+    return tuple(board)
+
+
+def _opponent_replies(moves: tuple[int, ...], board: tuple[int, ...], prob: float, opponent: str,
+                      totals: np.ndarray) -> list[tuple[tuple[int, ...], float]]:
+    """The games after each of the opponent's answers; answers that end the game go to ``totals``."""
+    theirs = flip(board)
+    options = optimal_moves(theirs) if opponent == "minimax" else legal_moves(theirs)
+    running = []
+    for cell in options:
+        after = board[:cell] + (-1,) + board[cell + 1:]
+        share = prob / len(options)
+        if winner(after) == -1:
+            totals[2] += share
+        elif 0 not in after:
+            totals[1] += share
+        else:
+            running.append(((*moves, cell), share))
+    return running
+
+
+def text_policy(model, tokenizer, legal_only: bool = False, batch_size: int = 512) -> HistoryPolicy:
+    """The greedy move of a language model reading the game's transcript (``textgym/TextTicTacToe-v0``).
+
+    Args:
+        model: A causal LM over the transcripts' tokens.
+        tokenizer: Its tokenizer.
+        legal_only: Choose among the empty cells (the environment's ``illegal="mask"``); otherwise the
+            most likely token of the whole vocabulary, and anything but an empty cell loses.
+        batch_size: Games scored per forward.
+    """
+    import torch
+
+    from textgym.envs.text_tictactoe import transcript
+    from textgym.models import model_device
+    from textgym.models.kv import left_pad_np, positions_from_mask
+
+    cells = [tokenizer(str(cell + 1), add_special_tokens=False)["input_ids"][0] for cell in range(9)]
+
+    @torch.no_grad()
+    def policy(games: list[tuple[tuple[int, ...], bool]]) -> list[int]:
+        moves = []
+        for start in range(0, len(games), batch_size):
+            chunk = games[start:start + batch_size]
+            contexts = [tokenizer(transcript(m, first).strip())["input_ids"] for m, first in chunk]
+            ids, mask = (torch.from_numpy(a).to(model_device(model)) for a in left_pad_np(contexts, 0))
+            logits = model(input_ids=ids, attention_mask=mask, position_ids=positions_from_mask(mask),
+                           logits_to_keep=1).logits[:, -1].float().cpu()  # (n, V)
+            for row, (history, first) in enumerate(chunk):
+                board = _board(history, first)
+                if legal_only:
+                    token = max((cells[c] for c in range(9) if board[c] == 0), key=lambda t: logits[row, t])
+                else:
+                    token = int(logits[row].argmax())
+                moves.append(cells.index(token) if token in cells else -1)
+        return moves
+
+    return policy

@@ -72,8 +72,8 @@ def resolve(name_or_path: str | Path) -> str:
 
 
 @contextlib.contextmanager
-def quiet_loading() -> Iterator[None]:
-    """Hold back transformers' progress bars ("Loading weights") for the duration; restore them after."""
+def no_progress_bars() -> Iterator[None]:
+    """Hold back transformers' progress bars ("Loading weights", "Writing model shards"); restore them after."""
     shown = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()
     try:
@@ -118,7 +118,7 @@ def load_causal_lm(
     if adapter.is_file():
         return _load_adapters(Path(folder), trust_remote_code=trust_remote_code, dtype=dtype, device_map=device_map,
                               trainable=trainable)
-    with quiet_loading():
+    with no_progress_bars():
         model = AutoModelForCausalLM.from_pretrained(
             folder, trust_remote_code=trust_remote_code, use_safetensors=use_safetensors, dtype=as_dtype(dtype),
             device_map=device_map,
@@ -135,7 +135,7 @@ def _load_adapters(folder: Path, **kwargs: Any) -> PreTrainedModel:
     base_name = json.loads((folder / "adapter_config.json").read_text())["base_model_name_or_path"]
     trainable = kwargs.pop("trainable")
     base = load_causal_lm(base_name, **kwargs)
-    with quiet_loading():
+    with no_progress_bars():
         model = PeftModel.from_pretrained(base, str(folder), is_trainable=trainable)
     return model.train(False) if not trainable else model
 
@@ -145,7 +145,7 @@ def load_classifier(
     dtype: str | torch.dtype | None = None, device_map: Any = None,
 ) -> PreTrainedModel:
     """Load a sequence classifier in eval mode (embedded name, hub name or local folder)."""
-    with quiet_loading():
+    with no_progress_bars():
         model = AutoModelForSequenceClassification.from_pretrained(
             resolve(name_or_path), trust_remote_code=trust_remote_code, use_safetensors=use_safetensors,
             dtype=as_dtype(dtype), device_map=device_map,

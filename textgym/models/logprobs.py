@@ -3,9 +3,9 @@
 With real vocabularies (Qwen2: 151,936 tokens) the logits of a teacher-forced pass are the memory
 peak of RL training: 8 episodes x 64 tokens x 151,936 in fp32 are 311 MB, and their log-softmax as
 much again, per forward. :func:`token_logprobs` runs the model's trunk once, then applies the output
-head to a few tokens at a time, keeping only each token's log-probability (and entropy); with
-gradients on, each chunk is recomputed in the backward pass instead of stored (activation
-checkpointing of the head), so the peak is one chunk's logits, about ``LOGITS_BUDGET`` floats.
+head to a few tokens at a time, keeping only each token's log-probability (and entropy); the
+backward pass recomputes each chunk's logits instead of storing them (an explicit autograd
+function, :class:`_ChunkedHead`), so the peak is one chunk's logits, about ``LOGITS_BUDGET`` floats.
 
 Log-softmax, entropies and everything after them are fp32 whatever the model's dtype (the head's
 matrix product runs in the model's dtype, as the model's own forward does).
@@ -20,7 +20,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
 from textgym.models import model_device
 from textgym.models.kv import left_pad_np, positions_from_mask
@@ -73,16 +72,76 @@ def split_model(model: nn.Module) -> HeadParts | None:
                      getattr(config, "final_logit_softcapping", None), scale)
 
 
-def _head_scores(hidden: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
-                 softcap: float | None, scale: float, entropy: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Log-probabilities (N,) and entropies (N,) of ``targets`` from hidden states (N, H), in fp32."""
-    logits = F.linear(hidden, weight, bias).float() * scale  # (N, V)
-    if softcap:
-        logits = softcap * torch.tanh(logits / softcap)
-    lse = logits.logsumexp(-1)
-    logprobs = logits.gather(-1, targets[:, None]).squeeze(-1) - lse
-    ent = lse - (logits.softmax(-1) * logits).sum(-1) if entropy else torch.zeros_like(lse)
-    return logprobs, ent
+def _logits(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, softcap: float | None,
+            scale: float) -> torch.Tensor:
+    """fp32 logits (n, V) of hidden states (n, H): the head's product in ``weight``'s dtype, then fp32."""
+    logits = F.linear(hidden.to(weight.dtype), weight, bias).float() * scale
+    return softcap * torch.tanh(logits / softcap) if softcap else logits
+
+
+def _compute_dtype(weight: torch.Tensor) -> torch.dtype:
+    """The head's matrix products run in the weights' dtype on accelerators, in fp32 on a CPU.
+
+    A CPU without bf16 arithmetic runs half-precision products many times slower than fp32 (8x for a
+    Qwen2-0.5B projection here, and 100x for the backward's ``grad @ weight`` layout), so there a
+    chunked call pays for one fp32 copy of the head (545 MB for Qwen2-0.5B) instead.
+    """
+    half = weight.dtype in (torch.bfloat16, torch.float16)
+    return torch.float32 if half and weight.device.type == "cpu" else weight.dtype
+
+
+class _ChunkedHead(torch.autograd.Function):
+    """Log-probabilities and entropies of targets through the output head, a chunk of tokens at a time.
+
+    Forward keeps no logits; backward recomputes each chunk's and applies
+    ``d log p(y) / d z = onehot(y) - p`` and ``d H / d z = -p * (z - E_p[z])`` (through the
+    soft-capping, when there is one), so the peak is one chunk's logits either way.
+    """
+
+    @staticmethod
+    def forward(ctx, hidden, targets, weight, bias, softcap, scale, rows):  # noqa: D102
+        logprobs, entropies = torch.empty(len(hidden), device=hidden.device), torch.empty(len(hidden),
+                                                                                        device=hidden.device)
+        head = weight.to(_compute_dtype(weight))
+        head_bias = None if bias is None else bias.to(head.dtype)
+        for start in range(0, len(hidden), rows):
+            chunk = slice(start, start + rows)
+            logits = _logits(hidden[chunk], head, head_bias, softcap, scale)  # (n, V)
+            lse = logits.logsumexp(-1)
+            logprobs[chunk] = logits.gather(-1, targets[chunk, None]).squeeze(-1) - lse
+            entropies[chunk] = lse - (logits.softmax(-1) * logits).sum(-1)
+        ctx.save_for_backward(hidden, targets, weight, bias)
+        ctx.softcap, ctx.scale, ctx.rows = softcap, scale, rows
+        return logprobs, entropies
+
+    @staticmethod
+    def backward(ctx, grad_logprobs, grad_entropies):  # noqa: D102
+        hidden, targets, weight, bias = ctx.saved_tensors
+        need_hidden, _, need_weight, need_bias = ctx.needs_input_grad[:4]
+        grad_hidden = torch.zeros_like(hidden) if need_hidden else None
+        grad_weight = torch.zeros_like(weight, dtype=torch.float32) if need_weight else None
+        grad_bias = torch.zeros_like(bias, dtype=torch.float32) if need_bias else None
+        head = weight.to(_compute_dtype(weight))
+        head_bias = None if bias is None else bias.to(head.dtype)
+        for start in range(0, len(hidden), ctx.rows):
+            chunk = slice(start, start + ctx.rows)
+            logits = _logits(hidden[chunk], head, head_bias, ctx.softcap, ctx.scale)  # (n, V)
+            probs = logits.softmax(-1)
+            grad = -probs * grad_logprobs[chunk, None]  # d/dz of log p(y), times its gradient
+            grad.scatter_add_(-1, targets[chunk, None], grad_logprobs[chunk, None])
+            grad -= grad_entropies[chunk, None] * probs * (logits - (probs * logits).sum(-1, keepdim=True))
+            if ctx.softcap:
+                grad *= 1 - (logits / ctx.softcap) ** 2
+            grad *= ctx.scale  # (n, V): the gradient at the head's raw output
+            if need_hidden:
+                grad_hidden[chunk] = (grad.to(head.dtype) @ head).to(hidden.dtype)
+            if need_weight:
+                grad_weight += grad.T @ hidden[chunk].float()
+            if need_bias:
+                grad_bias += grad.sum(0)
+        grad_weight = None if grad_weight is None else grad_weight.to(weight.dtype)
+        grad_bias = None if grad_bias is None else grad_bias.to(bias.dtype)
+        return grad_hidden, None, grad_weight, grad_bias, None, None, None
 
 
 def token_logprobs(
@@ -118,18 +177,8 @@ def token_logprobs(
         weight, bias = weight[:num_actions], None if bias is None else bias[:num_actions]
     flat, flat_targets = states.reshape(-1, states.shape[-1]), targets.reshape(-1)  # (B * K, H), (B * K,)
     rows = max(1, budget // weight.shape[0])
-    logprobs, entropies = [], []
-    for start in range(0, flat.shape[0], rows):
-        args = (flat[start:start + rows], flat_targets[start:start + rows], weight, bias, parts.softcap, parts.scale,
-                entropy)
-        if torch.is_grad_enabled():  # recompute the chunk's logits in the backward pass instead of storing them
-            lp, ent = checkpoint(_head_scores, *args, use_reentrant=False)
-        else:
-            lp, ent = _head_scores(*args)
-        logprobs.append(lp)
-        entropies.append(ent)
-    shape = targets.shape
-    return TokenScores(torch.cat(logprobs).view(shape), torch.cat(entropies).view(shape) if entropy else None,
+    logprobs, entropies = _ChunkedHead.apply(flat, flat_targets, weight, bias, parts.softcap, parts.scale, rows)
+    return TokenScores(logprobs.view(targets.shape), entropies.view(targets.shape) if entropy else None,
                        states if hidden else None)
 
 

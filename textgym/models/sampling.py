@@ -17,7 +17,7 @@ def sample_tokens(
 
     Args:
         logits: Unnormalised scores, shape (N, V). ``-inf`` entries are never drawn.
-        generator: Random source; the global one if None.
+        generator: Random source, on the logits' device; the global one if None.
         temperature: Divides the logits; must be > 0.
 
     Returns:
@@ -31,5 +31,5 @@ def sample_tokens(
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}; use argmax for greedy decoding")
     cdf = torch.softmax(logits.float() / temperature, dim=-1).cumsum_(-1)  # (N, V)
-    u = torch.rand((logits.shape[0], 1), generator=generator) * cdf[:, -1:]  # (N, 1)
+    u = torch.rand((logits.shape[0], 1), generator=generator, device=logits.device) * cdf[:, -1:]  # (N, 1)
     return torch.searchsorted(cdf, u, right=True).clamp_(max=logits.shape[-1] - 1).view(-1)

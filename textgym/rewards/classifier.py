@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from textgym.models import load_classifier, load_tokenizer
+from textgym.models import load_classifier, load_tokenizer, model_device
 from textgym.rewards.base import Reward
 
 TextPart = Literal["completion", "prompt+completion"]
@@ -18,26 +18,28 @@ class _SequenceScorer(Reward):
     """Loads a sequence classifier and runs it over texts in padded batches."""
 
     def __init__(self, model: PreTrainedModel | str, tokenizer: PreTrainedTokenizerBase | None, text: TextPart,
-                 batch_size: int, max_length: int) -> None:
+                 batch_size: int, max_length: int, dtype: str | torch.dtype | None = None, device_map: Any = None,
+                 ) -> None:
         if text not in ("completion", "prompt+completion"):
             raise ValueError(f"text must be 'completion' or 'prompt+completion', got {text!r}")
         if tokenizer is None and not isinstance(model, str):
             raise ValueError("pass the tokenizer that belongs to the classifier")
-        self.model = load_classifier(model) if isinstance(model, str) else model.eval()
+        loaded = load_classifier(model, dtype=dtype, device_map=device_map) if isinstance(model, str) else None
+        self.model = loaded if loaded is not None else model.eval()
         self.tokenizer = load_tokenizer(model) if tokenizer is None else tokenizer
         self.text, self.batch_size, self.max_length = text, batch_size, max_length
 
     @torch.no_grad()
     def logits(self, prompts: list[str], completions: list[str]) -> torch.Tensor:
-        """Classifier logits of each text, shape (B, num_labels). An empty text is read as EOS."""
+        """Classifier logits of each text, shape (B, num_labels), fp32 on the host. An empty text is read as EOS."""
         texts = completions if self.text == "completion" else [p + c for p, c in zip(prompts, completions, strict=True)]
-        out = []
+        device, out = model_device(self.model), []
         for start in range(0, len(texts), self.batch_size):
             batch = [t if t else self.tokenizer.eos_token or " " for t in texts[start:start + self.batch_size]]
             enc = self.tokenizer(batch, padding=True, truncation=True, max_length=self.max_length,
                                  padding_side="right", return_tensors="pt")
-            out.append(self.model(**enc).logits.float())  # (b, num_labels)
-        return torch.cat(out)
+            out.append(self.model(**{k: v.to(device) for k, v in enc.items()}).logits.float())  # (b, num_labels)
+        return torch.cat(out).cpu()  # one transfer per call
 
 
 class ClassifierReward(_SequenceScorer):
@@ -51,6 +53,9 @@ class ClassifierReward(_SequenceScorer):
         text: What is classified: the ``"completion"`` alone or ``"prompt+completion"``.
         batch_size: Texts per forward pass.
         max_length: Longest input in tokens; longer texts keep their first tokens.
+        dtype: Weight dtype when ``model`` is a name (``"bf16"``, ...).
+        device_map: Where to load it when ``model`` is a name (``"cuda:1"``, ``"auto"``): a reward model
+            may sit on another device than the policy and the reference.
 
     Example:
         >>> reward = ClassifierReward("textgym/sentiment-classifier", label="positive", output="probability")
@@ -62,9 +67,9 @@ class ClassifierReward(_SequenceScorer):
     def __init__(
         self, model: PreTrainedModel | str, tokenizer: PreTrainedTokenizerBase | None = None, *,
         label: str = "positive", output: Literal["logit", "probability"] = "logit", text: TextPart = "completion",
-        batch_size: int = 64, max_length: int = 256,
+        batch_size: int = 64, max_length: int = 256, dtype: str | torch.dtype | None = None, device_map: Any = None,
     ) -> None:
-        super().__init__(model, tokenizer, text, batch_size, max_length)
+        super().__init__(model, tokenizer, text, batch_size, max_length, dtype, device_map)
         labels = {str(v): int(k) for k, v in self.model.config.id2label.items()}
         if label not in labels:
             raise ValueError(f"the classifier has no label {label!r}; its labels are {sorted(labels)}")
@@ -95,6 +100,8 @@ class RewardModel(_SequenceScorer):
         batch_size: Texts per forward pass.
         max_length: Longest input in tokens.
         name: The reward's name in logs and ``info``.
+        dtype: Weight dtype when ``model`` is a name.
+        device_map: Where to load it when ``model`` is a name.
 
     Example:
         >>> from transformers import GPT2Config, GPT2ForSequenceClassification
@@ -110,9 +117,9 @@ class RewardModel(_SequenceScorer):
     def __init__(
         self, model: PreTrainedModel | str, tokenizer: PreTrainedTokenizerBase | None = None, *,
         text: TextPart = "prompt+completion", batch_size: int = 64, max_length: int = 256,
-        name: str = "reward_model",
+        name: str = "reward_model", dtype: str | torch.dtype | None = None, device_map: Any = None,
     ) -> None:
-        super().__init__(model, tokenizer, text, batch_size, max_length)
+        super().__init__(model, tokenizer, text, batch_size, max_length, dtype, device_map)
         if self.model.config.num_labels != 1:
             raise ValueError(f"a reward model has one output (num_labels=1); this model has "
                              f"{self.model.config.num_labels}: use ClassifierReward with a label instead")

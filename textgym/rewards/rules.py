@@ -31,7 +31,8 @@ class KeywordReward(Reward):
         self._pattern = re.compile(rf"\b(?:{words})\b", re.IGNORECASE)
         self.weight = weight
         self.cap = cap
-        self.name = f"keyword[{','.join(keywords)}]"
+        shown = ",".join(keywords[:6]) + (f",...{len(keywords)} words" if len(keywords) > 6 else "")
+        self.name = f"keyword[{shown}]"
 
     def score(self, prompts: list[str], completions: list[str]) -> np.ndarray:
         """Return ``weight * min(count, cap)`` per completion."""

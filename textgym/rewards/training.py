@@ -8,6 +8,7 @@ scores with a model trained by either.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from dataclasses import asdict, dataclass
@@ -16,9 +17,16 @@ from pathlib import Path
 import datasets
 import torch
 import torch.nn.functional as F
-from transformers import AutoModelForSequenceClassification, PreTrainedTokenizerBase, Trainer, TrainingArguments
+from transformers import (
+    AutoModelForSequenceClassification,
+    PreTrainedTokenizerBase,
+    PrinterCallback,
+    Trainer,
+    TrainingArguments,
+)
+from transformers.utils import logging as hf_logging
 
-from textgym.models import load_tokenizer, resolve
+from textgym.models import load_tokenizer, model_device, no_progress_bars, resolve
 
 
 @dataclass
@@ -77,6 +85,16 @@ def pairwise_loss(rewards: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return -F.logsigmoid(margin).mean(), (margin > 0).float().mean()
 
 
+@contextlib.contextmanager
+def _log_level(level: int):
+    before = hf_logging.get_verbosity()
+    hf_logging.set_verbosity(level)
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(before)
+
+
 class _PairwiseTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         rewards = model(**inputs).logits[:, 0]  # (2B,)
@@ -88,11 +106,12 @@ class _PairwiseTrainer(Trainer):
 def evaluate_pairs(model, tokenizer, pairs: datasets.Dataset, batch_size: int = 64, max_length: int = 128) -> dict:
     """Held-out pairwise accuracy (r_chosen > r_rejected) and mean loss."""
     model.eval()
-    collate = _PairCollator(tokenizer, max_length)
+    collate, device = _PairCollator(tokenizer, max_length), model_device(model)
     losses, correct = [], 0
     for start in range(0, len(pairs), batch_size):
         rows = pairs.select(range(start, min(start + batch_size, len(pairs))))
-        loss, acc = pairwise_loss(model(**collate(list(rows))).logits[:, 0])
+        batch = {k: v.to(device) for k, v in collate(list(rows)).items()}
+        loss, acc = pairwise_loss(model(**batch).logits[:, 0].float())
         losses.append(loss.item() * len(rows))
         correct += acc.item() * len(rows)
     return {"accuracy": correct / len(pairs), "loss": sum(losses) / len(pairs), "pairs": len(pairs)}
@@ -108,28 +127,35 @@ def train_reward_model(train: datasets.Dataset, test: datasets.Dataset, cfg: Rew
     """
     for name, data in (("train", train), ("test", test)):
         missing = {"prompt", "chosen", "rejected"} - set(data.column_names)
-        if missing or len(data) == 0:
-            raise ValueError(f"the {name} pairs need rows with prompt, chosen and rejected "
+        if missing:
+            raise ValueError(f"the {name} pairs need the columns prompt, chosen and rejected "
                              f"(missing: {sorted(missing)})")
+        if len(data) == 0:
+            raise ValueError(f"there are no {name} pairs: every ranking is a tie or was skipped, and tied "
+                             "completions make no pair; rank some completions above others")
     torch.manual_seed(cfg.seed)
     tokenizer = load_tokenizer(cfg.base_model)
-    model = AutoModelForSequenceClassification.from_pretrained(resolve(cfg.base_model), num_labels=1,
-                                                               trust_remote_code=False)
+    with no_progress_bars(), _log_level(hf_logging.ERROR):  # the new scalar head is expected to be missing
+        model = AutoModelForSequenceClassification.from_pretrained(resolve(cfg.base_model), num_labels=1,
+                                                                   trust_remote_code=False)
     model.config.pad_token_id = tokenizer.pad_token_id
     before = evaluate_pairs(model, tokenizer, test, max_length=cfg.max_length)
     args = TrainingArguments(
         output_dir=cfg.output_dir, num_train_epochs=cfg.epochs, per_device_train_batch_size=cfg.batch_size,
         learning_rate=cfg.learning_rate, lr_scheduler_type="linear", warmup_steps=max(1, math.ceil(
-            0.05 * cfg.epochs * len(train) / cfg.batch_size)), weight_decay=0.01, seed=cfg.seed, use_cpu=True,
-        report_to=[], save_strategy="no", logging_steps=20, remove_unused_columns=False, dataloader_num_workers=0,
+            0.05 * cfg.epochs * len(train) / cfg.batch_size)), weight_decay=0.01, seed=cfg.seed,
+        report_to=[], save_strategy="no", logging_strategy="no", disable_tqdm=True, remove_unused_columns=False,
+        dataloader_num_workers=0, dataloader_pin_memory=torch.cuda.is_available(),
     )
     trainer = _PairwiseTrainer(model=model, args=args, train_dataset=train,
                                data_collator=_PairCollator(tokenizer, cfg.max_length))
+    trainer.remove_callback(PrinterCallback)  # a library call prints nothing
     trainer.train()
     metrics = {"before": before, "after": evaluate_pairs(model, tokenizer, test, max_length=cfg.max_length),
                "train_pairs": len(train), "config": asdict(cfg)}
     out = Path(cfg.output_dir)
-    model.save_pretrained(out, safe_serialization=True)
+    with no_progress_bars():
+        model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
     (out / "reward_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics

@@ -74,18 +74,18 @@ def unique(values: list[str]) -> list[str]:
     return list(dict.fromkeys(values))
 
 
-def _registry() -> dict[str, Task]:
-    from textgym.tasks import detox, helpfulness, sentiment, tiny
-
-    return {module.TASK.name: module.TASK for module in (sentiment, helpfulness, detox, tiny)}
-
-
-#: Every embedded task by name.
-TASKS: dict[str, Task] = _registry()
-
-
 def get_task(name: str) -> Task:
     """The task called ``name``; the error lists the known tasks."""
     if name not in TASKS:
         raise ValueError(f"unknown task {name!r}; known tasks: {sorted(TASKS)}")
     return TASKS[name]
+
+
+def _registry() -> dict[str, Task]:
+    from textgym.tasks import detox, helpfulness, sentiment, tictactoe, tiny
+
+    return {module.TASK.name: module.TASK for module in (sentiment, helpfulness, detox, tiny, tictactoe)}
+
+
+#: Every embedded task by name.
+TASKS: dict[str, Task] = _registry()

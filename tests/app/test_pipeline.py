@@ -7,8 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from textgym.cli import main
-from textgym.pipeline import DemoConfig, run_demo
+from textgym.app.cli import main
+from textgym.app.config import DemoConfig
+from textgym.app.pipeline import run_demo
 
 
 @pytest.mark.filterwarnings("ignore::textgym.rewards.DeadRewardWarning")
@@ -20,16 +21,18 @@ def test_demo_runs_end_to_end_on_a_tiny_budget(tmp_path, capsys):
     for name in ("report.md", "metrics.json", "config.json", "training.csv", "training_curves.png",
                  "reward_scores.png"):
         assert (out / name).stat().st_size > 100, name
-    assert (out / "policy" / "model.safetensors").is_file() and (out / "reward_model" / "config.json").is_file()
-    for stage in ("sft", "ppo"):
+    assert (out / "rl" / "policy" / "model.safetensors").is_file() and (out / "reward_model" / "config.json").is_file()
+    assert (out / "rl" / "config.json").is_file() and (out / "rl" / "metrics.csv").is_file()  # the harness ran it
+    for stage in ("sft", "rl"):
         assert set(metrics[stage]) >= {"reward", "kl_to_reference", "perplexity_heldout", "distinct_2",
                                        "judge/p_helpful", "off_topic_tips_rate"}
     assert metrics["sft"]["kl_to_reference"] == pytest.approx(0.0, abs=1e-4)  # the SFT model is the reference
     assert json.loads((out / "config.json").read_text())["ppo_steps"] == 512
     kinds = json.loads((out / "metrics.json").read_text())["reward_model"]["accuracy_by_rejected_kind"]
     assert set(kinds) == {"curt", "off-topic tips", "off-topic fact", "dismissive", "wrong advice"}
-    printed = capsys.readouterr().out
-    assert "[1/4]" in printed and "[4/4]" in printed and "Samples" in (out / "report.md").read_text()
+    printed = capsys.readouterr()
+    assert "[1/4]" in printed.out and "[4/4]" in printed.out and "Samples" in (out / "report.md").read_text()
+    assert "Writing model shards" not in printed.err and "LOAD REPORT" not in printed.err  # only its own progress
 
 
 def test_cli_help(capsys):
@@ -43,8 +46,9 @@ def test_cli_help(capsys):
 
 def test_reward_model_audit_counts_each_kind_of_bad_answer():
     from textgym.data import synthetic
-    from textgym.pipeline import accuracy_by_rejected_kind
+    from textgym.tasks import get_task
 
+    accuracy_by_rejected_kind = get_task("helpfulness").audit
     rows = synthetic.dialogues(n=120, seed=3)["test"]
 
     def longest_wins(prompts, completions):  # prefers long answers: beats every short bad kind, not off-topic tips

@@ -1,28 +1,18 @@
 """The benchmark across reward functions: agents x rewards x seeds (``textgym bench``, ``benchmarks/rewards.py``).
 
-Agents: PPO and RLOO (trained by :func:`textgym.train.train`) and reference sampling (the starting
-model, untrained: the "before" of every comparison). Rewards, each on its embedded task:
+Agents: any of ``textgym train``'s (trained by the harness, :func:`textgym.app.harness.train`) and
+reference sampling (the starting model, untrained: the "before" of every comparison). Cases are the
+tasks' benchmark cases (:attr:`textgym.tasks.Task.bench_cases`): a reward on a task's environment.
+A case whose reward is the task's learned reward model (``rm:{rm}``) starts from the task's SFT model
+and trains that reward model first, with the demo's steps (:mod:`textgym.app.pipeline`), once.
 
-========================  ==============  ===========================================  ===============
-case                      env             reward                                       starting model
-========================  ==============  ===========================================  ===============
-sentiment-classifier      Sentiment-v0    the sentiment classifier's positive logit    tiny-lm
-lexicon-sentiment         Sentiment-v0    VADER's compound score                       tiny-lm
-helpfulness-rm            Helpfulness-v0  a reward model learned from rankings         SFT of tiny-lm
-detox-classifier          Detox-v0        the toxicity classifier's polite logit       tiny-lm
-rule                      Sentiment-v0    keyword count (loved, enjoyed, ...)          tiny-lm
-========================  ==============  ===========================================  ===============
-
-The helpfulness case first runs steps 1 and 2 of ``textgym demo`` (SFT on chosen answers, a reward
-model from rankings) once; its SFT model is the starting policy and the reference. For the others
-the embedded tiny-lm, trained on the task's corpus, plays the SFT model.
-
-Each run is a fresh process (so its peak memory is its own) and gives one row: mean reward, KL to
-the reference, perplexity of held-out preferred texts, distinct-2, the task's independent judge,
-tokens/s (training for PPO/RLOO, sampling for the reference) and peak resident memory. The summary
-(``rewards.md``, ``rewards.png``) averages the seeds and checks the quality bars: PPO above the
-starting model on reward and on the judge for every seed, and on helpfulness the perplexity of
-held-out chosen answers at least 15% below the pretrained base model's and not above the SFT model's.
+Every (case, agent, seed) runs in a fresh process and is evaluated on the task's held-out prompts
+(:func:`textgym.eval.report.evaluate_policy`): reward, KL to the starting model, perplexity of
+held-out preferred texts, distinct-2, the task's independent judge, tokens/s (training, or sampling
+for the reference) and peak resident memory. The summary (``rewards.md``, ``rewards.png``) averages
+the seeds and checks the quality bars: every trained agent above the starting model on reward and on
+the judge for every seed, and on helpfulness the perplexity of held-out chosen answers at least 15%
+below the pretrained base model's and not above the SFT model's.
 """
 
 from __future__ import annotations
@@ -30,85 +20,62 @@ from __future__ import annotations
 import csv
 import json
 import multiprocessing
+import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from textgym.eval.report import JUDGE_HIGHER_IS_BETTER
+from textgym.app.config import BenchConfig
 
-#: case -> (env id, reward spec; ``{rm}`` is the learned reward model's folder).
-CASES: dict[str, tuple[str, str]] = {
-    "sentiment-classifier": ("textgym/Sentiment-v0", "sentiment"),
-    "lexicon-sentiment": ("textgym/Sentiment-v0", "lexicon-sentiment"),
-    "helpfulness-rm": ("textgym/Helpfulness-v0", "rm:{rm}"),
-    "detox-classifier": ("textgym/Detox-v0", "toxicity"),
-    "rule": ("textgym/Sentiment-v0", "keyword:loved,enjoyed,praise,impressed"),
-}
-AGENTS = ("ppo", "rloo", "reference")
 COLUMNS = ("case", "agent", "seed", "reward", "kl_to_reference", "perplexity_heldout", "distinct_2", "judge",
            "judge_metric", "tokens_per_s", "peak_rss_mib", "seconds")
 
 
-@dataclass
-class BenchConfig:
-    """What ``textgym bench`` runs; lists are comma-separated."""
+def cases() -> dict[str, tuple[str, str, str]]:
+    """Every benchmark case: name -> (task, env id, reward spec), in the tasks' order."""
+    from textgym.app.pipeline import env_id
+    from textgym.tasks import TASKS
 
-    cases: str = ",".join(CASES)
-    """Reward cases to run (see textgym.bench.CASES)."""
-    agents: str = ",".join(AGENTS)
-    """Agents: ppo, rloo, reference (sampling from the starting model)."""
-    seeds: str = "0,1,2"
-    """Seeds; each (case, agent) runs once per seed."""
-    total_steps: int = 12_288
-    """Environment steps per training run."""
-    kl_coef: float = 0.05
-    """Beta of the KL penalty."""
-    learning_rate: float = 5e-5
-    """Adam learning rate of PPO and RLOO."""
-    eval_prompts: int = 64
-    """Held-out prompts per evaluation."""
-    out: str = "benchmarks/results"
-    """Folder of rewards.csv, rewards.json, rewards.md and rewards.png (runs go in out/runs)."""
-    threads: int = 2
-    """torch threads per run."""
+    return {case: (task.name, env_id(task), spec) for task in TASKS.values() for case, spec in task.bench_cases.items()}
 
 
 def _split(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
-def _prepare_helpfulness(cfg: BenchConfig) -> Path:
-    """SFT model and reward model of the helpfulness case (built once, reused by later runs)."""
-    from textgym.pipeline import DemoConfig, reward_model, supervised_fine_tuning
+def prepare(task_name: str, cfg: BenchConfig) -> Path:
+    """The SFT model and reward model of a task's ``rm:{rm}`` case (built once, reused by later runs)."""
+    from textgym.app.pipeline import reward_model, supervised_fine_tuning
+    from textgym.tasks import get_task
 
-    folder = Path(cfg.out) / "runs" / "helpfulness-prep"
+    task, folder = get_task(task_name), Path(cfg.out) / "runs" / f"{task_name}-prep"
     if not (folder / "reward_model" / "config.json").is_file():
-        print("preparing helpfulness: SFT, then a reward model from rankings", flush=True)
-        demo = DemoConfig(out=str(folder), threads=cfg.threads)
-        supervised_fine_tuning(demo, folder)
-        reward_model(demo, folder)
+        print(f"preparing {task_name}: SFT, then a reward model from rankings", flush=True)
+        supervised_fine_tuning(task, folder / "sft", 3000, 6, seed=0)
+        reward_model(task, folder / "sft", folder / "reward_model", 3000, seed=0)
     return folder
 
 
 def _run_one(job: dict[str, Any]) -> dict[str, Any]:
     """One (case, agent, seed) in this (fresh) process; returns its row."""
+    import datasets
     import torch
 
-    from textgym.cli import quiet_progress_bars
+    from textgym.app.config import TrainConfig
+    from textgym.app.harness import check_config, peak_rss_mib, train
     from textgym.eval.report import evaluate_policy
     from textgym.models import load_causal_lm, load_tokenizer
     from textgym.rewards.named import make_reward
-    from textgym.train import TrainConfig, check_config, peak_rss_mib, train
 
-    quiet_progress_bars()
+    datasets.disable_progress_bars()
     torch.set_num_threads(job["threads"])
     began = time.perf_counter()
     agent = "ppo" if job["agent"] == "reference" else job["agent"]  # the reference only needs the env's sizes
     tcfg = TrainConfig(env=job["env"], model=job["model"], reward=job["reward"], agent=agent,
                        total_steps=job["total_steps"], kl_coef=job["kl_coef"], learning_rate=job["learning_rate"],
                        seed=job["seed"], eval_prompts=job["eval_prompts"], out=job["run_dir"], tensorboard=False,
-                       threads=job["threads"], checkpoint_every=1_000_000)
+                       threads=job["threads"])
     if job["agent"] == "reference":
         derived = check_config(tcfg)
         model = load_causal_lm(derived["model"])
@@ -116,7 +83,7 @@ def _run_one(job: dict[str, Any]) -> dict[str, Any]:
                                  model, num_prompts=job["eval_prompts"], seed=job["seed"])
         speed = values["tokens_per_s"]
     else:
-        result = train(tcfg)
+        result = train(tcfg, progress=False)
         values, speed = result["eval"]["policy"], result["tokens_per_s"]
     judge = next((k for k in values if k.startswith("judge/")), "")
     return {"case": job["case"], "agent": job["agent"], "seed": job["seed"], "reward": values["reward"]["mean"],
@@ -128,18 +95,27 @@ def _run_one(job: dict[str, Any]) -> dict[str, Any]:
 
 def run_benchmark(cfg: BenchConfig) -> list[dict[str, Any]]:
     """Run every (case, agent, seed), one fresh process each; write the rows, the summary and the plot."""
-    cases, agents, seeds = _split(cfg.cases), _split(cfg.agents), [int(s) for s in _split(cfg.seeds)]
-    unknown = [c for c in cases if c not in CASES] + [a for a in agents if a not in AGENTS]
+    from agents import agent_class
+    from textgym.app.config import validate
+
+    validate(cfg)
+    known = cases()
+    chosen, agents, seeds = _split(cfg.cases) or list(known), _split(cfg.agents), [int(s) for s in _split(cfg.seeds)]
+    unknown = [c for c in chosen if c not in known]
     if unknown:
-        raise ValueError(f"unknown case or agent {unknown}; cases: {', '.join(CASES)}; agents: {', '.join(AGENTS)}")
+        raise ValueError(f"unknown case {unknown}; cases: {', '.join(known)}")
+    for agent in agents:
+        if agent != "reference":
+            agent_class(agent)  # an unknown agent fails here, before any run
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    prep = _prepare_helpfulness(cfg) if "helpfulness-rm" in cases else None
-    jobs = []
-    for case in cases:
-        env, reward = CASES[case]
-        model = str(prep / "sft") if case == "helpfulness-rm" else None
-        reward = reward.format(rm=prep / "reward_model") if prep else reward
+    jobs, preps = [], {}
+    for case in chosen:
+        task, env, reward = known[case]
+        model = None
+        if "{rm}" in reward:
+            preps[task] = preps.get(task) or prepare(task, cfg)
+            model, reward = str(preps[task] / "sft"), reward.format(rm=preps[task] / "reward_model")
         for seed in seeds:
             for agent in agents:
                 jobs.append({"case": case, "env": env, "reward": reward, "model": model, "agent": agent, "seed": seed,
@@ -149,21 +125,15 @@ def run_benchmark(cfg: BenchConfig) -> list[dict[str, Any]]:
     rows = []
     context = multiprocessing.get_context("spawn")
     for number, job in enumerate(jobs, 1):
-        _clear(Path(job["run_dir"]))
+        shutil.rmtree(job["run_dir"], ignore_errors=True)
         with context.Pool(1) as pool:
             row = pool.apply(_run_one, (job,))
         rows.append(row)
         print(f"[{number}/{len(jobs)}] {row['case']:<21} {row['agent']:<9} seed {row['seed']}: reward "
               f"{row['reward']:+.3f}, KL {row['kl_to_reference']:.3f}, {row['judge_metric']} {row['judge']:.3f} "
               f"({row['seconds']:.0f} s)", flush=True)
-    write_results(cfg, rows, prep)
+    write_results(cfg, rows, preps.get("helpfulness"))
     return rows
-
-
-def _clear(run_dir: Path) -> None:
-    import shutil
-
-    shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def base_perplexity(prep: Path | None) -> float | None:
@@ -179,31 +149,33 @@ def base_perplexity(prep: Path | None) -> float | None:
 
 
 def quality_bars(rows: list[dict[str, Any]], base_ppl: float | None) -> list[str]:
-    """The bars of the quality check, one line each, with PASS or FAIL."""
+    """The bars of the quality check, one line each, with PASS or FAIL: every trained agent against the start."""
+    from textgym.eval.report import judge_higher_is_better
+
     lines = []
     by = {(r["case"], r["agent"], r["seed"]): r for r in rows}
     for case in dict.fromkeys(r["case"] for r in rows):
-        seeds = sorted({r["seed"] for r in rows if r["case"] == case and r["agent"] == "ppo"})
-        pairs = [(by[(case, "ppo", s)], by.get((case, "reference", s))) for s in seeds]
-        pairs = [(p, ref) for p, ref in pairs if ref is not None]
-        if not pairs:
-            continue
-        up = sum(p["reward"] > ref["reward"] for p, ref in pairs)
-        metric = pairs[0][0]["judge_metric"]
-        sign = 1 if JUDGE_HIGHER_IS_BETTER.get(metric, True) else -1
-        agree = sum(sign * (p["judge"] - ref["judge"]) > 0 for p, ref in pairs)
-        ok = up == agree == len(pairs)
-        lines.append(f"{'PASS' if ok else 'FAIL'} {case}: PPO reward above the starting model's in {up}/{len(pairs)} "
-                     f"seeds; judge ({metric}) agrees in {agree}/{len(pairs)}")
-        if case == "helpfulness-rm" and base_ppl:
-            worst = max(p["perplexity_heldout"] for p, _ in pairs)
-            not_above = sum(p["perplexity_heldout"] <= ref["perplexity_heldout"] for p, ref in pairs)
-            drop = 1 - worst / base_ppl
-            ok = drop >= 0.15 and not_above == len(pairs)
-            versus = f"{drop:.1%} below" if drop >= 0 else f"{-drop:.1%} above"
-            lines.append(f"{'PASS' if ok else 'FAIL'} helpfulness perplexity of held-out chosen answers: base "
-                         f"{base_ppl:.3f}, PPO at most {worst:.3f} ({versus} base; the bar: 15% below); not above "
-                         f"the SFT model's in {not_above}/{len(pairs)} seeds")
+        for agent in dict.fromkeys(r["agent"] for r in rows if r["case"] == case and r["agent"] != "reference"):
+            seeds = sorted({r["seed"] for r in rows if r["case"] == case and r["agent"] == agent})
+            pairs = [(by[(case, agent, s)], by[(case, "reference", s)]) for s in seeds if (case, "reference", s) in by]
+            if not pairs:
+                continue
+            up = sum(p["reward"] > ref["reward"] for p, ref in pairs)
+            metric = pairs[0][0]["judge_metric"]
+            sign = 1 if judge_higher_is_better(metric) else -1
+            agree = sum(sign * (p["judge"] - ref["judge"]) > 0 for p, ref in pairs)
+            ok = up == agree == len(pairs)
+            lines.append(f"{'PASS' if ok else 'FAIL'} {case}, {agent}: reward above the starting model's in "
+                         f"{up}/{len(pairs)} seeds; judge ({metric}) agrees in {agree}/{len(pairs)}")
+            if case == "helpfulness-rm" and base_ppl:
+                worst = max(p["perplexity_heldout"] for p, _ in pairs)
+                not_above = sum(p["perplexity_heldout"] <= ref["perplexity_heldout"] for p, ref in pairs)
+                drop = 1 - worst / base_ppl
+                ok = drop >= 0.15 and not_above == len(pairs)
+                versus = f"{drop:.1%} below" if drop >= 0 else f"{-drop:.1%} above"
+                lines.append(f"{'PASS' if ok else 'FAIL'} helpfulness perplexity of held-out chosen answers, {agent}: "
+                             f"base {base_ppl:.3f}, at most {worst:.3f} ({versus} base; the bar: 15% below); not "
+                             f"above the SFT model's in {not_above}/{len(pairs)} seeds")
     return lines
 
 

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-from textgym.cli import main
-from textgym.train import TIMING_METRICS, TrainConfig, load_config_file, train
+from textgym.app.cli import main
+from textgym.app.config import TrainConfig, load_config_file
+from textgym.app.harness import TIMING_METRICS, train
 
 pytestmark = pytest.mark.filterwarnings("ignore::textgym.rewards.DeadRewardWarning")
 
@@ -26,7 +27,7 @@ TINY = ["--env", "Sentiment-v0", "--num-envs", "8", "--batch-episodes", "8", "--
 
 def command(out: Path, *extra: str) -> list[str]:
     """The ``textgym train`` command line of the tiny run."""
-    return [sys.executable, "-m", "textgym.cli", "train", *TINY, "--out", str(out), *extra]
+    return [sys.executable, "-m", "textgym.app.cli", "train", *TINY, "--out", str(out), *extra]
 
 
 def training_rows(out: Path) -> list[dict]:
@@ -141,7 +142,8 @@ def test_every_subcommand_has_help(capsys, command_name):
 
 
 def test_bench_writes_rows_summary_and_plot(tmp_path):
-    from textgym.bench import BenchConfig, run_benchmark
+    from textgym.app.bench import run_benchmark
+    from textgym.app.config import BenchConfig
 
     out = tmp_path / "bench"
     rows = run_benchmark(BenchConfig(cases="rule", agents="ppo,reference", seeds="0", total_steps=128,
@@ -152,12 +154,13 @@ def test_bench_writes_rows_summary_and_plot(tmp_path):
     assert rows[1]["kl_to_reference"] == pytest.approx(0.0, abs=1e-5)
     assert len((out / "rewards.csv").read_text().splitlines()) == 3
     assert "## Quality bars" in (out / "rewards.md").read_text() and (out / "rewards.png").stat().st_size > 1000
-    with pytest.raises(ValueError, match="unknown case or agent"):
+    with pytest.raises(ValueError, match=r"unknown case \['poetry'\]; cases: sentiment-classifier"):
         run_benchmark(BenchConfig(cases="poetry", out=str(out)))
+    assert BenchConfig().out == "runs/bench"  # run from the repository, it never overwrites benchmarks/results
 
 
 def test_quality_bars_need_every_seed_and_the_judge():
-    from textgym.bench import quality_bars
+    from textgym.app.bench import quality_bars
 
     def row(agent, seed, reward, judge, ppl=1.0):
         return {"case": "helpfulness-rm", "agent": agent, "seed": seed, "reward": reward, "judge": judge,
@@ -169,3 +172,51 @@ def test_quality_bars_need_every_seed_and_the_judge():
     judge_disagrees = good[:3] + [row("reference", 1, 1.0, 0.9, 1.25)]
     assert quality_bars(judge_disagrees, base_ppl=1.5)[0].startswith("FAIL")
     assert quality_bars(good, base_ppl=1.3)[1].startswith("FAIL")  # only 7.7% below the base
+
+
+@pytest.mark.parametrize(("config", "message"), [
+    ("num_envs = 2.5", "num_envs must be a whole number, got 2.5"),
+    ('kl_coef = "0.1"', "kl_coef must be a number, got '0.1'"),
+    ('total_steps = "lots"', "total_steps must be a whole number, got 'lots'"),
+    ('tensorboard = "no"', "tensorboard must be true or false, got 'no'"),
+    ("kl_coef = nan", "kl_coef must be a finite number"),
+    ("kl_coef = -1.0", "kl_coef must be >= 0, got -1.0"),
+    ("group_size = 3", "group_size=3 must divide num_envs=16"),
+    ('model = "runs/x/policy"', "no such folder: 'runs/x/policy'"),
+    ('reward = "rm:runs/my-rm"', "no such folder: 'runs/my-rm'"),
+])
+def test_a_bad_config_value_is_named_before_anything_is_created(tmp_path, capsys, monkeypatch, config, message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "cfg.toml").write_text(config + "\n")
+    began = time.perf_counter()
+    assert main(["train", "--config", "cfg.toml", "--out", "runs/run"]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "runs" / "run").exists() and time.perf_counter() - began < 30  # no hub retries
+    assert main(["train", "--config", "cfg.toml", "--out", "runs/run", "--resume"]) == 2  # and nothing to refuse later
+
+
+def test_resume_of_a_folder_without_a_run_is_an_error(tmp_path, capsys):
+    assert main(["train", "--out", str(tmp_path / "nothing"), "--resume"]) == 2
+    assert "cannot resume" in capsys.readouterr().err
+    assert not (tmp_path / "nothing").exists()
+
+
+def test_grpo_and_a_users_own_agent_train_checkpoint_and_resume(tmp_path):
+    agent_file = tmp_path / "my_agents.py"
+    agent_file.write_text(
+        "from agents.reinforce import REINFORCE\n\n"
+        "class Mine(REINFORCE):\n"
+        "    \"\"\"REINFORCE under another name: the harness knows nothing of it.\"\"\"\n")
+    for agent in ("grpo", f"{agent_file}:Mine"):
+        whole, resumed = tmp_path / f"whole-{agent[:4]}", tmp_path / f"resumed-{agent[:4]}"
+        flags = [*TINY, "--agent", agent, "--total-steps", "320", "--eval-prompts", "0", "--tensorboard",
+                 "--no-tensorboard"]
+        assert main(["train", *flags, "--out", str(whole)]) == 0
+        assert main(["train", *flags, "--total-steps", "160", "--out", str(resumed)]) == 0
+        assert main(["train", *flags, "--out", str(resumed), "--resume"]) == 0  # continue to 320 steps
+        assert training_rows(resumed) == training_rows(whole)
+        weights = [load_file(p / "policy" / "model.safetensors") for p in (whole, resumed)]
+        assert all((weights[0][k] == weights[1][k]).all() for k in weights[0])
+        saved = json.loads((whole / "config.json").read_text())["derived"]
+        assert saved["group_size"] == (4 if agent == "grpo" else 1)

@@ -1,9 +1,9 @@
-"""Collecting preference feedback: a person ranks completions in a terminal, or a judge does.
+"""Collecting preference feedback: a person ranks completions (terminal or web page), or a judge does.
 
-Both write the rankings JSONL of :mod:`textgym.data.preferences`, one row per prompt, appended and
-flushed to disk as soon as it is given, so Ctrl-C or a crash loses nothing and a rerun resumes at
-the first prompt without an answer. The reward-model trainer cannot tell human rows from judge
-rows (only the ``source`` field says which).
+Every source writes the rankings JSONL of :mod:`textgym.data.preferences`, one row per prompt,
+appended and flushed to disk as soon as it is given, so Ctrl-C or a crash loses nothing and a rerun
+resumes at the first prompt without an answer. The reward-model trainer cannot tell human rows from
+judge rows (only the ``source`` field says which).
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ import torch
 
 from textgym.data.loaders import read_jsonl
 from textgym.data.preferences import append_row, check_ranking, drop_last_row, read_rankings
-from textgym.rewards.base import RewardFunction, score_terms
+from textgym.models import model_device
+from textgym.rewards.base import Reward, RewardFunction, score_terms
 
 HELP = 'rank best to worst ("2 1 3"; ties: "2 1=3"), s = skip, u = undo, q = quit'
 
@@ -43,23 +44,42 @@ def items_from_file(path: str | Path) -> list[Item]:
 
 
 def sample_items(
-    model, tokenizer, prompts: Sequence[str], k: int, max_new_tokens: int = 32, seed: int = 0, skip: set[int] = (),
+    model, tokenizer, prompts: Sequence[str], k: int, max_new_tokens: int = 32, seed: int = 0,
+    skip: set[int] | frozenset[int] = frozenset(),
 ) -> Iterator[Item]:
     """Sample ``k`` completions per prompt, lazily; item ``i`` always gets the same completions (seeded by i)."""
     for index, prompt in enumerate(prompts):
         if index in skip:
             continue
         torch.manual_seed(seed * 1_000_003 + index)
-        ids = tokenizer(prompt, return_tensors="pt")["input_ids"]
+        ids = tokenizer(prompt, return_tensors="pt")["input_ids"].to(model_device(model))
         out = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=True, max_new_tokens=max_new_tokens,
                              min_new_tokens=1, num_return_sequences=k, pad_token_id=tokenizer.pad_token_id)
         texts = tokenizer.batch_decode(out[:, ids.shape[1]:], skip_special_tokens=True)
         yield Item(index, prompt, [t if t.strip() else "(empty)" for t in texts])
 
 
-def answered_ids(output: str | Path) -> set[int]:
-    """Ids already ranked or skipped in ``output`` (empty if it does not exist)."""
-    return {row["id"] for row in read_rankings(output)} if Path(output).exists() else set()
+class Answered:
+    """The items a rankings file already answers (ranked or skipped): by ``id``, or by prompt and completions.
+
+    Rows written by hand or by another tool may have no ``id``; they still count.
+    """
+
+    def __init__(self, rows: Iterable[dict]) -> None:
+        rows = list(rows)
+        self.ids = {row["id"] for row in rows if "id" in row}
+        self.keys = {(row["prompt"], tuple(row["completions"])) for row in rows}
+
+    def __contains__(self, item: Item) -> bool:
+        return item.id in self.ids or (item.prompt, tuple(item.completions)) in self.keys
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+
+def answered(output: str | Path) -> Answered:
+    """What ``output`` already answers (nothing if it does not exist)."""
+    return Answered(read_rankings(output) if Path(output).exists() else [])
 
 
 def parse_ranking(text: str, k: int) -> list[int]:
@@ -85,7 +105,8 @@ def parse_ranking(text: str, k: int) -> list[int]:
     return ranks
 
 
-def _row(item: Item, **fields) -> dict:
+def answer_row(item: Item, **fields) -> dict:
+    """A rankings row for ``item`` with ``fields`` (``ranking``, ``skipped``, ``source``, ...)."""
     return {"id": item.id, "prompt": item.prompt, "completions": item.completions, **fields}
 
 
@@ -118,14 +139,14 @@ def label_interactive(items: Iterable[Item], output: str | Path, ask: Callable[[
             show("undone")
             continue
         if answer == "s":
-            append_row(output, _row(item, ranking=None, skipped=True, source="human"))
+            append_row(output, answer_row(item, ranking=None, skipped=True, source="human"))
         else:
             try:
                 ranks = parse_ranking(answer, len(item.completions))
             except ValueError as err:
                 show(f"could not read {answer!r}: {err}")
                 continue
-            append_row(output, _row(item, ranking=ranks, source="human"))
+            append_row(output, answer_row(item, ranking=ranks, source="human"))
         written.append(item)
         position += 1
     show(f"{len(written)} answers saved to {output}")
@@ -141,13 +162,13 @@ def ranks_from_scores(scores: np.ndarray) -> list[int]:
     return [1 + int((scores > s).sum()) for s in scores]
 
 
-class Principle:
+class Principle(Reward):
     """A judge under a name: one principle of a constitution (e.g. ``harmless`` scored by a toxicity classifier)."""
 
     def __init__(self, name: str, judge: RewardFunction) -> None:
         self.name, self.judge = name, judge
 
-    def __call__(self, prompts: list[str], completions: list[str]) -> np.ndarray:
+    def score(self, prompts: list[str], completions: list[str]) -> np.ndarray:
         """The judge's scores."""
         return self.judge(prompts, completions)
 
@@ -164,7 +185,7 @@ def label_with_judge(items: Iterable[Item], output: str | Path, judge: RewardFun
     for item in items:
         prompts = [item.prompt] * len(item.completions)
         scores, terms = score_terms(judge, prompts, item.completions, warn_dead=False)  # equal scores: a tie
-        append_row(output, _row(item, ranking=ranks_from_scores(scores), source=f"ai:{judge.name}",
+        append_row(output, answer_row(item, ranking=ranks_from_scores(scores), source=f"ai:{judge.name}",
                                 scores={name: [round(float(v), 6) for v in values] for name, values in terms.items()}))
         count += 1
     show(f"{count} rankings by {judge.name} saved to {output}")

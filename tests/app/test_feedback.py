@@ -8,10 +8,10 @@ import sys
 import pexpect
 import pytest
 
-from textgym.cli import main
+from textgym.app.cli import main
+from textgym.app.feedback import Item, Principle, label_with_judge, parse_ranking
 from textgym.data.loaders import write_jsonl
 from textgym.data.preferences import load_preferences, read_rankings
-from textgym.feedback import Item, Principle, label_with_judge, parse_ranking
 from textgym.rewards import KeywordReward, LengthReward, WeightedSum
 
 ITEMS = [{"prompt": f"question {i}?", "completions": [f"a great answer {i}", f"an answer {i}", "no"]}
@@ -19,7 +19,7 @@ ITEMS = [{"prompt": f"question {i}?", "completions": [f"a great answer {i}", f"a
 
 
 def spawn(args, cwd):
-    return pexpect.spawn(sys.executable, ["-m", "textgym.cli", "label", *args], cwd=str(cwd), encoding="utf-8",
+    return pexpect.spawn(sys.executable, ["-m", "textgym.app.cli", "label", *args], cwd=str(cwd), encoding="utf-8",
                          timeout=60)
 
 
@@ -106,3 +106,23 @@ def test_cli_samples_from_a_model(tmp_path):
     rows = read_rankings(out)
     assert len(rows) == 2 and all(len(r["completions"]) == 3 and r["source"].startswith("ai:") for r in rows)
     assert json.loads(out.read_text().splitlines()[0])["prompt"].startswith("\n\nHuman:")
+
+
+def test_an_output_in_the_readmes_format_without_ids_resumes(tmp_path, capsys):
+    write_jsonl(tmp_path / "in.jsonl", ITEMS)
+    first = {k: ITEMS[0][k] for k in ("prompt", "completions")}
+    write_jsonl(tmp_path / "out.jsonl", [{**first, "ranking": [1, 2, 3]}])  # written by hand: no id
+    assert main(["label", "--input", str(tmp_path / "in.jsonl"), "--output", str(tmp_path / "out.jsonl"),
+                 "--judge", "length:3"]) == 0
+    assert "resuming: 1 answered, 2 to go" in capsys.readouterr().out
+    prompts = [row["prompt"] for row in read_rankings(tmp_path / "out.jsonl")]
+    assert prompts == ["question 0?", "question 1?", "question 2?"]  # the hand-written row was not asked again
+
+
+def test_rankings_that_are_all_ties_are_a_clear_error_for_the_reward_model(tmp_path):
+    from textgym.rewards.training import RewardTrainingConfig, train_reward_model
+
+    write_jsonl(tmp_path / "ties.jsonl", [{**item, "ranking": [1, 1, 1]} for item in ITEMS])
+    pairs = load_preferences(tmp_path / "ties.jsonl")
+    with pytest.raises(ValueError, match="no train pairs: every ranking is a tie or was skipped"):
+        train_reward_model(pairs, pairs, RewardTrainingConfig(output_dir=str(tmp_path / "rm")))

@@ -1,0 +1,51 @@
+"""The hyperparameters of the language-model algorithms, in a module light enough for command-line help."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class LMConfig:
+    """Hyperparameters of the language-model algorithms (cleanrl's names); each algorithm says which it reads."""
+
+    learning_rate: float = 5e-5
+    """Adam learning rate."""
+    batch_episodes: int = 32
+    """Finished episodes per update (per process); a multiple of the environment's group size."""
+    num_minibatches: int = 2
+    """Minibatches per update epoch."""
+    update_epochs: int = 2
+    """Passes over each batch."""
+    clip_coef: float = 0.2
+    """Ratio clipping of the surrogate (and of PPO's value loss)."""
+    ent_coef: float = 0.0
+    """Entropy bonus."""
+    vf_coef: float = 0.5
+    """PPO: weight of the value loss."""
+    gamma: float = 1.0
+    """PPO: discount."""
+    gae_lambda: float = 1.0
+    """PPO: GAE's lambda. 1 (returns minus the value baseline) because the reward comes at the end: with
+    less, a value head still learning the reward's scale bootstraps low, ending early looks better than
+    going on, and PPO learns to cut answers short."""
+    norm_adv: bool = True
+    """Normalise advantages per minibatch (PPO, RLOO, REINFORCE; GRPO's are normalised per group)."""
+    scale_rewards: bool = True
+    """GRPO: divide each group's centred returns by the group's std (False: the Dr. GRPO variant)."""
+    kl_in_loss: bool = False
+    """Put the KL penalty in the loss (k3 estimator per token) instead of the reward."""
+    kl_setpoint: float | None = None
+    """If set, an adaptive controller steers the environment's kl_coef toward this KL per episode."""
+    kl_horizon: int = 10_000
+    """Horizon of the adaptive KL controller, in tokens."""
+    max_grad_norm: float = 0.5
+    """Gradient clipping."""
+    target_kl: float | None = None
+    """Stop an update's epochs early when the approximate KL to the behaviour policy exceeds this."""
+    temperature: float = 1.0
+    """Sampling temperature while acting."""
+    gradient_checkpointing: bool = False
+    """Recompute the LM's activations in the backward pass instead of storing them (less memory, more time)."""
+    seed: int = 0
+    """Seed of the episodes, the sampling and the minibatches."""

@@ -1,0 +1,40 @@
+"""GRPO (group relative policy optimisation, Shao et al. 2024) for causal language models.
+
+No value head: each prompt's ``group_size`` completions are compared with each other. An episode's
+advantage is its return minus its group's mean, divided by the group's standard deviation
+(``scale_rewards``; without it, the Dr. GRPO variant), on every token; the update is the clipped
+surrogate. The KL to the reference is either the environment's reward shaping (default) or, with
+``kl_in_loss``, a per-token k3 term in the loss as in the GRPO paper and TRL.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import torch
+
+from agents.lm import LMAgent
+from agents.ppo import ppo_loss
+from agents.ppo_math import group_normalized
+from agents.rollout import EpisodeBatch, evaluate
+
+
+class GRPO(LMAgent):
+    """GRPO on a text-generation vector env with ``group_size >= 2`` (:class:`agents.lm.LMAgent` for the arguments).
+
+    ``norm_adv`` does not apply: the advantages are already normalised within each group.
+    """
+
+    group_size = 4
+
+    def advantages(self, batch: EpisodeBatch, rewards: torch.Tensor) -> None:
+        """Group-normalised returns, on every agent token."""
+        normalised = group_normalized(rewards.sum(1), batch.groups, scale=self.cfg.scale_rewards)
+        batch.advantages = normalised[:, None] * batch.token_mask
+
+    def loss(self, mb: EpisodeBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The clipped surrogate on group-normalised advantages (plus the KL term with ``kl_in_loss``)."""
+        logprobs, entropy, _ = evaluate(self.policy, mb, self.num_actions, entropy=True)
+        mask = mb.token_mask
+        loss, stats = ppo_loss(mb, logprobs, entropy, None, replace(self.cfg, norm_adv=False), mask, self.total(mask))
+        return self.add_kl_loss(loss, stats, logprobs, mb)

@@ -1,0 +1,285 @@
+"""What every language-model algorithm shares: the config, acting, the learning loop, saving and loading.
+
+:class:`LMAgent` collects episodes with :class:`agents.rollout.Rollout`, turns them into an
+:class:`agents.rollout.EpisodeBatch`, and runs the shared update loop (:func:`agents.ppo.run_epochs`).
+An algorithm is a subclass that says how to turn a batch into advantages (:meth:`LMAgent.advantages`)
+and, if it differs from the clipped surrogate, what loss to minimise (:meth:`LMAgent.loss`): PPO
+(:mod:`agents.lm_ppo`), RLOO (:mod:`agents.rloo`), GRPO (:mod:`agents.grpo`) and REINFORCE
+(:mod:`agents.reinforce`) are one short module each, and so is a user's own
+(``examples/custom_algorithm.py``).
+
+Rewards: the per-token reward an algorithm optimises is the environment's reward plus the agent's
+half of the KL penalty, rebuilt from what the episode reported:
+``r_t = -kl_coef * (log pi(a_t | s_t) - log pi_ref(a_t | s_t)) + task reward earned at t``
+(the score at the last token, or each turn's reward at its turn's end). ``kl_coef`` is the
+environment's (one value for both); an adaptive controller (``kl_setpoint``) steers the
+environment's value. With ``kl_in_loss`` the KL leaves the reward and enters the loss instead
+(``+ kl_coef * k3(pi, pi_ref)`` per token), as GRPO does.
+
+Determinism: every call of :meth:`LMAgent.learn` starts fresh episodes with seeds derived from
+``(seed, updates, process)``, so a run saved at an update, loaded and continued repeats the
+uninterrupted run bit for bit on a CPU (``textgym train --resume``).
+
+Devices and processes: the policy and its optimizer go through ``accelerate``: one device, or under
+``accelerate launch`` data parallelism (DDP; FSDP and DeepSpeed ZeRO through accelerate's config),
+each process rolling out its own episodes. Loss means are over all processes' tokens, so a
+B-episode update on each of P processes equals one process's update on the P*B episodes.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from agents.base import import_class
+from agents.config import LMConfig
+from agents.policy import LMPolicy
+from agents.ppo import ppo_loss, run_epochs
+from agents.ppo_math import AdaptiveKLController, FixedKLController, kl_k3, masked_mean
+from agents.rollout import EpisodeBatch, Rollout, evaluate
+from agents.sampling import LMSampler
+from textgym.models import load_causal_lm, load_tokenizer
+
+
+class LMAgent:
+    """Base of the language-model algorithms (module docstring); subclasses implement :meth:`advantages`.
+
+    Args:
+        model: The policy's causal LM (plain or with LoRA adapters), or a name for
+            :func:`textgym.models.load_causal_lm`. It is trained in place.
+        tokenizer: Its tokenizer (saved with every checkpoint); loaded with ``model`` when that is a name.
+        config: Hyperparameters.
+        accelerator: Devices and processes (default: one made for this process).
+    """
+
+    #: Whether the algorithm trains a value head.
+    value_head: ClassVar[bool] = False
+    #: The environment's group size ``textgym train`` uses unless told otherwise (per-prompt baselines need > 1).
+    group_size: ClassVar[int] = 1
+    #: The hyperparameters' dataclass (a subclass may extend :class:`LMConfig`).
+    config_class: ClassVar[type] = LMConfig
+
+    def __init__(self, model: PreTrainedModel | str, tokenizer: PreTrainedTokenizerBase | None = None,
+                 config: LMConfig | None = None, accelerator: Accelerator | None = None) -> None:
+        if isinstance(model, str):
+            tokenizer = tokenizer or load_tokenizer(model)
+            model = load_causal_lm(model)
+        if tokenizer is None:
+            raise ValueError("pass the tokenizer of the model: it is saved with every checkpoint")
+        self.cfg = config or LMConfig()
+        self.tokenizer = tokenizer
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
+        self.accelerator = accelerator or Accelerator()
+        _disable_dropout(model)
+        if self.cfg.gradient_checkpointing:
+            _enable_checkpointing(model)
+        policy = LMPolicy(model, value_head=self.value_head)
+        trainable = [p for p in policy.parameters() if p.requires_grad]
+        optimizer = torch.optim.Adam(trainable, lr=self.cfg.learning_rate, eps=1e-5, foreach=True)
+        self.policy, self.optimizer = self.accelerator.prepare(policy.eval(), optimizer)
+        self.generator = torch.Generator().manual_seed(self.cfg.seed)
+        self.kl_ctl: AdaptiveKLController | FixedKLController | None = None
+        self.sampler: LMSampler | None = None
+        self.num_actions: int | None = None
+        self.global_step = 0
+        self.updates = 0
+
+    # ------------------------------------------------------------------------------------------ acting
+    @property
+    def module(self) -> LMPolicy:
+        """The policy module itself (unwrapped from data parallelism)."""
+        return self.accelerator.unwrap_model(self.policy)
+
+    @property
+    def model(self) -> PreTrainedModel:
+        """The trained causal LM."""
+        return self.module.model
+
+    def act(self, obs: Any, *, episode_start: np.ndarray | None = None, action_mask: np.ndarray | None = None,
+            deterministic: bool = False) -> np.ndarray:
+        """Sample the next token of every slot (a KV cache per slot; reset where ``episode_start``)."""
+        num_envs = np.atleast_2d(obs["input_ids"]).shape[0]
+        if self.sampler is None or self.sampler.num_envs != num_envs:
+            self.sampler = self._sampler(num_envs, self.cfg.seed)
+            episode_start = np.ones(num_envs, dtype=bool)
+        starts = np.ones(num_envs, bool) if episode_start is None else episode_start
+        return self.sampler.act(obs, starts, action_mask, deterministic)
+
+    def _sampler(self, num_envs: int, seed: int) -> LMSampler:
+        return LMSampler(self.model, num_envs, self.pad_id, self.cfg.temperature, seed=seed,
+                         value_head=self.module.value_head, num_actions=self.num_actions)
+
+    # ------------------------------------------------------------------------------------------ learning
+    def learn(self, envs: Any, total_steps: int, callback: Callable[[dict[str, float]], bool] | None = None,
+              ) -> list[dict[str, float]]:
+        """Roll out, update, repeat until ``total_steps`` environment steps; one metrics row per update.
+
+        Args:
+            envs: A text-generation vector env (``gymnasium.make_vec(..., vectorization_mode="vector_entry_point")``).
+            total_steps: Environment steps (tokens, over all slots) to reach; counts from earlier calls.
+            callback: Called with each update's row; returning True stops (a later call continues
+                with fresh episodes, seeded from the update count).
+        """
+        seed = self.cfg.seed + 1_000_003 * self.updates + 100_003 * self.accelerator.process_index
+        torch.manual_seed(seed)
+        self.generator.manual_seed(seed)
+        self.num_actions = int(envs.single_action_space.n)
+        self._start_kl(envs)
+        self.sampler = self._sampler(envs.num_envs, seed + 7919)
+        rollout = Rollout(envs, self.sampler, seed=seed)
+        rows: list[dict[str, float]] = []
+        began, first_step = time.perf_counter(), self.global_step
+        while self.global_step < total_steps:
+            episodes = rollout.collect(self.cfg.batch_episodes)
+            steps = torch.tensor(rollout.steps, device=self.accelerator.device)
+            self.global_step += int(self.reduce(steps))  # every process counts every process's steps: all stop together
+            rollout.steps = 0
+            row = self.update(EpisodeBatch.from_episodes(episodes, self.pad_id, self.accelerator.device), envs)
+            rows.append({"global_step": self.global_step, **row,
+                         "charts/SPS": (self.global_step - first_step) / (time.perf_counter() - began)})
+            if callback is not None and callback(rows[-1]):
+                break
+        return rows
+
+    def update(self, batch: EpisodeBatch, envs: Any = None) -> dict[str, float]:
+        """One update from a batch of finished episodes; returns its metrics.
+
+        ``envs``: the environment whose ``kl_coef`` applies and an adaptive controller steers; None
+        keeps the coefficient of the last :meth:`learn` (0 before any).
+        """
+        if self.kl_ctl is None:
+            self.kl_ctl = FixedKLController(float(envs.unwrapped.kl_coef) if envs is not None else 0.0)
+        with torch.no_grad():
+            rewards = self.rewards(batch)
+            self.advantages(batch, rewards)
+            stats = self._episode_stats(batch, rewards)
+        trainable = [p for p in self.policy.parameters() if p.requires_grad]
+        self.policy.train()
+        try:
+            losses = run_epochs(batch, self.loss, self.optimizer, trainable, self.cfg, self.generator, self.accelerator)
+        finally:
+            self.policy.eval()
+        self.updates += 1
+        tokens = int(batch.token_mask.sum().item()) * self.accelerator.num_processes
+        beta = self.kl_ctl.update(stats["objective/kl"], tokens)
+        if envs is not None and isinstance(self.kl_ctl, AdaptiveKLController):
+            envs.unwrapped.kl_coef = beta
+        return {"update": self.updates, **stats, **losses, "objective/kl_coef": beta}
+
+    @property
+    def kl_coef(self) -> float:
+        """The KL coefficient of the current update (the environment's)."""
+        return self.kl_ctl.value if self.kl_ctl is not None else 0.0
+
+    def rewards(self, batch: EpisodeBatch) -> torch.Tensor:
+        """Per-token rewards (B, T): the task reward where earned, minus the KL penalty on the agent's tokens."""
+        if self.cfg.kl_in_loss:
+            return batch.token_scores * batch.token_mask
+        kl = (batch.logprobs - batch.ref_logprobs) * batch.token_mask
+        return (batch.token_scores - self.kl_coef * kl) * batch.token_mask
+
+    def advantages(self, batch: EpisodeBatch, rewards: torch.Tensor) -> None:
+        """Set ``batch.advantages`` (B, T) (and ``batch.returns`` for a value head) from the rewards."""
+        raise NotImplementedError
+
+    def loss(self, mb: EpisodeBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The clipped surrogate on a minibatch (with PPO's value loss if the algorithm has a value head)."""
+        logprobs, entropy, values = evaluate(self.policy, mb, self.num_actions, entropy=True)
+        mask = mb.token_mask
+        loss, stats = ppo_loss(mb, logprobs, entropy, values, self.cfg, mask, self.total(mask), self.reduce)
+        return self.add_kl_loss(loss, stats, logprobs, mb)
+
+    def add_kl_loss(self, loss: torch.Tensor, stats: dict[str, float], logprobs: torch.Tensor,
+                    mb: EpisodeBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """With ``kl_in_loss``: ``loss + kl_coef * mean k3(pi, pi_ref)`` over the agent's tokens."""
+        if not self.cfg.kl_in_loss:
+            return loss, stats
+        kl = masked_mean(kl_k3(logprobs, mb.ref_logprobs), mb.token_mask, self.total(mb.token_mask))
+        return loss + self.kl_coef * kl, {**stats, "losses/kl": kl.detach()}
+
+    def total(self, mask: torch.Tensor) -> torch.Tensor:
+        """The count a per-process loss mean divides by: all processes' tokens over the number of processes."""
+        return self.reduce(mask.sum()) / self.accelerator.num_processes
+
+    def reduce(self, tensor: torch.Tensor) -> torch.Tensor:
+        """``tensor`` summed over the processes (itself in one process)."""
+        return self.accelerator.reduce(tensor, "sum") if self.accelerator.num_processes > 1 else tensor
+
+    def _episode_stats(self, batch: EpisodeBatch, rewards: torch.Tensor) -> dict[str, float]:
+        mask = batch.token_mask
+        log_ratio = (batch.logprobs - batch.ref_logprobs) * mask
+        per_episode = torch.stack([batch.scores, kl_k3(batch.logprobs, batch.ref_logprobs).mul(mask).sum(1),
+                                   log_ratio.sum(1), rewards.sum(1), mask.sum(1)])  # (5, B)
+        means = self.reduce(per_episode.sum(1)) / (batch.size * self.accelerator.num_processes)
+        names = ("objective/score", "objective/kl", "objective/kl_k1", "charts/episodic_return",
+                 "charts/episode_length")
+        return dict(zip(names, means.tolist(), strict=True))
+
+    def _start_kl(self, envs: Any) -> None:
+        """Take the environment's kl_coef; an adaptive controller resumed from a checkpoint gives it its own."""
+        env_coef = float(envs.unwrapped.kl_coef)
+        if self.cfg.kl_setpoint is None:
+            self.kl_ctl = FixedKLController(env_coef)
+        elif not isinstance(self.kl_ctl, AdaptiveKLController):
+            self.kl_ctl = AdaptiveKLController(env_coef, self.cfg.kl_setpoint, self.cfg.kl_horizon)
+        else:
+            envs.unwrapped.kl_coef = self.kl_ctl.value
+
+    # ------------------------------------------------------------------------------------------ saving
+    def save(self, path: str | Path) -> None:
+        """Everything to act and to resume, in the folder ``path``; the folder is also a model folder.
+
+        The LM (``save_pretrained``: full weights, or LoRA adapters naming their base model) and its
+        tokenizer, so ``transformers.pipeline("text-generation", model=path)`` generates with it;
+        the value head, the optimizer state and ``agent.json`` (class, config, counters) beside.
+        """
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.module.save_pretrained(path)
+        self.tokenizer.save_pretrained(path)
+        torch.save(self.optimizer.state_dict(), path / "optimizer.pt")
+        meta = {"class": f"{type(self).__module__}:{type(self).__qualname__}", "config": asdict(self.cfg),
+                "global_step": self.global_step, "updates": self.updates,
+                "kl_coef": self.kl_ctl.value if isinstance(self.kl_ctl, AdaptiveKLController) else None}
+        (path / "agent.json").write_text(json.dumps(meta, indent=2))
+
+    @classmethod
+    def load(cls, path: str | Path, accelerator: Accelerator | None = None, **model_kwargs: Any) -> LMAgent:
+        """Resume from :meth:`save`: the saved class, trainable (LoRA adapters too); optimizer state weights-only.
+
+        ``model_kwargs`` go to :func:`textgym.models.load_causal_lm` (``dtype``, ``device_map``).
+        """
+        path = Path(path)
+        meta = json.loads((path / "agent.json").read_text())
+        klass = cls if cls is not LMAgent else import_class(meta["class"], LMAgent)
+        config_class = klass.config_class
+        model = load_causal_lm(path, trainable=True, **model_kwargs)
+        agent = klass(model, load_tokenizer(path), config_class(**meta["config"]), accelerator)
+        agent.module.load_value_head(path)
+        agent.optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
+        agent.global_step, agent.updates = meta["global_step"], meta["updates"]
+        if meta.get("kl_coef") is not None:
+            agent.kl_ctl = AdaptiveKLController(meta["kl_coef"], agent.cfg.kl_setpoint, agent.cfg.kl_horizon)
+        return agent
+
+
+def _disable_dropout(model: torch.nn.Module) -> None:
+    """RL on a language model runs without dropout: acting and learning must see the same policy."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+
+
+def _enable_checkpointing(model: PreTrainedModel) -> None:
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if hasattr(model, "enable_input_require_grads"):  # peft: the frozen embeddings must pass gradients on
+        model.enable_input_require_grads()

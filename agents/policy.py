@@ -1,0 +1,65 @@
+"""A causal LM as a policy over tokens, with an optional value head on its trunk.
+
+:class:`LMPolicy` is the module the language-model algorithms train (and that data parallelism
+wraps). Its forward scores the last K tokens of left-padded sequences in one teacher-forced pass,
+through :func:`textgym.models.logprobs.token_logprobs` (the output head in chunks: no full
+(batch x tokens x vocabulary) fp32 logits). The value head reads the trunk's last hidden state,
+detached, so its loss never moves the LM: a value loss on raw returns would otherwise push the LM
+far from the reference without raising the reward (on the detox case of ``benchmarks/rewards.py``
+this and GAE lambda 1 took PPO's KL to the reference from 12.4 to 1.2 nats per reply).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import PreTrainedModel
+
+from textgym.models import model_device, no_progress_bars
+from textgym.models.logprobs import token_logprobs
+
+
+class LMPolicy(nn.Module):
+    """A causal LM (plain or with LoRA adapters) as a token policy, with an optional scalar value head.
+
+    Args:
+        model: Any Hugging Face causal LM, or a peft model.
+        value_head: Add a value head (PPO); the head's weights are fp32 whatever the LM's dtype.
+    """
+
+    def __init__(self, model: PreTrainedModel, value_head: bool = True) -> None:
+        super().__init__()
+        self.model = model
+        self.value_head: nn.Linear | None = None
+        if value_head:
+            self.value_head = nn.Linear(model.get_input_embeddings().embedding_dim, 1, device=model_device(model))
+            nn.init.zeros_(self.value_head.weight)
+            nn.init.zeros_(self.value_head.bias)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, num_targets: int,
+                num_actions: int | None = None, entropy: bool = False,
+                ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """Log-probabilities, entropies (if asked) and values (if a head) of the last ``num_targets`` tokens, (B, K)."""
+        scores = token_logprobs(self.model, input_ids, attention_mask, num_targets, num_actions=num_actions,
+                                entropy=entropy, hidden=self.value_head is not None)
+        values = None
+        if self.value_head is not None:
+            values = self.value_head(scores.hidden.detach().float()).squeeze(-1)  # (B, K)
+        return scores.logprobs, scores.entropy, values
+
+    def save_pretrained(self, path: str | Path) -> None:
+        """The LM with ``save_pretrained`` (plain transformers, or peft for adapters) and ``value_head.safetensors``."""
+        adapters = {"save_embedding_layers": False} if hasattr(self.model, "peft_config") else {}  # no hub look-up
+        with no_progress_bars():
+            self.model.save_pretrained(path, safe_serialization=True, **adapters)
+        if self.value_head is not None:
+            save_file(self.value_head.state_dict(), Path(path) / "value_head.safetensors")
+
+    def load_value_head(self, path: str | Path) -> None:
+        """Read ``value_head.safetensors`` from ``path`` if there is one (a plain LM folder keeps a fresh head)."""
+        head = Path(path) / "value_head.safetensors"
+        if self.value_head is not None and head.is_file():
+            self.value_head.load_state_dict(load_file(head, device=str(model_device(self.value_head))))

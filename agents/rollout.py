@@ -1,0 +1,218 @@
+"""Rollouts for language-model algorithms: collect finished episodes, and score them by teacher forcing.
+
+The two public pieces every algorithm in ``agents/`` is built on, and that a new one uses the same way:
+
+- :class:`Rollout` steps a (vector) text environment with a sampler (an :class:`agents.sampling.LMSampler`,
+  which records each action's log-probability and, with a value head, each state's value) and
+  returns finished :class:`Episode` s, in whole prompt groups when the environment has them
+  (``group_size``). Episodes still running when a batch is full carry over to the next call.
+- :func:`evaluate` scores an :class:`EpisodeBatch` under the current policy: log-probabilities,
+  entropies and values of every agent token, one teacher-forced forward per (mini)batch, never one
+  forward per token.
+
+:meth:`EpisodeBatch.from_episodes` turns episodes into (B, T) tensors over completion positions:
+left-padded prompts + completions, completions right-aligned, ``token_mask`` 1 on the agent's tokens
+(an environment's tokens in a conversation are 0, like padding).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+import numpy as np
+import torch
+
+from agents.sampling import LMSampler
+from textgym.models.kv import left_pad_np
+
+
+@dataclass
+class Episode:
+    """One finished episode: what the environment reported, and what the policy saw while acting.
+
+    Per-token arrays have one entry per completion token (every token after the prompt).
+    """
+
+    prompt_ids: np.ndarray
+    completion_ids: np.ndarray
+    ref_logprobs: np.ndarray
+    """``log pi_ref`` of each agent token (0 on an environment's tokens)."""
+    score: float
+    """The episode's task reward (the reward function's score plus any turn rewards)."""
+    logprobs: np.ndarray | None = None
+    """``log pi(a_t | s_t)`` when each agent token was sampled (the behaviour policy's), or None to recompute."""
+    values: np.ndarray | None = None
+    """The value head's estimate of each state when the agent acted, or None."""
+    agent_mask: np.ndarray | None = None
+    """1 on the agent's tokens, 0 on the environment's (None: every token is the agent's)."""
+    turn_rewards: np.ndarray | None = None
+    """Where a conversation paid its turn rewards (None: the whole score at the last token)."""
+    group: int = 0
+    """Episodes with equal ``group`` answered the same prompt (:class:`textgym.envs.TextGenerationVectorEnv`)."""
+
+
+@dataclass
+class EpisodeBatch:
+    """B episodes as tensors on one device; per-token tensors are (B, T), completions right-aligned."""
+
+    input_ids: torch.Tensor
+    """(B, W) left-padded prompt + completion."""
+    attention_mask: torch.Tensor
+    """(B, W)."""
+    token_mask: torch.Tensor
+    """(B, T) float: 1 on the agent's tokens."""
+    logprobs: torch.Tensor
+    """(B, T) behaviour log-probabilities."""
+    ref_logprobs: torch.Tensor
+    """(B, T) reference log-probabilities."""
+    token_scores: torch.Tensor
+    """(B, T) the task reward, placed where it was earned (the last agent token unless turns paid earlier)."""
+    scores: torch.Tensor
+    """(B,) each episode's task reward."""
+    groups: torch.Tensor
+    """(B,) group ids."""
+    values: torch.Tensor | None = None
+    """(B, T) values recorded while acting (algorithms with a value head)."""
+    advantages: torch.Tensor | None = None
+    """(B, T) set by the algorithm before its update."""
+    returns: torch.Tensor | None = None
+    """(B, T) set by the algorithm (value targets)."""
+
+    @property
+    def size(self) -> int:
+        """Number of episodes B."""
+        return self.input_ids.shape[0]
+
+    @property
+    def num_tokens(self) -> int:
+        """T: the longest completion."""
+        return self.token_mask.shape[1]
+
+    def select(self, index: torch.Tensor) -> EpisodeBatch:
+        """The episodes at ``index`` (a minibatch)."""
+        index = index.to(self.input_ids.device)
+        return replace(self, **{f.name: getattr(self, f.name)[index] for f in fields(self)
+                                if getattr(self, f.name) is not None})
+
+    @classmethod
+    def from_episodes(cls, episodes: list[Episode], pad_id: int, device: torch.device | str = "cpu") -> EpisodeBatch:
+        """Stack ``episodes`` on the host, then move them to ``device`` once."""
+        longest = max(len(e.completion_ids) for e in episodes)
+        input_ids, attention_mask = left_pad_np([np.concatenate([e.prompt_ids, e.completion_ids]) for e in episodes],
+                                                pad_id)  # (B, W)
+        per_token = {name: np.zeros((len(episodes), longest)) for name in
+                     ("token_mask", "logprobs", "ref_logprobs", "token_scores", "values")}
+        for row, e in enumerate(episodes):
+            cols = slice(longest - len(e.completion_ids), longest)
+            agent = np.ones(len(e.completion_ids)) if e.agent_mask is None else np.asarray(e.agent_mask, float)
+            per_token["token_mask"][row, cols] = agent
+            per_token["ref_logprobs"][row, cols] = e.ref_logprobs
+            for name in ("logprobs", "values"):
+                if getattr(e, name) is not None:
+                    per_token[name][row, cols] = getattr(e, name)
+            scores = np.zeros(len(e.completion_ids)) if e.turn_rewards is None else np.array(e.turn_rewards, float)
+            scores[np.flatnonzero(agent)[-1]] += e.score - scores.sum()  # the rest of the score at the last agent token
+            per_token["token_scores"][row, cols] = scores
+        as_tensor = lambda a, dtype=torch.float32: torch.as_tensor(a, dtype=dtype).to(device)  # noqa: E731
+        return cls(
+            input_ids=as_tensor(input_ids, torch.long), attention_mask=as_tensor(attention_mask, torch.long),
+            **{k: as_tensor(v) for k, v in per_token.items() if k != "values"},
+            scores=as_tensor([e.score for e in episodes]), groups=as_tensor([e.group for e in episodes], torch.long),
+            values=as_tensor(per_token["values"]) if episodes[0].values is not None else None,
+        )
+
+
+def evaluate(policy: torch.nn.Module, batch: EpisodeBatch, num_actions: int | None = None,
+             entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """Log-probabilities, entropies and values (B, T) of every completion token, in one teacher-forced forward.
+
+    Args:
+        policy: An :class:`agents.policy.LMPolicy` (or one wrapped for data parallelism).
+        batch: The episodes (or a minibatch of them).
+        num_actions: The environment's action space size (the model's vocabulary may be padded past it).
+        entropy: Also compute entropies (None otherwise).
+
+    Returns:
+        ``(logprobs, entropies, values)``; values are None for a policy without a value head.
+        Entries outside ``batch.token_mask`` are meaningless.
+    """
+    return policy(batch.input_ids, batch.attention_mask, batch.num_tokens, num_actions, entropy)
+
+
+class Rollout:
+    """Episodes in progress in a vector text environment, and the collector that finishes them.
+
+    Args:
+        envs: A text-generation vector env (``gymnasium.make_vec(..., vectorization_mode="vector_entry_point")``).
+        sampler: Acts on its observations; an :class:`agents.sampling.LMSampler` records log-probs and values.
+        seed: Seeds the environment's reset (and so the prompts).
+
+    Example:
+        >>> import gymnasium as gym, textgym
+        >>> from textgym.models.tiny import random_causal_lm, word_tokenizer
+        >>> from textgym.rewards import LengthReward
+        >>> tok = word_tokenizer(["a", "b"])
+        >>> lm = random_causal_lm(len(tok), 1, 16)
+        >>> envs = gym.make_vec("textgym/TextGeneration-v0", num_envs=4, group_size=2,
+        ...                     vectorization_mode="vector_entry_point", model=lm, tokenizer=tok,
+        ...                     prompts=["a", "b a"], reward_fn=LengthReward(2), max_context=8, max_new_tokens=3)
+        >>> episodes = Rollout(envs, LMSampler(lm, 4, pad_id=0, seed=0), seed=0).collect(4)
+        >>> len(episodes), len({e.group for e in episodes})  # two complete groups of two
+        (4, 2)
+    """
+
+    def __init__(self, envs: Any, sampler: LMSampler, seed: int | None = None) -> None:
+        self.envs, self.sampler = envs, sampler
+        self.group_size = getattr(envs.unwrapped, "group_size", 1)
+        self.obs, info = envs.reset(seed=seed)
+        n = envs.num_envs
+        self.action_mask = info.get("action_mask")
+        self.starts = np.ones(n, dtype=bool)
+        self.groups = np.asarray(info["group_id"]) if "group_id" in info else np.arange(n)
+        self.steps = 0
+        self._prompts: list[np.ndarray] = [np.empty(0, np.int64)] * n
+        self._seen: list[list[tuple[float, float]]] = [[] for _ in range(n)]  # per slot: (log-prob, value) per action
+        self._pending: dict[int, list[Episode]] = {}  # group id -> finished episodes of a group not yet complete
+        self._ready: list[Episode] = []
+
+    def collect(self, num_episodes: int) -> list[Episode]:
+        """Step until ``num_episodes`` episodes have finished, in whole groups; return exactly that many."""
+        if num_episodes % self.group_size:
+            raise ValueError(f"num_episodes={num_episodes} must be a multiple of the group size {self.group_size}")
+        while len(self._ready) < num_episodes:
+            self._step()
+        episodes, self._ready = self._ready[:num_episodes], self._ready[num_episodes:]
+        return episodes
+
+    def _step(self) -> None:
+        obs, n = self.obs, self.envs.num_envs
+        for slot in np.flatnonzero(self.starts):
+            self._prompts[slot] = obs["input_ids"][slot][obs["attention_mask"][slot] == 1].copy()
+            self._seen[slot] = []
+        actions = self.sampler.act(obs, self.starts, self.action_mask)
+        values = self.sampler.last_values if self.sampler.last_values is not None else np.zeros(n)
+        for slot in range(n):
+            self._seen[slot].append((self.sampler.last_logprobs[slot], values[slot]))
+        self.obs, _, terminated, truncated, info = self.envs.step(actions)
+        self.steps += n
+        self.starts = terminated | truncated
+        self.action_mask = info.get("action_mask")
+        for slot in np.flatnonzero(self.starts):
+            self._finished(slot, info["final_info"])
+            self.groups[slot] = info["group_id"][slot] if "group_id" in info else self.groups[slot] + n
+
+    def _finished(self, slot: int, final: dict[str, Any]) -> None:
+        completion = final["completion_ids"][slot]
+        agent = final["agent_mask"][slot] if "agent_mask" in final else None
+        seen = np.array(self._seen[slot])  # (agent tokens, 2)
+        logprobs, values = np.zeros(len(completion)), np.zeros(len(completion))
+        where = np.flatnonzero(agent) if agent is not None else np.arange(len(completion))
+        logprobs[where], values[where] = seen[:, 0], seen[:, 1]
+        episode = Episode(self._prompts[slot], completion, final["ref_logprobs"][slot], float(final["score"][slot]),
+                          logprobs, values if self.sampler.last_values is not None else None, agent,
+                          final["turn_rewards"][slot] if "turn_rewards" in final else None, int(self.groups[slot]))
+        group = self._pending.setdefault(episode.group, [])
+        group.append(episode)
+        if len(group) == self.group_size:
+            self._ready += self._pending.pop(episode.group)

@@ -1,0 +1,288 @@
+"""The ``textgym`` command line.
+
+``textgym demo`` runs the offline RLHF pipeline (:mod:`textgym.app.pipeline`); ``textgym train``
+trains any causal LM on any text env and reward with any agent (:mod:`textgym.app.harness`);
+``textgym eval`` compares models on a task's held-out prompts (:mod:`textgym.eval.report`);
+``textgym bench`` runs the benchmark across reward functions (:mod:`textgym.app.bench`);
+``textgym label`` collects rankings from a person (terminal or web page) or a judge
+(:mod:`textgym.app.feedback`); ``textgym loop`` runs RLHF as a loop of feedback rounds
+(:mod:`textgym.app.loop`).
+
+Parsing imports nothing heavy: ``--help`` and argument errors answer at once; each subcommand
+imports what it needs when it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import signal
+import sys
+from typing import Any
+
+from textgym.app.config import BenchConfig, DemoConfig, LoopConfig, TrainConfig, field_docs, ordered_fields
+
+
+def _flag_type(annotation: str):
+    """The argparse type of a field annotated ``int``, ``float | None``, ``str``, ..."""
+    base = annotation.replace(" | None", "").strip()
+    return {"int": int, "float": float, "str": str}[base]
+
+
+def _add_dataclass_flags(parser: argparse.ArgumentParser, cls: type, suppress: bool = False) -> None:
+    """One ``--flag`` per field of ``cls``, with its default and its docstring as help.
+
+    With ``suppress``, flags left out stay out of the parsed namespace (so a config file can set them).
+    """
+    docs = field_docs(cls)
+    for field in ordered_fields(cls):
+        flag, help_text = f"--{field.name.replace('_', '-')}", f"{docs.get(field.name, '')} (default: {field.default})"
+        default = argparse.SUPPRESS if suppress else field.default
+        if field.type == "bool":
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=help_text)
+        else:
+            parser.add_argument(flag, type=_flag_type(field.type), default=default, help=help_text)
+
+
+def _config_from(args: argparse.Namespace, cls: type) -> Any:
+    return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)})
+
+
+def _configured(args: argparse.Namespace, cls: type) -> Any:
+    """The config of a subcommand: defaults, then ``--config``'s file, then the flags given."""
+    from textgym.app.config import load_config_file
+
+    values = load_config_file(args.config, cls) if args.config else {}
+    values.update({f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)})
+    return cls(**values)
+
+
+# ---------------------------------------------------------------------------------------------- demo
+def _demo_parser(sub) -> None:
+    p = sub.add_parser("demo", help="the offline RLHF pipeline: SFT -> reward model -> RL -> report",
+                       description="Supervised fine-tuning, a reward model from rankings, RL with a KL penalty "
+                                   "through the helpfulness env, then an evaluation report with plots. Offline.")
+    _add_dataclass_flags(p, DemoConfig)
+
+
+def demo(args: argparse.Namespace) -> int:
+    """Run ``textgym demo``."""
+    from textgym.app.pipeline import run_demo
+
+    run_demo(_config_from(args, DemoConfig))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- train
+def _train_parser(sub) -> None:
+    p = sub.add_parser("train", help="RL on a causal LM through a text env (ppo, rloo, grpo, reinforce, your own)",
+                       description="Train any causal LM (embedded name, hub name or path) on a registered text env "
+                                   "with any reward and any agent. Values come from the defaults, then --config, "
+                                   "then the flags; the whole config is validated first and saved in the run "
+                                   "folder. Metrics go to metrics.csv and TensorBoard; checkpoints are atomic; "
+                                   "--resume continues a killed run exactly. Under `accelerate launch` every "
+                                   "process trains (data parallelism).")
+    p.add_argument("--config", help="JSON or TOML file of TrainConfig fields")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
+    _add_dataclass_flags(p, TrainConfig, suppress=True)
+
+
+def train(args: argparse.Namespace) -> int:
+    """Run ``textgym train``."""
+    from textgym.app.harness import train as run_train
+
+    cfg = _configured(args, TrainConfig)
+    result = run_train(cfg, resume=args.resume)
+    print(f"done: {cfg.out} ({result['minutes']:.1f} minutes)")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- eval
+def _eval_parser(sub) -> None:
+    p = sub.add_parser("eval", help="evaluate causal LMs on a task's held-out prompts: reward, KL, perplexity, judge",
+                       description="Sample one completion per held-out prompt from each model; report the reward "
+                                   "distribution, KL to the reference, perplexity of held-out preferred texts, "
+                                   "distinct-2 and the task's independent judge; write eval.json, report.md and "
+                                   "reward_scores.png.")
+    p.add_argument("--model", action="append", required=True,
+                   help="NAME=PATH or PATH of a causal LM (repeatable: --model before=sft --model after=runs/x/policy)")
+    p.add_argument("--task", default="sentiment", help="embedded task: sentiment, helpfulness or detox")
+    p.add_argument("--reward", help="reward spec (default: the task's reward)")
+    p.add_argument("--reference", help="model the KL is measured to (default: the first --model)")
+    p.add_argument("--num-prompts", type=int, default=64, help="held-out prompts, one completion each")
+    p.add_argument("--max-new-tokens", type=int, help="completion length limit (default: the task's)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="reports/eval", help="report folder")
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    """Run ``textgym eval``."""
+    import json
+    from pathlib import Path
+
+    from textgym.eval.report import evaluate_policy, metrics_table, plot_scores
+    from textgym.models import load_causal_lm, load_tokenizer
+    from textgym.rewards.named import make_reward
+    from textgym.tasks import get_task
+
+    task = get_task(args.task)
+    reward_fn = make_reward(args.reward) if args.reward else task.reward()
+    named = [spec.split("=", 1) if "=" in spec else (spec, spec) for spec in args.model]
+    reference = load_causal_lm(args.reference or named[0][1])
+    results = {}
+    for name, path in named:
+        print(f"evaluating {name} ({path})", flush=True)
+        results[name] = evaluate_policy(load_causal_lm(path), load_tokenizer(path), task.name, reward_fn, reference,
+                                        num_prompts=args.num_prompts, max_new_tokens=args.max_new_tokens,
+                                        seed=args.seed)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    table = metrics_table(results)
+    lines = [f"# textgym eval: {task.name}, reward {reward_fn.name}", "", *table, "",
+             "![reward scores](reward_scores.png)", "", "## Samples", ""]
+    for i, prompt in enumerate(results[named[0][0]]["prompts"][:6]):
+        lines += [f"**Prompt:** {prompt.strip()}", ""] + [f"- {n}: {results[n]['samples'][i].strip()}"
+                                                           for n in results] + [""]
+    (out / "report.md").write_text("\n".join(lines))
+    (out / "eval.json").write_text(json.dumps(results, indent=2))
+    plot_scores(results, out / "reward_scores.png")
+    print("\n".join(table) + f"\nreport: {out / 'report.md'}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- bench
+def _bench_parser(sub) -> None:
+    p = sub.add_parser("bench", help="agents x rewards x seeds on the embedded tasks -> CSV/JSON, table, plot",
+                       description="The benchmark of benchmarks/rewards.py: every agent and reference sampling on "
+                                   "each reward function and seed; one row per run in rewards.csv / rewards.json, "
+                                   "a summary table and a plot, in --out (runs/bench unless told).")
+    _add_dataclass_flags(p, BenchConfig)
+
+
+def bench(args: argparse.Namespace) -> int:
+    """Run ``textgym bench``."""
+    from textgym.app.bench import run_benchmark
+
+    run_benchmark(_config_from(args, BenchConfig))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- label
+def _principle(spec: str):
+    name, _, rest = spec.partition("=")
+    judge, _, weight = rest.partition("@")
+    if not name or not judge:
+        raise argparse.ArgumentTypeError(f"principle {spec!r}: write NAME=REWARD[@WEIGHT], e.g. harmless=toxicity@0.5")
+    try:
+        return name, judge, float(weight or 1.0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"principle {spec!r}: the weight after @ must be a number") from None
+
+
+def _label_parser(sub) -> None:
+    p = sub.add_parser("label", help="rank completions by hand (terminal or web page) or with a judge",
+                       description="Show a prompt and K completions; rank them. Every answer is written at once; "
+                                   "a rerun with the same --output resumes where it stopped.")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--input", help="JSONL of {prompt, completions} rows to rank")
+    source.add_argument("--model", help="causal LM to sample completions from (embedded name, hub name or path)")
+    p.add_argument("--output", required=True, help="rankings JSONL to append to")
+    p.add_argument("--task", default="helpfulness", help="task whose prompts are sampled (with --model)")
+    p.add_argument("--split", default="test", help="prompt split (with --model)")
+    p.add_argument("--num", type=int, default=20, help="prompts to sample (with --model)")
+    p.add_argument("-k", type=int, default=3, help="completions per prompt (with --model)")
+    p.add_argument("--max-new-tokens", type=int, default=32)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--judge", help="rank with this reward instead of a person (e.g. helpfulness, rm:PATH)")
+    p.add_argument("--principle", action="append", type=_principle, default=[],
+                   help="NAME=REWARD[@WEIGHT]: rank by several principles' weighted scores (repeatable)")
+    p.add_argument("--web", action="store_true", help="serve a web page for labelers instead of asking in the terminal")
+    p.add_argument("--host", default="127.0.0.1", help="with --web: the address to serve on")
+    p.add_argument("--port", type=int, default=8765, help="with --web: the port to serve on")
+
+
+def label(args: argparse.Namespace) -> int:
+    """Run ``textgym label``."""
+    from textgym.app.feedback import (
+        Principle,
+        answered,
+        items_from_file,
+        label_interactive,
+        label_with_judge,
+        sample_items,
+    )
+    from textgym.rewards.combine import WeightedSum
+    from textgym.rewards.named import make_reward
+
+    if args.judge and args.principle:
+        raise ValueError("pass --judge or --principle, not both")
+    done = answered(args.output)
+    if args.input:
+        items = [item for item in items_from_file(args.input) if item not in done]
+    else:
+        from textgym.models import load_causal_lm, load_tokenizer
+        from textgym.tasks import get_task
+
+        prompts = get_task(args.task).prompts(args.split)[: args.num]
+        items = [item for item in sample_items(load_causal_lm(args.model), load_tokenizer(args.model), prompts,
+                                               args.k, args.max_new_tokens, args.seed, skip=done.ids)
+                 if item not in done]
+    if done:
+        print(f"resuming: {len(done)} answered, {len(items)} to go")
+    if args.judge or args.principle:
+        judge = make_reward(args.judge) if args.judge else WeightedSum(
+            {Principle(name, make_reward(spec)): weight for name, spec, weight in args.principle})
+        label_with_judge(items, args.output, judge)
+    elif args.web:
+        from textgym.app.web import serve
+
+        serve(items, args.output, host=args.host, port=args.port)
+    else:
+        # Ctrl-C is how a person stops (answers so far are saved), even when started from a shell
+        # that ignores SIGINT for its background jobs.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        label_interactive(items, args.output)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- loop
+def _loop_parser(sub) -> None:
+    p = sub.add_parser("loop", help="RLHF as a loop: feedback on the current policy, a better reward model, RL, again",
+                       description="Each round samples K completions per prompt from the current policy, collects "
+                                   "rankings (a person on the terminal or a web page, a judge, or a simulated "
+                                   "labeler), trains the reward model on every preference so far, runs RL from the "
+                                   "current policy with the KL to the SFT reference, and evaluates. Stops at a "
+                                   "judge or reward threshold or after --rounds. Each round is a folder; a killed "
+                                   "loop resumes where it stopped, losing no ranking.")
+    p.add_argument("--config", help="JSON or TOML file of LoopConfig fields")
+    _add_dataclass_flags(p, LoopConfig, suppress=True)
+
+
+def loop(args: argparse.Namespace) -> int:
+    """Run ``textgym loop``."""
+    from textgym.app.loop import run_loop
+
+    run_loop(_configured(args, LoopConfig))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``textgym`` command."""
+    parser = argparse.ArgumentParser(prog="textgym", description="Text generation as an RL environment, and RLHF.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in (_demo_parser, _train_parser, _eval_parser, _bench_parser, _label_parser, _loop_parser):
+        add(sub)
+    args = parser.parse_args(argv)
+    commands = {"demo": demo, "train": train, "eval": evaluate, "bench": bench, "label": label, "loop": loop}
+    try:
+        return commands[args.command](args)
+    except KeyboardInterrupt:
+        print("\nstopped; everything written so far is saved", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError, FileExistsError) as err:
+        print(f"textgym {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

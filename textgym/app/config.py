@@ -1,0 +1,235 @@
+"""The configurations of the textgym commands: one dataclass each, a docstring per field.
+
+One configuration path: defaults -> a JSON/TOML file -> command-line flags -> :func:`validate`
+(every value checked against its field's type and range before anything is created) -> the whole
+config saved beside the results. This module imports nothing heavy: command-line help and argument
+errors answer at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agents.config import LMConfig
+
+
+@dataclass
+class TrainConfig(LMConfig):
+    """Everything ``textgym train`` needs: the run, and the algorithm's hyperparameters; every field is a ``--flag``."""
+
+    env: str = "textgym/Sentiment-v0"
+    """A registered text env id (``textgym.ENV_IDS``; the ``textgym/`` prefix may be left out)."""
+    model: str | None = None
+    """The causal LM to train, also the frozen reference (embedded name, hub name or path); None: the task's."""
+    reward: str | None = None
+    """A reward spec (``sentiment``, ``rm:PATH``, ``keyword:great``; textgym.rewards.named); None: the task's."""
+    agent: str = "ppo"
+    """``ppo``, ``rloo``, ``grpo``, ``reinforce`` (agents.LM_AGENTS), or ``module:Class`` / ``file.py:Class``."""
+    total_steps: int = 16_384
+    """Environment steps (generated tokens over all envs and processes)."""
+    num_envs: int = 16
+    """Parallel contexts of the vector env (per process)."""
+    group_size: int | None = None
+    """Slots that answer the same prompt (per-prompt baselines); None: 4 for rloo and grpo, else 1."""
+    max_new_tokens: int | None = None
+    """Longest completion in tokens; None: the task's."""
+    kl_coef: float = 0.05
+    """Beta of the KL penalty to the reference (the environment's; the agent uses the same)."""
+    dtype: str = "float32"
+    """Weights of the policy and the reference: float32, bfloat16, float16 or auto (the saved dtype)."""
+    lora_r: int = 0
+    """0: train every weight, with a separate frozen reference. >0: train LoRA adapters of this rank;
+    the reference is the same base weights with the adapters off (half the memory)."""
+    checkpoint_every: int = 10
+    """Write a checkpoint every this many updates."""
+    keep_checkpoints: int = 2
+    """How many of the newest checkpoints to keep."""
+    eval_prompts: int = 64
+    """Held-out prompts evaluated at the end (0: no evaluation)."""
+    out: str = "runs/train"
+    """Run folder."""
+    tensorboard: bool = True
+    """Also log to TensorBoard (``out/tb``)."""
+    threads: int = 2
+    """torch threads."""
+    trust_remote_code: bool = False
+    """Let transformers run code shipped with a hub model (only for models you trust)."""
+
+
+@dataclass
+class DemoConfig:
+    """Budgets of ``textgym demo`` (the defaults take a few minutes on 2 CPU cores)."""
+
+    out: str = "reports/demo"
+    """Report folder (models go in its subfolders)."""
+    seed: int = 0
+    """Seed of every step."""
+    sft_examples: int = 3000
+    """Demonstrations for supervised fine-tuning (most of them curt: one tip, no more)."""
+    sft_epochs: int = 6
+    """Passes over them."""
+    rm_pairs: int = 3000
+    """Pairwise comparisons (from rankings) for the reward model."""
+    agent: str = "ppo"
+    """The RL algorithm of step 3 (any of textgym train's)."""
+    ppo_steps: int = 24_000
+    """Environment steps (tokens generated) of the RL step."""
+    kl_coef: float = 0.1
+    """Beta of the KL penalty to the SFT reference."""
+    ppo_learning_rate: float = 3e-5
+    """Adam learning rate of the RL step."""
+    eval_prompts: int = 64
+    """Held-out questions evaluated before and after the RL step (the test split holds fewer: all are used)."""
+    max_new_tokens: int = 48
+    """Longest answer in tokens."""
+    threads: int = 2
+    """torch threads."""
+
+
+@dataclass
+class BenchConfig:
+    """What ``textgym bench`` runs; lists are comma-separated."""
+
+    cases: str = ""
+    """Reward cases to run (the tasks' bench_cases; empty: all of them)."""
+    agents: str = "ppo,rloo,grpo,reference"
+    """Agents: any of textgym train's, and reference (sampling from the starting model)."""
+    seeds: str = "0,1,2"
+    """Seeds; each (case, agent) runs once per seed."""
+    total_steps: int = 12_288
+    """Environment steps per training run."""
+    kl_coef: float = 0.05
+    """Beta of the KL penalty."""
+    learning_rate: float = 5e-5
+    """Adam learning rate of every agent."""
+    eval_prompts: int = 64
+    """Held-out prompts per evaluation."""
+    out: str = "runs/bench"
+    """Folder of rewards.csv, rewards.json, rewards.md and rewards.png (runs go in out/runs)."""
+    threads: int = 2
+    """torch threads per run."""
+
+
+@dataclass
+class LoopConfig:
+    """What ``textgym loop`` runs: rounds of feedback, reward modelling and RL (``textgym loop --help``)."""
+
+    out: str = "runs/loop"
+    """Loop folder: one subfolder per round, and the rankings of every round."""
+    task: str = "helpfulness"
+    """An embedded task with an RLHF pipeline (demonstrations and rankings)."""
+    feedback: str = "simulated"
+    """Who ranks: simulated (a labeler with a hidden utility), terminal, web, or judge:SPEC (a reward spec)."""
+    noise: float = 0.1
+    """Simulated labeler: the chance that a compared pair is ranked the wrong way round."""
+    rounds: int = 3
+    """Most rounds."""
+    prompts_per_round: int = 300
+    """Prompts ranked per round."""
+    k: int = 4
+    """Completions sampled per prompt from the current policy."""
+    seed_pairs: int = 3000
+    """Pairs from the task's own rankings that train the first reward model (round 0's feedback)."""
+    agent: str = "ppo"
+    """The RL algorithm of each round (any of textgym train's)."""
+    steps_per_round: int = 12_000
+    """Environment steps of RL per round."""
+    kl_coef: float = 0.1
+    """Beta of the KL penalty to the SFT reference."""
+    learning_rate: float = 3e-5
+    """Adam learning rate of RL."""
+    judge_threshold: float | None = None
+    """Stop once the task's judge reaches this (e.g. P(helpful) 0.6)."""
+    reward_threshold: float | None = None
+    """Stop once the mean reward of held-out answers reaches this."""
+    eval_prompts: int = 64
+    """Held-out prompts evaluated after each round."""
+    sft_examples: int = 3000
+    """Demonstrations for the supervised fine-tuning that starts the loop."""
+    sft_epochs: int = 6
+    """Passes over them."""
+    host: str = "127.0.0.1"
+    """feedback=web: the address of the labelers' page."""
+    port: int = 8765
+    """feedback=web: its port."""
+    seed: int = 0
+    """Seed of every step."""
+    threads: int = 2
+    """torch threads."""
+
+
+def ordered_fields(cls: type) -> list[dataclasses.Field]:
+    """The fields of a config dataclass, its own first, then those it extends (the run before the algorithm)."""
+    own = cls.__dict__.get("__annotations__", {})
+    fields = dataclasses.fields(cls)
+    return [f for f in fields if f.name in own] + [f for f in fields if f.name not in own]
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """The docstring under each field of a dataclass and of the dataclasses it extends."""
+    import ast
+    import inspect
+
+    docs: dict[str, str] = {}
+    for klass in reversed([k for k in cls.__mro__ if dataclasses.is_dataclass(k)]):
+        body = ast.parse(inspect.getsource(klass)).body[0].body
+        for node, following in zip(body, body[1:], strict=False):
+            if isinstance(node, ast.AnnAssign) and isinstance(following, ast.Expr):
+                docs[node.target.id] = " ".join(str(following.value.value).split())
+    return docs
+
+
+def load_config_file(path: str | Path, cls: type = TrainConfig) -> dict[str, Any]:
+    """Read a JSON or TOML config; an unknown key is an error that names it and lists the known keys."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path} does not exist")
+    if path.suffix == ".toml":
+        try:
+            import tomllib
+        except ModuleNotFoundError:  # Python 3.10
+            import tomli as tomllib
+
+        values = tomllib.loads(path.read_text())
+    elif path.suffix == ".json":
+        values = json.loads(path.read_text())
+    else:
+        raise ValueError(f"config file {path}: write it as .json or .toml")
+    known = [f.name for f in ordered_fields(cls)]
+    for key in values:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"config file {path}: unknown key {key!r}{hint}; known keys: {', '.join(known)}")
+    return values
+
+
+def validate(cfg: Any) -> None:
+    """Check every field of a config dataclass against its type; numbers must be finite, counts positive.
+
+    Raises:
+        ValueError: A value of the wrong type (``num_envs = 2.5``, ``kl_coef = "0.1"``, ``tensorboard = "no"``)
+            or a number that is not finite.
+    """
+    for field in dataclasses.fields(cfg):
+        value, kind = getattr(cfg, field.name), str(field.type)
+        optional = kind.endswith(" | None")
+        base = kind.removesuffix(" | None").strip()
+        if value is None and optional:
+            continue
+        expected = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,)}[base]
+        if not isinstance(value, expected) or (base != "bool" and isinstance(value, bool)):
+            raise ValueError(f"{field.name} must be {_article(base)}{' or None' if optional else ''}, "
+                            f"got {value!r} ({type(value).__name__})")
+        if base in ("int", "float") and not math.isfinite(value):
+            raise ValueError(f"{field.name} must be a finite number, got {value}")
+
+
+def _article(kind: str) -> str:
+    return {"int": "a whole number", "float": "a number", "bool": "true or false", "str": "a string"}[kind]

@@ -1,0 +1,341 @@
+"""``textgym train``: the run harness. Any agent, any causal LM, text environment and reward; resumable.
+
+One configuration path: :class:`textgym.app.config.TrainConfig` (a docstring per field) ->
+command-line flags or a JSON/TOML file -> :func:`check_config` (everything validated before anything
+is created) -> the whole config saved as ``config.json`` beside the results. A run folder holds:
+
+- ``config.json``: the config and the sizes derived from it;
+- ``metrics.csv`` and ``tb/`` (TensorBoard): one row per update under fixed metric names
+  (``objective/score``, ``objective/kl``, ``losses/policy_loss``, ``charts/SPS``, ...);
+- ``checkpoints/update-NNNNNN/``: every ``checkpoint_every`` updates, written to a temporary folder
+  and renamed into place, so a run killed at any moment (even by SIGKILL) leaves only whole
+  checkpoints; the ``keep_checkpoints`` newest are kept. Each is a model folder (weights or LoRA
+  adapters, and the tokenizer) and the agent's state;
+- ``policy/`` (``save_pretrained`` and the tokenizer), ``eval.json`` and ``reward_scores.png`` at the end.
+
+The agent is any class of the agent protocol (:mod:`agents`): built as ``Class(model, tokenizer,
+config)``, resumed with ``Class.load(folder)``. The harness drives its ``learn`` and stops it after
+every checkpoint; each ``learn`` starts fresh episodes seeded from the update count, so ``--resume``
+from the last checkpoint reaches the same final weights and metrics as an uninterrupted run with the
+same seed, bit for bit (on CPU).
+
+Several processes: under ``accelerate launch`` every process trains (data parallelism through
+accelerate) and rolls out its own ``num_envs`` episodes; only the main process writes files.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import os
+import resource
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from textgym.app.config import TrainConfig, validate
+
+#: Metrics that measure time: logged, but not part of what a resumed run must reproduce.
+TIMING_METRICS = ("charts/SPS",)
+#: Settings a resumed run may change: none of them touches the training itself.
+RESUME_MAY_CHANGE = ("eval_prompts", "keep_checkpoints", "tensorboard", "total_steps")
+
+
+def resolve_env_id(name: str) -> str:
+    """The registered text env id for ``name``; the error lists the known ones."""
+    import textgym
+
+    env_id = name if name.startswith("textgym/") else f"textgym/{name}"
+    text_ids = [i for i, (entry, _, _) in textgym.ENV_IDS.items() if entry.startswith("textgym.envs.text_generation")]
+    if env_id not in text_ids:
+        toy = " (TicTacToe-v0 is a toy env: train it with agents.ppo.PPO, see examples/tictactoe_lesson.py)" \
+            if env_id in textgym.ENV_IDS else ""
+        raise ValueError(f"unknown text env {name!r}{toy}; known text envs: {', '.join(text_ids)}")
+    if env_id == "textgym/TinyLanguage-v0":
+        raise ValueError("textgym/TinyLanguage-v0 has an exact bigram reference, not a causal LM to fine-tune: "
+                         "train it with agents.ppo.PPO as in examples/reward_hacking.py")
+    return env_id
+
+
+def check_config(cfg: TrainConfig) -> dict[str, Any]:
+    """Validate all of ``cfg`` and compute the sizes derived from it (saved beside the config); creates nothing."""
+    import textgym
+    from agents import agent_class
+    from textgym.models import as_dtype, resolve
+    from textgym.tasks import DEFAULT_MODEL, get_task
+
+    validate(cfg)
+    env_id = resolve_env_id(cfg.env)
+    klass = agent_class(cfg.agent)
+    for name in ("total_steps", "num_envs", "batch_episodes", "num_minibatches", "update_epochs", "checkpoint_every",
+                 "keep_checkpoints", "threads"):
+        if getattr(cfg, name) < 1:
+            raise ValueError(f"{name} must be >= 1, got {getattr(cfg, name)}")
+    for name in ("learning_rate", "kl_coef", "clip_coef", "ent_coef", "vf_coef", "max_new_tokens", "eval_prompts",
+                 "lora_r", "max_grad_norm", "temperature"):
+        if getattr(cfg, name) is not None and getattr(cfg, name) < 0:
+            raise ValueError(f"{name} must be >= 0, got {getattr(cfg, name)}")
+    group_size = cfg.group_size if cfg.group_size is not None else getattr(klass, "group_size", 1)
+    if group_size < 1 or cfg.num_envs % group_size or cfg.batch_episodes % group_size:
+        raise ValueError(f"group_size={group_size} must divide num_envs={cfg.num_envs} and "
+                         f"batch_episodes={cfg.batch_episodes}")
+    as_dtype(cfg.dtype)
+    if cfg.model is not None:
+        resolve(cfg.model)  # a missing local folder fails here, before anything is created
+    task = get_task(textgym.ENV_IDS[env_id][2].get("task", "sentiment"))
+    if cfg.reward is not None:
+        from textgym.rewards.named import make_reward
+
+        make_reward(cfg.reward)  # an unknown name or a missing reward model fails here
+    return {"env_id": env_id, "task": task.name, "model": cfg.model or DEFAULT_MODEL,
+            "reward": cfg.reward or "(the task's)", "agent_class": f"{klass.__module__}:{klass.__qualname__}",
+            "group_size": group_size, "max_new_tokens": cfg.max_new_tokens or task.max_new_tokens,
+            "max_context": task.max_context}
+
+
+def peak_rss_mib() -> float:
+    """Peak resident memory of this process in MiB.
+
+    Linux's ``VmHWM`` starts afresh with each new program; ``ru_maxrss`` would carry over the
+    parent's peak into a spawned child (it survives fork and exec), so it is only the fallback.
+    """
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename: readers see the old or the new file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def _fsync_tree(folder: Path) -> None:
+    for path in folder.iterdir():
+        with open(path, "rb") as handle:
+            os.fsync(handle.fileno())
+
+
+class RunFolder:
+    """A run's files: config, metrics (CSV + TensorBoard) and atomic checkpoints."""
+
+    def __init__(self, out: str | Path) -> None:
+        self.out = Path(out)
+        self.checkpoints = self.out / "checkpoints"
+
+    def latest_checkpoint(self) -> Path | None:
+        """The newest whole checkpoint (temporary folders of an interrupted write are ignored)."""
+        done = sorted(self.checkpoints.glob("update-*")) if self.checkpoints.is_dir() else []
+        return done[-1] if done else None
+
+    def start(self, cfg: TrainConfig, derived: dict, resume: bool) -> Path | None:
+        """Create or reopen the folder; returns the checkpoint to resume from, if any."""
+        saved = self.out / "config.json"
+        if saved.is_file() and not resume:
+            raise FileExistsError(f"{self.out} already holds a run: pass --resume to continue it, "
+                                  f"or choose another --out")
+        if resume and not saved.is_file():
+            raise FileNotFoundError(f"cannot resume {self.out}: it holds no run (no config.json); "
+                                    "leave out --resume to start one")
+        if resume:
+            before = json.loads(saved.read_text())["config"]
+            now = json.loads(json.dumps(asdict(cfg)))
+            changed = [f"{k}: saved {before.get(k)!r}, now {now[k]!r}" for k in now
+                       if before.get(k) != now[k] and k not in RESUME_MAY_CHANGE]
+            if changed:
+                raise ValueError(f"cannot resume {self.out}: it was started with a different config ("
+                                 + "; ".join(changed) + "). Rerun with the same config (only "
+                                 + ", ".join(RESUME_MAY_CHANGE) + " may change), or choose another --out")
+        self.out.mkdir(parents=True, exist_ok=True)
+        atomic_write(saved, json.dumps({"config": asdict(cfg), "derived": derived}, indent=2))
+        if self.checkpoints.is_dir():
+            for stale in self.checkpoints.glob(".tmp-*"):  # an interrupted checkpoint write
+                shutil.rmtree(stale)
+        return self.latest_checkpoint() if resume else None
+
+    def save_checkpoint(self, agent: Any, rows: list[dict], keep: int) -> Path:
+        """Write the agent and the metrics so far to a temporary folder, then rename it into place."""
+        final = self.checkpoints / f"update-{agent.updates:06d}"
+        tmp = self.checkpoints / f".tmp-update-{agent.updates:06d}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        agent.save(tmp)
+        (tmp / "metrics.json").write_text(json.dumps(rows))
+        _fsync_tree(tmp)
+        os.replace(tmp, final)
+        for old in sorted(self.checkpoints.glob("update-*"))[:-keep]:
+            shutil.rmtree(old)
+        return final
+
+    def write_metrics(self, rows: list[dict]) -> None:
+        """Rewrite ``metrics.csv`` with ``rows`` (atomically: on resume it drops rows past the checkpoint)."""
+        if not rows:
+            atomic_write(self.out / "metrics.csv", "")
+            return
+        tmp = self.out / ".metrics.csv.tmp"
+        with open(tmp, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        os.replace(tmp, self.out / "metrics.csv")
+
+    def append_metrics(self, row: dict) -> None:
+        """Append one update's row to ``metrics.csv``."""
+        path = self.out / "metrics.csv"
+        fresh = not path.is_file() or path.stat().st_size == 0
+        with open(path, "a", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(row))
+            if fresh:
+                writer.writeheader()
+            writer.writerow(row)
+
+
+def build(cfg: TrainConfig, derived: dict, checkpoint: Path | None, accelerator: Any) -> tuple[Any, Any]:
+    """The agent (fresh or from ``checkpoint``) and the vector env, its reference on the agent's device."""
+    import gymnasium as gym
+
+    from agents import agent_class
+    from textgym.models import load_causal_lm, load_tokenizer
+    from textgym.rewards.named import make_reward
+
+    klass = agent_class(cfg.agent)
+    loading = {"trust_remote_code": cfg.trust_remote_code, "dtype": None if cfg.dtype == "auto" else cfg.dtype}
+    if checkpoint is not None:
+        agent = klass.load(checkpoint, accelerator, dtype=loading["dtype"])
+    else:
+        model = load_causal_lm(derived["model"], **loading)
+        if cfg.lora_r:
+            from agents.lora import lora_policy
+
+            model = lora_policy(model, r=cfg.lora_r, alpha=2 * cfg.lora_r)
+        fields = {f.name for f in dataclasses.fields(getattr(klass, "config_class", type(cfg)))}
+        config = getattr(klass, "config_class", type(cfg))(**{k: v for k, v in asdict(cfg).items() if k in fields})
+        agent = klass(model, load_tokenizer(derived["model"], trust_remote_code=cfg.trust_remote_code), config,
+                      accelerator)
+    if cfg.lora_r:
+        from agents.lora import AdapterDisabledReference
+
+        reference = AdapterDisabledReference(agent.model)  # the same weights, adapters off
+    else:
+        reference = load_causal_lm(derived["model"], **loading).to(accelerator.device)
+    env_kwargs: dict[str, Any] = {"model": reference, "tokenizer": agent.tokenizer, "kl_coef": cfg.kl_coef,
+                                  "max_new_tokens": derived["max_new_tokens"], "ref_scoring": "episode"}
+    if cfg.reward is not None:
+        env_kwargs["reward_fn"] = make_reward(cfg.reward)
+    envs = gym.make_vec(derived["env_id"], num_envs=cfg.num_envs, group_size=derived["group_size"],
+                        vectorization_mode="vector_entry_point", **env_kwargs)
+    return agent, envs
+
+
+def check_launch(env: dict[str, str] | None = None) -> None:
+    """Refuse a launch that asked for several CPU processes and got one.
+
+    ``accelerate launch --cpu --num_processes N`` starts a single process (accelerate issue #2741):
+    it sets the rendezvous address but no world size. Several CPU processes come from
+    ``ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes N`` (torchrun underneath).
+    """
+    env = os.environ if env is None else env
+    sizes = ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
+    if env.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true") and "MASTER_ADDR" in env \
+            and not any(name in env for name in sizes):
+        raise ValueError("`accelerate launch --cpu --num_processes N` starts one process, not N (accelerate issue "
+                         "#2741); for N CPU processes run `ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu "
+                         "--num_processes N ...`")
+
+
+def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Run (or resume) a training run; returns the final metrics (last update and evaluation)."""
+    import torch
+    from accelerate import Accelerator
+
+    check_launch()
+    derived = check_config(cfg)
+    torch.set_num_threads(cfg.threads)
+    accelerator = Accelerator()
+    main = accelerator.is_main_process
+    folder = RunFolder(cfg.out)
+    checkpoint = folder.start(cfg, derived, resume) if main else None
+    if accelerator.num_processes > 1:  # every process resumes from the checkpoint the main one found
+        from accelerate.utils import broadcast_object_list
+
+        checkpoint = broadcast_object_list([checkpoint])[0]
+    agent, envs = build(cfg, derived, checkpoint, accelerator)
+    rows = json.loads((checkpoint / "metrics.json").read_text()) if checkpoint else []
+    writer = None
+    if main:
+        folder.write_metrics(rows)
+        writer = _tensorboard(cfg, folder, rows)
+    say = print if (progress and main) else (lambda *a, **k: None)
+    if checkpoint:
+        say(f"resuming {cfg.out} from {checkpoint.name} (step {agent.global_step:,})", flush=True)
+    began, first_step = time.perf_counter(), agent.global_step
+
+    def on_update(row: dict) -> bool:
+        rows.append(row)
+        say(f"update {agent.updates:>4}  step {row['global_step']:>7,}/{cfg.total_steps:,}  "
+            f"score {row['objective/score']:+.3f}  KL {row['objective/kl']:.3f}  {row['charts/SPS']:.0f} tokens/s",
+            flush=True)
+        if main:
+            folder.append_metrics(row)
+            if writer is not None:
+                for key, value in row.items():
+                    writer.add_scalar(key, value, row["global_step"])
+        if agent.updates % cfg.checkpoint_every:
+            return False
+        if main:
+            folder.save_checkpoint(agent, rows, cfg.keep_checkpoints)
+        accelerator.wait_for_everyone()
+        return True  # the next learn() starts fresh episodes, seeded from the update count: resumable
+
+    while agent.global_step < cfg.total_steps:
+        agent.learn(envs, cfg.total_steps, on_update)
+    seconds = time.perf_counter() - began
+    result: dict[str, Any] = {"train": {k: v for k, v in rows[-1].items() if k not in TIMING_METRICS} if rows else {},
+                              "minutes": seconds / 60, "tokens_per_s": (agent.global_step - first_step) / seconds,
+                              "peak_rss_mib": peak_rss_mib()}
+    if main:
+        if writer is not None:
+            writer.close()
+        agent.module.save_pretrained(folder.out / "policy")
+        agent.tokenizer.save_pretrained(folder.out / "policy")
+        if cfg.eval_prompts:
+            result["eval"] = _evaluate(cfg, derived, envs, agent, say)
+        atomic_write(folder.out / "eval.json", json.dumps(result, indent=2))
+    accelerator.wait_for_everyone()
+    return result
+
+
+def _tensorboard(cfg: TrainConfig, folder: RunFolder, rows: list[dict]):
+    """A SummaryWriter that drops events past the resumed checkpoint (None if turned off)."""
+    if not cfg.tensorboard:
+        return None
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(str(folder.out / "tb"), purge_step=rows[-1]["global_step"] + 1 if rows else 0)
+
+
+def _evaluate(cfg: TrainConfig, derived: dict, envs: Any, agent: Any, say) -> dict[str, Any]:
+    """Reference model vs trained policy on held-out prompts; writes ``reward_scores.png``."""
+    from textgym.eval.report import evaluate_policy, plot_scores
+
+    core = envs.unwrapped.core
+    reference, reward_fn = core.reference, core.reward_fn
+    results = {}
+    for name, model in (("reference", reference), ("policy", agent.model)):
+        results[name] = evaluate_policy(model, agent.tokenizer, derived["task"], reward_fn, reference,  # same prompts
+                                        num_prompts=cfg.eval_prompts, max_new_tokens=derived["max_new_tokens"],
+                                        seed=cfg.seed)
+    plot_scores(results, Path(cfg.out) / "reward_scores.png")
+    for name, values in results.items():
+        say(f"{name:>9}: reward {values['reward']['mean']:+.3f}, KL {values.get('kl_to_reference', 0):.3f}, "
+            f"distinct-2 {values['distinct_2']:.3f}", flush=True)
+    return {name: {k: v for k, v in values.items() if k not in ("prompts",)} for name, values in results.items()}
