@@ -28,6 +28,7 @@ B-episode update on each of P processes equals one process's update on the P*B e
 
 from __future__ import annotations
 
+import gc
 import json
 import time
 from collections.abc import Callable
@@ -92,6 +93,25 @@ class LMAgent:
         self.num_actions: int | None = None
         self.global_step = 0
         self.updates = 0
+
+    def close(self) -> None:
+        """End a multi-process run: drop the data-parallel wrapper, then tear the process group down.
+
+        Call it once, on every process, after the last collective (it waits for every process). The
+        order matters with torch's gloo backend: a process group destroyed by the data-parallel
+        reducer at exit, while a gloo worker thread still releases a tensor (it needs the GIL that
+        the exiting thread holds), deadlocks; destroyed here, after the reducer, it does not. The
+        agent still acts, saves and learns in this process afterwards.
+        """
+        if self.accelerator.num_processes == 1 or not torch.distributed.is_initialized():
+            return
+        group = torch.distributed.distributed_c10d._get_default_group()
+        self.accelerator.wait_for_everyone()
+        self.policy = self.accelerator.unwrap_model(self.policy)
+        self.accelerator.free_memory()  # forgets the prepared wrapper
+        gc.collect()  # the wrapper's reducer goes now, while the group is still referenced here
+        self.accelerator.end_training()
+        del group  # the last reference: destroyed through its own binding, which releases the GIL
 
     # ------------------------------------------------------------------------------------------ acting
     @property

@@ -12,6 +12,7 @@ actions, log-probabilities and values.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -67,6 +68,7 @@ class LMSampler:
         self.generator = None if seed is None else torch.Generator(device=self.device).manual_seed(seed)
         self._cached = np.zeros(num_envs, dtype=np.int64)  # real tokens of each slot's context in the cache
         self._last_actions: torch.Tensor | None = None  # (N,) on the device
+        self.global_step = self.updates = 0  # the agent protocol's counters: a sampler never updates
 
     @torch.no_grad()
     def act(self, obs: dict[str, np.ndarray], episode_start: np.ndarray, action_mask: np.ndarray | None = None,
@@ -124,10 +126,20 @@ class LMSampler:
                 hidden = fresh_hidden if hidden is None else hidden.index_copy(0, rows, fresh_hidden)
         return logits, hidden
 
-    def learn(self, envs, total_steps: int) -> list[dict[str, float]]:
+    def learn(self, envs, total_steps: int, callback=None) -> list[dict[str, float]]:
         """The reference-sampling baseline does not learn."""
         return []
 
     def save(self, path: str | Path) -> None:
-        """The sampled model, with ``save_pretrained``."""
+        """The sampled model (``save_pretrained``) and the sampler's settings (``sampler.json``)."""
         self.cache.model.save_pretrained(path)
+        settings = {"num_envs": self.num_envs, "pad_id": self.cache.pad_id, "temperature": self.temperature,
+                    "num_actions": self.num_actions}
+        (Path(path) / "sampler.json").write_text(json.dumps(settings, indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> LMSampler:
+        """The sampler :meth:`save` wrote (the model by ``load_causal_lm``: safetensors, no remote code)."""
+        from textgym.models import load_causal_lm
+
+        return cls(load_causal_lm(str(path)), **json.loads((Path(path) / "sampler.json").read_text()))

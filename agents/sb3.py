@@ -45,6 +45,16 @@ class SB3Agent:
     def __init__(self, model: BaseAlgorithm) -> None:
         self.model = model
 
+    @property
+    def global_step(self) -> int:
+        """Environment steps the SB3 model has taken (its ``num_timesteps``)."""
+        return int(self.model.num_timesteps)
+
+    @property
+    def updates(self) -> int:
+        """Gradient updates so far (SB3's ``_n_updates``)."""
+        return int(getattr(self.model, "_n_updates", 0))
+
     def act(self, obs: Any, *, episode_start: np.ndarray | None = None, action_mask: np.ndarray | None = None,
             deterministic: bool = False) -> np.ndarray:
         """``model.predict`` on a batch of observations (masks go to maskable algorithms)."""
@@ -54,8 +64,11 @@ class SB3Agent:
         actions, _ = self.model.predict(obs, episode_start=episode_start, deterministic=deterministic, **kwargs)
         return np.asarray(actions)
 
-    def learn(self, envs: Any, total_steps: int) -> list[dict[str, float]]:
-        """Train on ``envs`` (an env or SB3 VecEnv; None keeps the model's), one row per finished episode."""
+    def learn(self, envs: Any, total_steps: int, callback: Any = None) -> list[dict[str, float]]:
+        """Train on ``envs`` (an env or SB3 VecEnv; None keeps the model's), one row per finished episode.
+
+        ``callback(row)`` is called with each row; returning True stops training.
+        """
         if envs is not None:
             self.model.set_env(envs)
         rows: list[dict[str, float]] = []
@@ -65,6 +78,8 @@ class SB3Agent:
                 for info in self.locals.get("infos", []):
                     if "episode" in info:
                         rows.append({"global_step": self.num_timesteps, "charts/episodic_return": info["episode"]["r"]})
+                        if callback is not None and callback(rows[-1]):
+                            return False
                 return True
 
         self.model.learn(total_steps, callback=_Episodes())
@@ -74,6 +89,16 @@ class SB3Agent:
         """SB3's own zip format in the folder ``path`` (loading it unpickles: load only files you trust)."""
         Path(path).mkdir(parents=True, exist_ok=True)
         self.model.save(Path(path) / "sb3_model.zip")
+        algorithm = type(self.model)
+        (Path(path) / "sb3_algorithm.txt").write_text(f"{algorithm.__module__}:{algorithm.__qualname__}\n")
+
+    @classmethod
+    def load(cls, path: str | Path, env: Any = None) -> SB3Agent:
+        """The agent :meth:`save` wrote (SB3's loader unpickles: load only folders you trust)."""
+        from agents.base import import_class
+
+        algorithm = import_class((Path(path) / "sb3_algorithm.txt").read_text().strip(), BaseAlgorithm)
+        return cls(algorithm.load(Path(path) / "sb3_model.zip", env=env))
 
 
 class CausalLMPolicy(ActorCriticPolicy):

@@ -58,7 +58,7 @@ def main() -> None:
         with open(args.out, "w") as handle:
             json.dump({"world_size": accelerator.num_processes, "checksums": sums, "initial_rank0": initial,
                        "updates": len(rows), "global_step": agent.global_step}, handle)
-    accelerator.end_training()
+    agent.close()  # instead of accelerator.end_training(): a teardown that cannot deadlock at exit
 
 
 if __name__ == "__main__":

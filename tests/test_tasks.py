@@ -39,5 +39,5 @@ def test_explicit_arguments_override_the_task():
 
 
 def test_unknown_task_lists_known_ones():
-    with pytest.raises(ValueError, match=r"unknown task 'poetry'; known tasks: \['detox', 'helpfulness', 'sentiment', 'tiny'\]"):
+    with pytest.raises(ValueError, match=r"unknown task 'poetry'; known tasks: \['detox', 'helpfulness', 'sentiment', 'tictactoe', 'tiny'\]"):
         gym.make("textgym/TextGeneration-v0", task="poetry")

@@ -20,7 +20,8 @@ ENV_IDS: dict[str, tuple[str, str | None, dict]] = {
     "textgym/Helpfulness-v0": (*_TEXT, {"task": "helpfulness"}),
     "textgym/Detox-v0": (*_TEXT, {"task": "detox"}),
     "textgym/TinyLanguage-v0": (*_TEXT, {"task": "tiny"}),
-    "textgym/TextTicTacToe-v0": (*_TEXT, {"task": "tictactoe"}),
+    "textgym/TextTicTacToe-v0": ("textgym.envs.text_tictactoe:make_env", "textgym.envs.text_tictactoe:make_vector_env",
+                                 {}),
     "textgym/TicTacToe-v0": ("textgym.envs.tictactoe:TicTacToeEnv", "textgym.envs.tictactoe_vector:TicTacToeVectorEnv",
                              {}),
 }

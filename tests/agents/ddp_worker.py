@@ -55,7 +55,7 @@ def main() -> None:
     agent.update(EpisodeBatch.from_episodes(mine, 0, accelerator.device))
     if accelerator.is_main_process:
         save_file({k: v.clone() for k, v in agent.module.state_dict().items()}, out)  # tied weights: copies
-    accelerator.end_training()
+    agent.close()
 
 
 if __name__ == "__main__":

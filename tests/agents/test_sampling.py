@@ -54,3 +54,5 @@ def test_sampler_follows_the_agent_protocol(lm, tmp_path):
         assert greedy[0] == lm(torch.ones((1, 4), dtype=torch.long)).logits[0, -1].argmax().item()
     agent.save(tmp_path)
     assert (tmp_path / "config.json").is_file()
+    loaded = LMSampler.load(tmp_path)
+    assert loaded.num_envs == 2 and loaded.act(obs, np.array([True, True]), deterministic=True).tolist() == greedy.tolist()

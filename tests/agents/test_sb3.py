@@ -28,11 +28,18 @@ def test_maskable_ppo_plays_only_legal_moves():
     mask = np.zeros((5, 9), np.int8)
     mask[:, 3] = 1
     assert agent.act(np.zeros((5, 18), np.float32), action_mask=mask).tolist() == [3] * 5
+    assert agent.global_step >= 512 and agent.updates > 0
 
 
-def test_stock_ppo_trains_on_tictactoe():
+def test_stock_ppo_trains_on_tictactoe(tmp_path):
+    """Stock PPO trains through the protocol, saves, and loads as the same algorithm with the same moves."""
     agent = SB3Agent(PPO("MlpPolicy", TicTacToeEnv(opponent="random"), n_steps=128, batch_size=64, seed=0))
     assert agent.learn(None, total_steps=256)
+    agent.save(tmp_path)
+    loaded = SB3Agent.load(tmp_path)
+    obs = np.random.default_rng(0).random((6, 18)).astype(np.float32)
+    assert type(loaded.model) is PPO and loaded.global_step == agent.global_step
+    assert loaded.act(obs, deterministic=True).tolist() == agent.act(obs, deterministic=True).tolist()
 
 
 @pytest.mark.filterwarnings("ignore::textgym.rewards.DeadRewardWarning")

@@ -9,13 +9,26 @@ from textgym.data.loaders import load_hh_rlhf, load_imdb, load_preference_pairs,
 
 
 def test_hh_rlhf_prompts_cut_between_human_and_assistant(tmp_path):
+    """Rows are TRL-ready: the prompt once, the answers without it, prompt + answer = the transcript."""
     folder = export.write_hh_rlhf(tmp_path / "hh", n=60)
     data = load_hh_rlhf(folder, split="test")
-    row = data[0]
-    assert row["prompt"].startswith("\n\nHuman: ") and row["prompt"].endswith("Assistant:")
-    assert row["chosen"].startswith(row["prompt"]) and row["rejected"].startswith(row["prompt"])
-    assert row["question"] == row["prompt"][len("\n\nHuman: "):-len("\n\nAssistant:")]
+    raw = read_jsonl(folder / "test.jsonl")
+    for row, original in zip(data, raw, strict=True):
+        assert row["prompt"].startswith("\n\nHuman: ") and row["prompt"].endswith("Assistant:")
+        assert row["prompt"] + row["chosen"] == original["chosen"]
+        assert row["prompt"] + row["rejected"] == original["rejected"]
+        assert "Human:" not in row["chosen"] and "Assistant:" not in row["chosen"]
+        assert row["question"] == row["prompt"][len("\n\nHuman: "):-len("\n\nAssistant:")]
     assert len(load_hh_rlhf(tmp_path / "hh" / "train.jsonl")) > len(data)
+
+
+def test_hh_rlhf_multi_turn_keeps_the_earlier_turns_in_the_prompt(tmp_path):
+    """A dialogue that differs only in its last answer: the earlier turns are prompt, the answers differ."""
+    turns = "\n\nHuman: Hi\n\nAssistant: Hello.\n\nHuman: Any tip for sleep?\n\nAssistant:"
+    path = write_jsonl(tmp_path / "hh.jsonl", [{"chosen": turns + " Keep a routine.", "rejected": turns + " No."}])
+    row = load_hh_rlhf(path)[0]
+    assert (row["prompt"], row["chosen"], row["rejected"]) == (turns, " Keep a routine.", " No.")
+    assert row["question"] == "Hi"
 
 
 def test_imdb_openings(tmp_path):

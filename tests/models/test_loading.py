@@ -9,7 +9,7 @@ import torch
 
 from textgym.models import EMBEDDED_DIR, embedded_names, load_causal_lm, load_classifier, load_tokenizer, resolve
 
-KIT = ["textgym/helpfulness-classifier", "textgym/sentiment-classifier", "textgym/tiny-lm",
+KIT = ["textgym/helpfulness-classifier", "textgym/sentiment-classifier", "textgym/tictactoe-lm", "textgym/tiny-lm",
        "textgym/toxicity-classifier"]
 
 

@@ -311,6 +311,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
             result["eval"] = _evaluate(cfg, derived, envs, agent, say)
         atomic_write(folder.out / "eval.json", json.dumps(result, indent=2))
     accelerator.wait_for_everyone()
+    if accelerator.num_processes > 1 and hasattr(agent, "close"):
+        agent.close()  # tears the process group down in an order that cannot deadlock at exit
     return result
 
 

@@ -103,20 +103,42 @@ def hh_question(text: str) -> str:
     return text[start + len("Human:"):end].strip()
 
 
+def hh_split(chosen: str, rejected: str) -> tuple[str, str, str]:
+    r"""An hh-rlhf pair as (prompt, chosen answer, rejected answer), each transcript = prompt + answer.
+
+    The prompt is the conversation both transcripts share, up to the last ``Assistant:`` before they
+    differ (multi-turn dialogues keep their earlier turns in the prompt), so no text is in two columns.
+
+    >>> hh_split("\n\nHuman: Hi\n\nAssistant: Hello!", "\n\nHuman: Hi\n\nAssistant: Go away.")
+    ('\n\nHuman: Hi\n\nAssistant:', ' Hello!', ' Go away.')
+    """
+    shared = 0
+    for a, b in zip(chosen, rejected, strict=False):
+        if a != b:
+            break
+        shared += 1
+    cut = chosen.rfind("Assistant:", 0, shared)
+    if cut < 0:
+        raise ValueError(f"not in the hh-rlhf format (no shared 'Human:' ... 'Assistant:' before the answers "
+                         f"differ): {chosen[:80]!r}")
+    end = cut + len("Assistant:")
+    return chosen[:end], chosen[end:], rejected[end:]
+
+
 def _hh_row(row: dict) -> dict:
-    question = hh_question(row["chosen"])
-    prompt_end = row["chosen"].find("Assistant:") + len("Assistant:")
-    return {"prompt": row["chosen"][:prompt_end], "question": question,
-            "chosen": row["chosen"], "rejected": row["rejected"]}
+    prompt, chosen, rejected = hh_split(row["chosen"], row["rejected"])
+    return {"prompt": prompt, "chosen": chosen, "rejected": rejected, "question": hh_question(prompt)}
 
 
 def load_hh_rlhf(name_or_path: str | Path = "Anthropic/hh-rlhf", split: str = "train") -> datasets.Dataset:
-    """Anthropic's hh-rlhf as prompts and preference pairs.
+    """Anthropic's hh-rlhf as TRL-ready preference rows: ``prompt``, ``chosen``, ``rejected``.
 
     Returns:
-        Columns ``prompt`` (the transcript up to the first ``Assistant:``, the text a policy
-        continues), ``question`` (the first human turn, cut between ``Human:`` and ``Assistant:``
-        as the tutorials do) and the original ``chosen`` and ``rejected`` transcripts.
+        Columns ``prompt`` (the conversation both transcripts share, up to the ``Assistant:`` the
+        answers follow: the text a policy continues), ``chosen`` and ``rejected`` (the two answers,
+        without the prompt: ``prompt + chosen`` is the original chosen transcript, which is how TRL's
+        ``RewardTrainer`` and ``DPOTrainer`` join them) and ``question`` (the first human turn, cut
+        between ``Human:`` and ``Assistant:`` as the tutorials do).
     """
     data = load_rows(name_or_path, split, ["chosen", "rejected"])
     return data.map(_hh_row, remove_columns=data.column_names)

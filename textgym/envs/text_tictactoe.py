@@ -10,6 +10,8 @@ The transcript, the agent always X (whoever starts) and the opponent O::
 
     board . . . / . . . / . . . move 5 O 1 board O . . / . X . / . . . move 9 O 3 board O . O / . X . / . . X move
 
+``gym.make("textgym/TextTicTacToe-v0", opponent="minimax", first="agent", illegal="mask")`` sets
+the rules; every other keyword is the text environment's (``model``, ``tokenizer``, ``kl_coef``, ...).
 Cells are numbered 1-9 row by row (``textgym.envs.tictactoe`` numbers them 0-8). An occupied cell or
 anything but a cell number loses the game (``illegal="loss"``), or is never offered
 (``illegal="mask"``: ``info["action_mask"]`` allows the empty cells only).
@@ -137,6 +139,27 @@ class TicTacToeTurns(Turns):
 
     def _allowed(self, game: _Game) -> list[str] | None:
         return [str(cell + 1) for cell in legal_moves(game.board)] if self.illegal == "mask" else None
+
+
+def make_env(opponent: str | Any = "mix", first: str = "random", illegal: str = "loss", **kwargs: Any):
+    """The entry point of ``gym.make("textgym/TextTicTacToe-v0", opponent=..., first=..., illegal=...)``.
+
+    The rules' options (:class:`TicTacToeTurns`) sit next to the text environment's own (``model``,
+    ``kl_coef``, ...).
+    """
+    from textgym.envs.text_generation import TextGenerationEnv
+
+    kwargs.setdefault("turns", TicTacToeTurns(opponent, first, illegal))
+    return TextGenerationEnv(task=kwargs.pop("task", "tictactoe"), **kwargs)
+
+
+def make_vector_env(num_envs: int = 1, opponent: str | Any = "mix", first: str = "random", illegal: str = "loss",
+                    **kwargs: Any):
+    """The vector form of :func:`make_env` (``gym.make_vec(..., vectorization_mode="vector_entry_point")``)."""
+    from textgym.envs.text_generation_vector import TextGenerationVectorEnv
+
+    kwargs.setdefault("turns", TicTacToeTurns(opponent, first, illegal))
+    return TextGenerationVectorEnv(num_envs=num_envs, task=kwargs.pop("task", "tictactoe"), **kwargs)
 
 
 def random_transcripts(games: int, seed: int = 0) -> list[str]:

@@ -1,0 +1,172 @@
+"""textgym/TextTicTacToe-v0: a multi-turn text env whose own tokens are state, never actions."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import textgym  # noqa: F401
+from textgym.envs.text_tictactoe import TicTacToeTurns, transcript
+from textgym.eval.tictactoe import exact_outcomes_with_history, text_policy
+from textgym.models import load_causal_lm, load_tokenizer
+
+ID = "textgym/TextTicTacToe-v0"
+
+
+@pytest.fixture(scope="module")
+def kit():
+    """The kit's tic-tac-toe LM and its word-level tokenizer."""
+    return load_causal_lm("textgym/tictactoe-lm"), load_tokenizer("textgym/tictactoe-lm")
+
+
+def cell_tokens(tokenizer):
+    """Token ids of the cells 1-9."""
+    return [tokenizer.convert_tokens_to_ids(str(cell)) for cell in range(1, 10)]
+
+
+def play(env, actions_for, steps):
+    """Step ``env`` (single) with ``actions_for(t)``; reset after each game; the rows seen."""
+    rows = []
+    for t in range(steps):
+        obs, reward, terminated, truncated, info = env.step(int(actions_for(t)))
+        final = (obs, info) if terminated or truncated else None
+        if final:
+            obs, info = env.reset()
+        rows.append((obs, reward, terminated, truncated, final))
+    return rows
+
+
+def test_vector_equals_single_envs(kit):
+    """Slot i of the vector env plays the game a single env seeded seed + i plays, move for move."""
+    model, tokenizer = kit
+    cells = cell_tokens(tokenizer)
+    actions = np.random.default_rng(0).choice(cells, size=(30, 3))  # illegal moves too: they lose
+    envs = gym.make_vec(ID, num_envs=3, vectorization_mode="vector_entry_point", model=model, tokenizer=tokenizer)
+    envs.reset(seed=5)
+    got = [envs.step(actions[t]) for t in range(30)]
+    finished = 0
+    for slot in range(3):
+        env = gym.make(ID, model=model, tokenizer=tokenizer).unwrapped
+        env.reset(seed=5 + slot)
+        for t, (obs, reward, terminated, truncated, final) in enumerate(play(env, lambda t: actions[t, slot], 30)):
+            v_obs, v_reward, v_term, v_trunc, v_info = got[t]
+            np.testing.assert_array_equal(v_obs["input_ids"][slot], obs["input_ids"])
+            assert v_reward[slot] == pytest.approx(reward, abs=1e-5)
+            assert (v_term[slot], v_trunc[slot]) == (terminated, truncated)
+            if final:
+                finished += 1
+                assert v_info["final_info"]["score"][slot] == final[1]["score"]
+                np.testing.assert_array_equal(v_info["final_info"]["agent_mask"][slot], final[1]["agent_mask"])
+    assert finished >= 6
+
+
+def test_env_tokens_are_state_never_actions(kit):
+    """Only the agent's tokens get a reference score (KL) and a step; the env's are marked in agent_mask."""
+    model, tokenizer = kit
+    env = gym.make(ID, model=model, tokenizer=tokenizer, opponent="random", first="agent", illegal="mask")
+    obs, info = env.reset(seed=0)
+    steps, rng = 0, np.random.default_rng(0)
+    while True:
+        action = rng.choice(np.flatnonzero(info["action_mask"]))
+        obs, reward, terminated, truncated, info = env.step(int(action))
+        steps += 1
+        if terminated or truncated:
+            break
+    agent = info["agent_mask"].astype(bool)
+    assert agent.sum() == steps and (~agent).sum() > 8 * (steps - 1)  # each reply: a move and a board
+    assert np.all(info["ref_logprobs"][~agent] == 0) and np.all(info["ref_logprobs"][agent] < 0)
+    assert info["score"] in (-1.0, 0.0, 1.0) and info["turn_rewards"][~agent].sum() == 0
+    kl = info["reward_terms"]["kl_ref"]
+    assert kl == pytest.approx(0.05 * info["ref_logprobs"][agent].sum(), rel=1e-6)
+
+
+def test_agent_turn_follows_the_transcript_the_exact_evaluation_reads(kit):
+    """The env's context when the agent moves is the transcript text_policy scores (same tokens)."""
+    model, tokenizer = kit
+    env = gym.make(ID, model=model, tokenizer=tokenizer, opponent="random", first="agent", illegal="mask").unwrapped
+    obs, info = env.reset(seed=3)
+    moves, rng = [], np.random.default_rng(1)
+    for _ in range(3):
+        context = obs["input_ids"][obs["attention_mask"] == 1].tolist()
+        agent_first = True
+        assert context == tokenizer(transcript(moves, agent_first).strip())["input_ids"]
+        cell = int(rng.choice(np.flatnonzero(info["action_mask"])))
+        obs, _, terminated, _, info = env.step(cell)
+        if terminated:
+            break
+        moves += [cell_tokens(tokenizer).index(cell), int(info["reply"].split()[1]) - 1]
+
+
+def test_reference_and_sampler_caches_ingest_env_turns_incrementally(kit):
+    """No forward re-encodes the context: after the prompt, each forward sees one move or one reply."""
+    from agents.sampling import LMSampler
+
+    model, tokenizer = kit
+    widths = []
+    hook = model.register_forward_pre_hook(lambda module, args, kwargs: widths.append(kwargs["input_ids"].shape[1]),
+                                           with_kwargs=True)
+    try:
+        envs = gym.make_vec(ID, num_envs=4, vectorization_mode="vector_entry_point", model=model,
+                            tokenizer=tokenizer, illegal="mask", ref_scoring="step")
+        sampler = LMSampler(model, num_envs=4, pad_id=tokenizer.pad_token_id or 0, seed=0,
+                            num_actions=envs.single_action_space.n)
+        obs, info = envs.reset(seed=0)
+        start = np.ones(4, bool)
+        for _ in range(40):
+            actions = sampler.act(obs, episode_start=start, action_mask=info["action_mask"])
+            obs, _, terminated, truncated, info = envs.step(actions)
+            start = terminated | truncated
+    finally:
+        hook.remove()
+    reply = len(tokenizer(" O 5 board . . . / . . . / . . . move")["input_ids"]) + 1
+    assert len(widths) > 80 and max(widths[2:]) <= reply  # the first two: the prompts, once each
+
+
+def test_illegal_moves_lose_or_are_masked(kit):
+    """``illegal="loss"``: an occupied cell or a non-cell word loses; ``"mask"``: only empty cells are allowed."""
+    model, tokenizer = kit
+    env = gym.make(ID, model=model, tokenizer=tokenizer, first="agent", kl_coef=0.0)
+    env.reset(seed=0)
+    word = tokenizer.convert_tokens_to_ids("board")
+    _, reward, terminated, _, info = env.step(word)
+    assert terminated and reward == -1.0 and info["score"] == -1.0
+    env = gym.make(ID, model=model, tokenizer=tokenizer, first="opponent", illegal="mask")
+    obs, info = env.reset(seed=0)
+    allowed = {tokenizer.decode([t]) for t in np.flatnonzero(info["action_mask"])}
+    taken = {w for w in tokenizer.decode(obs["input_ids"][obs["attention_mask"] == 1]).split() if w.isdigit()}
+    assert len(allowed) == 8 and not allowed & taken
+    with pytest.raises(ValueError, match="illegal"):
+        TicTacToeTurns(illegal="ignore")
+
+
+def test_exact_evaluation_of_the_kit_lm(kit):
+    """The pretrained LM plays legal random-looking moves: exact outcomes sum to 1 and it loses to minimax."""
+    model, tokenizer = kit
+    for legal_only in (False, True):
+        policy = text_policy(model, tokenizer, legal_only=legal_only)
+        for opponent in ("random", "minimax"):
+            result = exact_outcomes_with_history(policy, opponent)["mean"]
+            assert sum(result.values()) == pytest.approx(1.0)
+            if opponent == "minimax":
+                assert result["win"] == 0.0 and result["loss"] > 0.3
+
+
+@torch.no_grad()
+def test_lm_episodes_train_only_on_agent_tokens(kit):
+    """Collected episodes mask the env's tokens out of the loss: their token_mask is the agent_mask."""
+    from agents.lm_ppo import LMPPO
+    from agents.rollout import EpisodeBatch, Rollout
+
+    model, tokenizer = kit
+    envs = gym.make_vec(ID, num_envs=4, vectorization_mode="vector_entry_point", model=model, tokenizer=tokenizer,
+                        ref_scoring="episode")
+    agent = LMPPO(load_causal_lm("textgym/tictactoe-lm"), tokenizer)
+    agent.num_actions = envs.single_action_space.n
+    episodes = Rollout(envs, agent._sampler(envs.num_envs, seed=0), seed=0).collect(8)
+    batch = EpisodeBatch.from_episodes(episodes, agent.pad_id)
+    for row, episode in enumerate(episodes):
+        width = len(episode.completion_ids)
+        assert episode.agent_mask is not None and 0 < episode.agent_mask.sum() < width
+        np.testing.assert_array_equal(batch.token_mask[row, -width:].numpy(), episode.agent_mask)
