@@ -22,11 +22,13 @@ def _one_thread():
 
 @pytest.fixture(scope="session")
 def tokenizer():
+    """Provide the offline word-level tokenizer over ``WORDS`` (EOS, BOS and pad share id 0)."""
     return word_tokenizer(WORDS)
 
 
 @pytest.fixture(scope="session")
 def lm(tokenizer):
+    """Provide a random two-layer tiny GPT-2 sized to the tokenizer's vocabulary."""
     return random_causal_lm(len(tokenizer), n_layer=2, n_embd=32, n_positions=64, seed=0)
 
 

@@ -26,16 +26,19 @@ TOKENIZER = word_tokenizer([f"w{i}" for i in range(1, 40)])
 
 
 def models():
+    """Return a tiny GPT-2 and a tiny Qwen2, by name."""
     qwen = Qwen2ForCausalLM(Qwen2Config(vocab_size=48, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
                                         num_key_value_heads=2, intermediate_size=64, max_position_embeddings=64))
     return {"gpt2": random_causal_lm(40, 1, 32, n_positions=64), "qwen2": qwen.eval()}
 
 
 def cuda(*arrays):
+    """Move each array to ``"cuda"`` as a tensor."""
     return [torch.as_tensor(a).to("cuda") for a in arrays]
 
 
 def test_the_check_catches_a_host_tensor_fed_to_a_device_model(fake_cuda):
+    """Feeding a host tensor to a model on fake CUDA raises, so the other tests can catch it."""
     model = random_causal_lm(40, 1, 16, n_positions=32)
     with fake_cuda:
         fake_cuda.module(model)
@@ -45,6 +48,7 @@ def test_the_check_catches_a_host_tensor_fed_to_a_device_model(fake_cuda):
 
 @pytest.mark.parametrize("name", ["gpt2", "qwen2"])
 def test_kv_cache_start_step_turns_and_restarts_on_the_models_device(fake_cuda, name):
+    """The KV cache's start, steps, environment turns and restarts give logits and state on the device."""
     model = models()[name]
     with fake_cuda:
         fake_cuda.module(model)
@@ -58,6 +62,7 @@ def test_kv_cache_start_step_turns_and_restarts_on_the_models_device(fake_cuda, 
 
 
 def test_sampler_ingests_and_samples_on_the_device(fake_cuda):
+    """The sampler ingests prompts and new tokens and samples on the device, with its value head there."""
     model = random_causal_lm(40, 1, 16, n_positions=32)
     with fake_cuda:
         fake_cuda.module(model)
@@ -72,6 +77,7 @@ def test_sampler_ingests_and_samples_on_the_device(fake_cuda):
 
 @pytest.mark.parametrize("name", ["gpt2", "qwen2"])
 def test_teacher_forced_logprobs_on_the_device(fake_cuda, name):
+    """Teacher-forced log-probs, entropies and hidden states come out on the device."""
     model = models()[name]
     with fake_cuda:
         fake_cuda.module(model)
@@ -82,6 +88,7 @@ def test_teacher_forced_logprobs_on_the_device(fake_cuda, name):
 
 
 def batch_of_episodes() -> list[Episode]:
+    """Return four random episodes of different lengths, in groups of two."""
     rng = np.random.default_rng(0)
     return [Episode(rng.integers(1, 40, 2), rng.integers(0, 40, n), rng.normal(-3, 1, n), float(rng.normal()),
                     logprobs=rng.normal(-3, 1, n), values=rng.normal(0, 1, n), group=i // 2)
@@ -90,6 +97,7 @@ def batch_of_episodes() -> list[Episode]:
 
 @pytest.mark.parametrize("algorithm", ["ppo", "rloo", "grpo"])
 def test_the_policy_forward_and_the_loss_on_a_minibatch_stay_on_the_device(fake_cuda, algorithm):
+    """The loss and its stats on a minibatch drawn with a host index stay on the device."""
     agent = agent_class(algorithm)(random_causal_lm(40, 1, 16, n_positions=32), TOKENIZER, LMConfig())
     host = EpisodeBatch.from_episodes(batch_of_episodes(), pad_id=0)
     agent.advantages(host, agent.rewards(host))  # per-update work, on the host here (it checks group sizes)

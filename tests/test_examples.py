@@ -14,6 +14,8 @@ QUICK_ARGS: dict[str, list[str]] = {
     "reward_hacking.py": ["--steps", "2048"],
     "kl_sweep.py": ["--steps", "1024", "--kl-coefs", "0", "0.5"],
     "tictactoe_lesson.py": ["--steps", "4096"],
+    "text_tictactoe_lesson.py": ["--steps", "1024"],
+    "custom_algorithm.py": ["--steps", "512"],
     "distributed_train.py": ["--steps", "48"],
     "sentiment_tuning.py": ["--steps", "512"],
     "detoxification.py": ["--steps", "512"],
@@ -23,12 +25,13 @@ QUICK_ARGS: dict[str, list[str]] = {
 
 
 PLOTS = {"reward_hacking.py": ["reward_hacking.png"], "kl_sweep.py": ["kl_sweep.png"],
-         "tictactoe_lesson.py": ["tictactoe_lesson.png"]}
+         "tictactoe_lesson.py": ["tictactoe_lesson.png"], "text_tictactoe_lesson.py": ["text_tictactoe_lesson.png"]}
 
 
 @pytest.mark.filterwarnings("ignore::textgym.rewards.DeadRewardWarning")
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
 def test_example_runs(path, monkeypatch, tmp_path, capsys):
+    """The example runs as a script on its smallest budget, prints something, and writes its plots."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", [str(path), *QUICK_ARGS.get(path.name, [])])
     runpy.run_path(str(path), run_name="__main__")

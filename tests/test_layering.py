@@ -36,17 +36,20 @@ def imported(file: Path) -> set[str]:
 
 @pytest.mark.parametrize("name", sorted(modules(*LIBRARY)))
 def test_the_environment_library_imports_neither_agents_nor_the_application(name):
+    """The library module imports neither ``agents`` nor ``textgym.app``, even inside a function."""
     file = modules(*LIBRARY)[name]
     wrong = {m for m in imported(file) if m == "agents" or m.startswith(("agents.", "textgym.app"))}
     assert not wrong, f"{name} imports {sorted(wrong)}"
 
 
 def test_agents_do_not_import_the_application():
+    """No module of ``agents`` imports ``textgym.app``."""
     for name, file in modules("agents").items():
         assert not {m for m in imported(file) if m.startswith("textgym.app")}, name
 
 
 def test_no_import_circles_in_the_application_and_the_agents():
+    """The imports among ``textgym.app`` and ``agents`` form no cycle."""
     graph = {name: {m for m in imported(file) if m.startswith(("textgym.app", "agents"))}
              for name, file in modules("textgym/app", "agents").items()}
 

@@ -28,11 +28,13 @@ DTYPES = [torch.bfloat16, torch.float16]
 
 @pytest.fixture(scope="module")
 def kit():
+    """Provide the embedded tiny LM and its tokenizer."""
     return load_causal_lm("textgym/tiny-lm"), load_tokenizer("textgym/tiny-lm")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_reference_logprobs_of_a_half_precision_model_stay_near_fp32(kit, dtype):
+    """A half-precision model's completion log-probs are float64 and stay close to the fp32 model's."""
     model, tokenizer = kit
     prompts = [tokenizer(p)["input_ids"] for p in ("I bought this kettle last week and", "We saw this film on")]
     completions = [tokenizer(" it was great fun.")["input_ids"], tokenizer(" I hated it.")["input_ids"]]
@@ -46,6 +48,7 @@ def test_reference_logprobs_of_a_half_precision_model_stay_near_fp32(kit, dtype)
 @pytest.mark.parametrize("ref_scoring", ["step", "episode"])
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_env_in_both_reference_modes_with_half_precision(kit, dtype, ref_scoring):
+    """A half-precision reference gives finite rewards and log-probs in both scoring modes."""
     model, tokenizer = kit
     envs = gym.make_vec("textgym/Sentiment-v0", num_envs=4, vectorization_mode="vector_entry_point",
                         model=copy.deepcopy(model).to(dtype), tokenizer=tokenizer, max_new_tokens=4,
@@ -60,6 +63,7 @@ def test_env_in_both_reference_modes_with_half_precision(kit, dtype, ref_scoring
 @pytest.mark.parametrize("algorithm", ["ppo", "rloo"])
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_updates_of_a_half_precision_policy(kit, dtype, algorithm):
+    """Updates of a half-precision policy log finite metrics, keep its dtype, and change its weights."""
     model, tokenizer = kit
     policy = copy.deepcopy(model).to(dtype)
     envs = gym.make_vec("textgym/Sentiment-v0", num_envs=8, group_size=4 if algorithm == "rloo" else 1,
@@ -75,6 +79,7 @@ def test_updates_of_a_half_precision_policy(kit, dtype, algorithm):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_reward_models_and_evaluation_in_half_precision(kit, dtype):
+    """A half-precision classifier scores close to fp32, and evaluating a half-precision policy is finite."""
     model, tokenizer = kit
     texts = ["What a wonderful film, I loved it.", "Awful and boring, a waste of money."]
     full = ClassifierReward("textgym/sentiment-classifier", label="positive")(["", ""], texts)

@@ -1,4 +1,7 @@
-"""Several processes through accelerate (two CPU processes on gloo): identical weights, and the same update as one process."""
+"""Several processes through accelerate: identical weights, and the same update as one process.
+
+The processes are two CPU processes on gloo.
+"""
 
 from __future__ import annotations
 
@@ -28,6 +31,7 @@ def launch(*args: str, processes: int = 2, port: int = 29531, cwd: Path | None =
 
 
 def test_two_processes_train_and_keep_identical_weights(tmp_path):
+    """Train on two processes: both ranks end with bit-identical weights that differ from the initial ones."""
     out = tmp_path / "checksums.json"
     launch(str(ROOT / "examples" / "distributed_train.py"), "--steps", "320", "--out", str(out))
     result = json.loads(out.read_text())
@@ -39,6 +43,7 @@ def test_two_processes_train_and_keep_identical_weights(tmp_path):
 
 @pytest.mark.parametrize("algorithm", ["ppo", "grpo"])
 def test_an_update_on_two_processes_equals_one_process_on_both_batches(tmp_path, algorithm):
+    """One update split over two processes gives the same weights as one process on all the episodes."""
     worker = str(ROOT / "tests" / "agents" / "ddp_worker.py")
     subprocess.run([sys.executable, worker, algorithm, str(tmp_path / "one.safetensors")], check=True, cwd=ROOT,
                    env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, timeout=300)
@@ -53,6 +58,7 @@ def test_an_update_on_two_processes_equals_one_process_on_both_batches(tmp_path,
 
 
 def test_textgym_train_runs_unchanged_on_two_processes(tmp_path):
+    """``textgym train`` on two processes writes metrics rows, the policy and eval.json from the main process."""
     launch("-m", "textgym.app.cli", "train", "--env", "Sentiment-v0", "--num-envs", "8", "--batch-episodes", "8",
            "--max-new-tokens", "6", "--total-steps", "384", "--checkpoint-every", "2", "--eval-prompts", "4",
            "--threads", "1", "--no-tensorboard", "--out", str(tmp_path / "run"), port=29533)
@@ -62,6 +68,7 @@ def test_textgym_train_runs_unchanged_on_two_processes(tmp_path):
 
 
 def test_the_cpu_flag_that_starts_one_process_is_refused_with_the_command_that_works(tmp_path):
+    """Refuse ``--cpu`` with the ``ACCELERATE_USE_CPU=1 ... --multi_gpu`` command to use, before creating the run."""
     command = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2", "--num_machines",
                "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "textgym.app.cli", "train", "--out",
                str(tmp_path / "run")]

@@ -1,4 +1,4 @@
-"""The language-model algorithms: they learn, update with one forward per minibatch, score EOS right, save and resume."""
+"""The language-model algorithms: they learn, update in one forward per minibatch, score EOS right, save and resume."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ PROMPTS = ["w1 w2", "w3", "w4 w6 w7"]
 
 
 def make(tokenizer, lm, num_envs=16, group_size=1, **overrides):
+    """Make a vector TextGeneration env on a copy of ``lm`` that rewards ``w5``, with ``overrides`` applied."""
     kwargs = dict(model=copy.deepcopy(lm), tokenizer=tokenizer, prompts=PROMPTS, reward_fn=KeywordReward(["w5"]),
                   max_context=16, max_new_tokens=6, kl_coef=0.01, ref_scoring="episode")
     return gym.make_vec("textgym/TextGeneration-v0", num_envs=num_envs, group_size=group_size,
@@ -31,6 +32,7 @@ def make(tokenizer, lm, num_envs=16, group_size=1, **overrides):
 
 
 def config(**overrides):
+    """Make a small-batch :class:`LMConfig` with ``overrides`` applied."""
     return LMConfig(**{**dict(learning_rate=3e-3, update_epochs=2, num_minibatches=2, batch_episodes=32), **overrides})
 
 
@@ -47,6 +49,7 @@ def test_every_algorithm_learns_to_emit_the_rewarded_token(tokenizer, name):
 
 
 def test_the_update_does_one_forward_per_minibatch_of_whole_episodes(tokenizer):
+    """Three epochs of two minibatches run six trunk forwards, each on four whole episodes."""
     lm = random_causal_lm(len(tokenizer), 1, 16, n_positions=64, seed=0)
     agent = LMPPO(lm, tokenizer, config(update_epochs=3, num_minibatches=2, batch_episodes=8))
     envs = make(tokenizer, lm, num_envs=8)
@@ -60,6 +63,7 @@ def test_the_update_does_one_forward_per_minibatch_of_whole_episodes(tokenizer):
 
 
 def test_acting_time_logprobs_and_values_equal_teacher_forcing(tokenizer):
+    """Log-probs and values recorded while acting match a teacher-forced pass, across batches."""
     lm = random_causal_lm(len(tokenizer), 2, 32, n_positions=64, seed=0)
     agent = LMPPO(lm, tokenizer, config())
     torch.nn.init.normal_(agent.module.value_head.weight)  # a non-trivial value head
@@ -78,6 +82,7 @@ def test_acting_time_logprobs_and_values_equal_teacher_forcing(tokenizer):
 
 
 def test_eos_logprob_is_kept_when_pad_is_eos(tokenizer):
+    """A completion ending on EOS (id 0 = pad) keeps that token's log-prob, mask and score."""
     lm = random_causal_lm(len(tokenizer), 1, 16, n_positions=64, seed=0)
     episodes = [Episode(np.array([1, 2]), np.array([5, 9, 0]), np.zeros(3), 1.0),  # ends on a real EOS (id 0)
                 Episode(np.array([3]), np.array([4]), np.zeros(1), 0.0)]
@@ -91,6 +96,7 @@ def test_eos_logprob_is_kept_when_pad_is_eos(tokenizer):
 
 
 def test_save_load_plain_transformers_and_a_pipeline_that_generates(tokenizer, tmp_path):
+    """A saved run loads as plain transformers, generates in a pipeline, and resumes with steps and value head."""
     lm = random_causal_lm(len(tokenizer), 1, 16, n_positions=64, seed=0)
     agent = LMPPO(lm, tokenizer, config(batch_episodes=8))
     agent.learn(make(tokenizer, lm, num_envs=8), total_steps=48)
@@ -109,6 +115,7 @@ def test_save_load_plain_transformers_and_a_pipeline_that_generates(tokenizer, t
 
 
 def test_a_resumed_lora_run_trains_its_adapters_and_its_folder_names_its_base_not_a_path(tmp_path):
+    """A LoRA checkpoint names its hub base, not a path, and resumes with only its adapters trainable and training."""
     peft = pytest.importorskip("peft")
     from agents.lora import AdapterDisabledReference, lora_policy
     from textgym.models import load_causal_lm, load_tokenizer
@@ -135,6 +142,7 @@ def test_a_resumed_lora_run_trains_its_adapters_and_its_folder_names_its_base_no
 
 
 def test_the_value_loss_trains_the_head_and_leaves_the_lm_alone(tokenizer):
+    """A value loss gives gradients to the value head and none to the language model."""
     lm = random_causal_lm(len(tokenizer), 1, 16, n_positions=64, seed=0)
     policy = LMPolicy(lm)
     torch.nn.init.normal_(policy.value_head.weight)
@@ -146,6 +154,7 @@ def test_the_value_loss_trains_the_head_and_leaves_the_lm_alone(tokenizer):
 
 
 def test_the_kl_coefficient_is_the_environments(tokenizer):
+    """The KL coefficient is set on the env only, and an adaptive controller steers the env's value."""
     lm = random_causal_lm(len(tokenizer), 1, 16, n_positions=64, seed=0)
     agent = LMPPO(lm, tokenizer, config(batch_episodes=8))
     rows = agent.learn(make(tokenizer, lm, num_envs=8, kl_coef=0.37), total_steps=16)
@@ -158,6 +167,7 @@ def test_the_kl_coefficient_is_the_environments(tokenizer):
 
 
 def test_group_algorithms_refuse_groups_of_one(tokenizer):
+    """RLOO refuses groups of one episode, and an unknown agent name lists the known ones."""
     lm = random_causal_lm(len(tokenizer), 1, 16, n_positions=64, seed=0)
     with pytest.raises(ValueError, match="needs at least 2 episodes per group; collect with group_size >= 2"):
         agent_class("rloo")(lm, tokenizer, config(batch_episodes=8)).learn(make(tokenizer, lm, 8), 8)

@@ -19,6 +19,7 @@ from textgym.rewards import KeywordReward
 
 @pytest.mark.filterwarnings("ignore::textgym.rewards.DeadRewardWarning")
 def test_training_lora_policy_against_its_own_base(tokenizer):
+    """LoRA training moves the policy while the env's reference stays the frozen base and few weights train."""
     base = random_causal_lm(len(tokenizer), 2, 32, n_positions=64, seed=0)
     frozen = copy.deepcopy(base)
     policy = lora_policy(base, r=4)

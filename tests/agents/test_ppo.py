@@ -1,4 +1,4 @@
-"""PPO on the toy environments: it learns tic-tac-toe, batching layout does not change the update, it saves and loads."""
+"""PPO on the toy environments: it learns tic-tac-toe, batch layout does not change the update, it saves and loads."""
 
 from __future__ import annotations
 
@@ -24,11 +24,13 @@ from textgym.eval.tictactoe import exact_outcomes
 
 
 def make_envs(num_envs=TICTACTOE_ENVS, opponent="mix"):
+    """Make a vector TicTacToe env of ``num_envs`` boards against ``opponent``."""
     return gym.make_vec("textgym/TicTacToe-v0", num_envs=num_envs, vectorization_mode="vector_entry_point",
                         opponent=opponent)
 
 
 def scores(agent):
+    """Return the greedy agent's exact mean outcomes against the random and the minimax opponents."""
     greedy = lambda obs, mask: agent.act(obs, action_mask=mask, deterministic=True)  # noqa: E731
     return exact_outcomes(greedy, "random")["mean"], exact_outcomes(greedy, "minimax")["mean"]
 
@@ -50,6 +52,7 @@ def test_ppo_learns_tictactoe():
 
 
 def test_ppo_beats_random_quickly_without_symmetries():
+    """A plain MLP PPO wins 15 points more against random than untrained, and logs the usual metrics."""
     torch.manual_seed(0)
     untrained = PPO(MLPPolicy(18, 9, (64, 64)), PPOConfig(seed=0, num_steps=16))
     torch.manual_seed(0)
@@ -77,7 +80,7 @@ def test_one_env_by_eight_steps_equals_eight_envs_by_one_step():
         agent = PPO(MLPPolicy(18, 9), cfg)
         with torch.no_grad():
             logprobs = torch.distributions.Categorical(logits=agent.module(obs)[0]).log_prob(actions)
-        split = lambda x: list(x.reshape(steps, envs, *x.shape[1:]))  # noqa: E731
+        split = lambda x, steps=steps, envs=envs: list(x.reshape(steps, envs, *x.shape[1:]))  # noqa: E731
         buf = {"obs": split(obs), "masks": [None] * steps, "actions": split(actions), "logprobs": split(logprobs),
                "values": split(values), "rewards": list(rewards.reshape(steps, envs)),
                "dones": list(np.ones((steps, envs), dtype=bool))}  # every transition ends its episode
@@ -92,6 +95,7 @@ def test_one_env_by_eight_steps_equals_eight_envs_by_one_step():
 
 
 def test_a_rollout_keeps_each_observation_with_its_own_action_logprob_and_value():
+    """A rollout batch's log-probs and values match the policy on its observations, and every action is legal."""
     agent = PPO(tictactoe_policy(seed=2), dataclasses.replace(TICTACTOE_PPO, seed=2, num_steps=6))
     captured = []
     agent.update = lambda batch: captured.append(batch) or {}
@@ -105,6 +109,7 @@ def test_a_rollout_keeps_each_observation_with_its_own_action_logprob_and_value(
 
 
 def test_save_and_load_round_trip_for_any_policy(tmp_path):
+    """A saved MLP or last-token policy loads as its own type and acts identically, with the same step counts."""
     for policy, envs in ((tictactoe_policy(seed=1), make_envs(8)),
                          (tiny_language_policy(), gym.make_vec("textgym/TinyLanguage-v0", num_envs=8,
                                                                vectorization_mode="vector_entry_point"))):
@@ -122,6 +127,7 @@ def test_save_and_load_round_trip_for_any_policy(tmp_path):
 
 
 def test_the_adaptive_kl_controller_steers_the_environments_coefficient():
+    """The adaptive controller raises the env's KL coefficient above the setpoint; a fixed one reads it from the env."""
     envs = gym.make_vec("textgym/TinyLanguage-v0", num_envs=TINY_LANGUAGE_ENVS, vectorization_mode="vector_entry_point",
                         kl_coef=0.3)
     agent = PPO(tiny_language_policy(), dataclasses.replace(TINY_LANGUAGE_PPO, kl_setpoint=0.01, kl_horizon=1000))
@@ -133,6 +139,7 @@ def test_the_adaptive_kl_controller_steers_the_environments_coefficient():
 
 
 def test_random_agent_respects_the_mask():
+    """The random agent picks only the actions its mask allows."""
     agent = RandomAgent(9, seed=0)
     mask = np.zeros((100, 9), np.int8)
     mask[:, [1, 7]] = 1

@@ -23,6 +23,7 @@ from agents.ppo_math import (
 
 
 def test_gae_with_lambda_one_is_discounted_return_minus_value():
+    """With lambda 1, returns are the discounted sums with a bootstrap and advantages are returns minus values."""
     rewards = np.array([[1.0], [2.0], [3.0]])
     values = np.array([[0.5], [0.2], [0.1]])
     adv, ret = compute_gae(rewards, values, np.zeros((3, 1)), np.array([4.0]), gamma=0.5, gae_lambda=1.0)
@@ -32,12 +33,14 @@ def test_gae_with_lambda_one_is_discounted_return_minus_value():
 
 
 def test_gae_with_lambda_zero_is_one_step_td():
+    """With lambda 0, the advantage is the one-step TD error, without a bootstrap after an episode's end."""
     rewards, values = np.array([[1.0, 0.0]]), np.array([[0.3, 0.6]])
     adv, _ = compute_gae(rewards, values, np.array([[0.0, 1.0]]), np.array([2.0, 5.0]), gamma=0.9, gae_lambda=0.0)
     np.testing.assert_allclose(adv, [[1 + 0.9 * 2 - 0.3, 0 - 0.6]])  # the second env's episode ended: no bootstrap
 
 
 def test_gae_stops_at_episode_ends():
+    """Advantages do not carry rewards or the bootstrap value across episode ends."""
     rewards = np.array([[0.0], [1.0], [0.0], [1.0]])
     dones = np.array([[0.0], [1.0], [0.0], [1.0]])
     adv, _ = compute_gae(rewards, np.zeros((4, 1)), dones, np.array([100.0]), gamma=1.0, gae_lambda=1.0)
@@ -45,6 +48,7 @@ def test_gae_stops_at_episode_ends():
 
 
 def test_policy_loss_negative_advantage_clips_low_ratios():
+    """With a negative advantage, a ratio below 1 - clip is clipped, and the clipped fraction counts it."""
     new = torch.log(torch.tensor([0.5, 1.1]))
     loss, clipped = policy_loss(new, torch.zeros(2), torch.tensor([-2.0, -2.0]), clip_coef=0.2)
     # ratio 0.5: max(2*0.5, 2*0.8) = 1.6; ratio 1.1: max(2.2, 2.2) = 2.2
@@ -53,6 +57,7 @@ def test_policy_loss_negative_advantage_clips_low_ratios():
 
 
 def test_value_loss_unclipped_and_clipped():
+    """The value loss is half the squared error, and with clipping the larger of clipped and unclipped errors."""
     new, old, ret = torch.tensor([1.0, -1.0]), torch.tensor([0.0, 0.0]), torch.tensor([2.0, 0.0])
     assert value_loss(new, old, ret, None).item() == pytest.approx(0.5 * (1 + 1) / 2)
     # clip 0.5: first max((1-2)^2, (0.5-2)^2) = 2.25; second max(1, 0.25) = 1
@@ -60,6 +65,7 @@ def test_value_loss_unclipped_and_clipped():
 
 
 def test_kl_estimators_on_a_known_distribution():
+    """On samples of a known distribution, k1 and k3 approach the exact KL and k2 is positive."""
     p, q = torch.tensor([0.25, 0.75]), torch.tensor([0.5, 0.5])  # pi = p, reference = q
     exact = float((p * (p / q).log()).sum())
     torch.manual_seed(0)
@@ -71,6 +77,7 @@ def test_kl_estimators_on_a_known_distribution():
 
 
 def test_kl_controllers():
+    """A fixed KL coefficient stays put; an adaptive one follows its setpoint, clips the error, refuses a zero one."""
     assert FixedKLController(0.05).update(100.0, 10**6) == 0.05
     ctl = AdaptiveKLController(0.2, kl_setpoint=4.0, horizon=1000)
     assert ctl.update(current_kl=4.4, n_steps=100) == pytest.approx(0.2 * (1 + 0.1 * 0.1))
@@ -80,6 +87,7 @@ def test_kl_controllers():
 
 
 def test_token_gae_skips_environment_tokens_and_padding():
+    """Token GAE skips padding and environment tokens, passing rewards and values only between agent tokens."""
     rewards = torch.tensor([[0.0, 0.0, 0.0, 2.0], [0.0, 1.0, 0.0, 1.0]])
     values = torch.tensor([[9.0, 1.0, 9.0, 0.5], [0.2, 0.4, 9.0, 0.6]])
     mask = torch.tensor([[0, 1, 0, 1], [1, 1, 0, 1]])  # row 0: padding, agent, env token, agent
@@ -90,6 +98,7 @@ def test_token_gae_skips_environment_tokens_and_padding():
 
 
 def test_group_advantages_by_hand():
+    """Leave-one-out and group-normalised advantages match hand values; alike groups get zero; groups of one raise."""
     returns, groups = torch.tensor([1.0, 2.0, 6.0, 4.0, 4.0, 4.0]), torch.tensor([7, 7, 7, 3, 3, 3])
     torch.testing.assert_close(leave_one_out(returns, groups), torch.tensor([-3.0, -1.5, 4.5, 0.0, 0.0, 0.0]))
     centred = group_normalized(returns, groups, scale=False)
@@ -102,6 +111,7 @@ def test_group_advantages_by_hand():
 
 
 def test_policy_gradient_and_kl_terms():
+    """The policy-gradient loss honours its mask or total, k3 is hand-exact, and whitening ignores masked values."""
     assert policy_gradient_loss(torch.tensor([-1.0, -3.0]), torch.tensor([2.0, -1.0]),
                                 torch.tensor([1.0, 0.0])).item() == 2.0  # -(2 * -1), the masked token left out
     assert policy_gradient_loss(torch.tensor([-1.0, -3.0]), torch.tensor([2.0, -1.0]), total=4.0).item() == -0.25

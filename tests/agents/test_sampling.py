@@ -34,6 +34,7 @@ def test_sampler_matches_the_reference_model_it_samples(env_kwargs, lm):
 
 
 def test_first_call_must_start_every_slot(lm):
+    """The first call raises unless every slot is starting."""
     agent = LMSampler(lm, num_envs=2, pad_id=0)
     obs = {"input_ids": np.ones((2, 4), np.int64), "attention_mask": np.ones((2, 4), np.int64)}
     with pytest.raises(ValueError, match="every slot"):
@@ -41,6 +42,7 @@ def test_first_call_must_start_every_slot(lm):
 
 
 def test_sampler_follows_the_agent_protocol(lm, tmp_path):
+    """The sampler is an Agent that honours action masks, acts greedily by the LM's argmax, and saves and loads."""
     from agents.base import Agent
 
     agent = LMSampler(lm, num_envs=2, pad_id=0, seed=0)
@@ -55,4 +57,5 @@ def test_sampler_follows_the_agent_protocol(lm, tmp_path):
     agent.save(tmp_path)
     assert (tmp_path / "config.json").is_file()
     loaded = LMSampler.load(tmp_path)
-    assert loaded.num_envs == 2 and loaded.act(obs, np.array([True, True]), deterministic=True).tolist() == greedy.tolist()
+    assert loaded.num_envs == 2 and (loaded.act(obs, np.array([True, True]), deterministic=True).tolist()
+                                     == greedy.tolist())

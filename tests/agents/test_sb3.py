@@ -20,6 +20,7 @@ from textgym.rewards import KeywordReward
 
 
 def test_maskable_ppo_plays_only_legal_moves():
+    """MaskablePPO learns through the agent protocol, with returns in [-1, 1], and plays only masked-in moves."""
     agent = SB3Agent(MaskablePPO("MlpPolicy", make_vec_env(lambda: TicTacToeEnv(opponent="random"), n_envs=4, seed=0),
                                  n_steps=64, batch_size=64, seed=0))
     assert isinstance(agent, Agent)
@@ -44,6 +45,7 @@ def test_stock_ppo_trains_on_tictactoe(tmp_path):
 
 @pytest.mark.filterwarnings("ignore::textgym.rewards.DeadRewardWarning")
 def test_stock_sb3_ppo_trains_a_causal_lm_on_the_text_env(tokenizer, tmp_path):
+    """Stock SB3 PPO with CausalLMPolicy trains the LM's own weights, predicts valid tokens, and saves."""
     lm = random_causal_lm(len(tokenizer), 1, 16, n_positions=64, seed=0)
     lm.save_pretrained(tmp_path / "lm")  # a path, not the object: SB3 pickles policy_kwargs when saving
     env = TextGenerationEnv(copy.deepcopy(lm), tokenizer, ["w1 w2"], KeywordReward(["w5"]), max_context=12,

@@ -19,11 +19,13 @@ ITEMS = [{"prompt": f"question {i}?", "completions": [f"a great answer {i}", f"a
 
 
 def spawn(args, cwd):
+    """Spawn ``textgym label`` with ``args`` in ``cwd`` behind a real pseudo-terminal."""
     return pexpect.spawn(sys.executable, ["-m", "textgym.app.cli", "label", *args], cwd=str(cwd), encoding="utf-8",
                          timeout=60)
 
 
 def test_person_ranks_undoes_skips_interrupts_and_resumes(tmp_path):
+    """Rank, retry a bad answer, undo, tie, skip, Ctrl-C (exit 130, answers kept), then resume the rest."""
     write_jsonl(tmp_path / "in.jsonl", ITEMS)
     args = ["--input", "in.jsonl", "--output", "out.jsonl"]
     child = spawn(args, tmp_path)
@@ -65,12 +67,14 @@ def test_person_ranks_undoes_skips_interrupts_and_resumes(tmp_path):
 
 
 def test_parse_ranking_rejects_bad_orders():
+    """Reject rankings that miss an item, repeat one, name one out of range, or are not numbers."""
     for bad in ("1 2", "1 1 2", "1 2 4", "a b c"):
         with pytest.raises(ValueError):
             parse_ranking(bad, 3)
 
 
 def test_judge_writes_the_same_format(tmp_path):
+    """A judge writes the human row format, with source ``ai:<judge>`` and each completion's score."""
     out = tmp_path / "ai.jsonl"
     items = [Item(0, "q", ["good good", "good", "bad"])]
     label_with_judge(items, out, KeywordReward(["good"]))
@@ -80,6 +84,7 @@ def test_judge_writes_the_same_format(tmp_path):
 
 
 def test_constitution_of_principles(tmp_path):
+    """A weighted sum of principles scores each principle by name and ranks by the weighted total."""
     judge = WeightedSum({Principle("on-topic", KeywordReward(["rice"])): 1.0,
                          Principle("concise", LengthReward(3)): 0.5})
     out = tmp_path / "cai.jsonl"
@@ -90,6 +95,7 @@ def test_constitution_of_principles(tmp_path):
 
 
 def test_cli_judge_and_errors(tmp_path, capsys):
+    """``label --judge`` ranks by the named reward, ties kept; an unknown judge exits 2 listing known rewards."""
     write_jsonl(tmp_path / "in.jsonl", ITEMS)
     out = tmp_path / "out.jsonl"
     assert main(["label", "--input", str(tmp_path / "in.jsonl"), "--output", str(out), "--judge", "keyword:great"]) == 0
@@ -100,6 +106,7 @@ def test_cli_judge_and_errors(tmp_path, capsys):
 
 
 def test_cli_samples_from_a_model(tmp_path):
+    """``label --model`` samples k completions for HH-style prompts and ranks them by the given principles."""
     out = tmp_path / "rm.jsonl"
     assert main(["label", "--model", "textgym/tiny-lm", "--num", "2", "-k", "3", "--output", str(out),
                  "--principle", "helpful=helpfulness", "--principle", "polite=toxicity@0.5"]) == 0
@@ -109,6 +116,7 @@ def test_cli_samples_from_a_model(tmp_path):
 
 
 def test_an_output_in_the_readmes_format_without_ids_resumes(tmp_path, capsys):
+    """An output written by hand without ids resumes: its row is not asked again and the rest follow in order."""
     write_jsonl(tmp_path / "in.jsonl", ITEMS)
     first = {k: ITEMS[0][k] for k in ("prompt", "completions")}
     write_jsonl(tmp_path / "out.jsonl", [{**first, "ranking": [1, 2, 3]}])  # written by hand: no id
@@ -120,6 +128,7 @@ def test_an_output_in_the_readmes_format_without_ids_resumes(tmp_path, capsys):
 
 
 def test_rankings_that_are_all_ties_are_a_clear_error_for_the_reward_model(tmp_path):
+    """Training a reward model on rankings that are all ties raises a clear "no train pairs" error."""
     from textgym.rewards.training import RewardTrainingConfig, train_reward_model
 
     write_jsonl(tmp_path / "ties.jsonl", [{**item, "ranking": [1, 1, 1]} for item in ITEMS])

@@ -37,6 +37,7 @@ def training_rows(out: Path) -> list[dict]:
 
 
 def test_resume_after_sigkill_reaches_the_same_weights_and_metrics(tmp_path):
+    """A run killed by SIGKILL resumes to the same metrics, weights and eval, with no half-written checkpoint."""
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     subprocess.run(command(whole), check=True, capture_output=True)
     process = subprocess.Popen(command(killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -59,6 +60,7 @@ def test_resume_after_sigkill_reaches_the_same_weights_and_metrics(tmp_path):
 
 
 def test_run_folder_config_metrics_tensorboard_and_plots(tmp_path):
+    """A run saves its config (flags over the file), metrics, TensorBoard scalars, a plot and a loadable policy."""
     out = tmp_path / "run"
     config = tmp_path / "cfg.toml"
     config.write_text('agent = "rloo"\nkl_coef = 0.2\nseed = 3\n')
@@ -83,6 +85,7 @@ def test_run_folder_config_metrics_tensorboard_and_plots(tmp_path):
 
 
 def test_a_run_folder_is_never_overwritten_or_resumed_with_another_config(tmp_path, capsys):
+    """Refuse to overwrite a run or resume it with another config; evaluation settings may change on resume."""
     out = tmp_path / "run"
     cfg = TrainConfig(env="Sentiment-v0", num_envs=8, batch_episodes=8, max_new_tokens=4, total_steps=64,
                       eval_prompts=0, out=str(out), tensorboard=False, threads=1)
@@ -105,12 +108,14 @@ def test_a_run_folder_is_never_overwritten_or_resumed_with_another_config(tmp_pa
     (["--total-steps", "0"], "total_steps must be >= 1"),
 ])
 def test_unknown_names_list_the_known_ones(tmp_path, capsys, flags, message):
+    """An unknown env, reward or agent, or zero steps, exits 2 with the known names and creates no folder."""
     assert main(["train", *flags, "--out", str(tmp_path / "run")]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "run").exists()  # nothing is created for a bad config
 
 
 def test_config_file_errors(tmp_path):
+    """An unknown key suggests the close one; a missing file or a format other than JSON/TOML is refused."""
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"env": "Sentiment-v0", "kl_coeff": 0.1}))
     with pytest.raises(ValueError, match=r"unknown key 'kl_coeff' \(did you mean 'kl_coef'\?\); known keys: env"):
@@ -123,6 +128,7 @@ def test_config_file_errors(tmp_path):
 
 
 def test_eval_compares_models_and_writes_a_report(tmp_path, capsys):
+    """``textgym eval`` writes each model's metrics (zero KL for the reference itself), a plot and a report."""
     out = tmp_path / "eval"
     assert main(["eval", "--model", "base=textgym/tiny-lm", "--model", "again=textgym/tiny-lm", "--task", "detox",
                  "--num-prompts", "6", "--max-new-tokens", "8", "--out", str(out)]) == 0
@@ -136,12 +142,14 @@ def test_eval_compares_models_and_writes_a_report(tmp_path, capsys):
 
 @pytest.mark.parametrize("command_name", ["train", "eval", "bench", "demo", "label"])
 def test_every_subcommand_has_help(capsys, command_name):
+    """Every subcommand's ``--help`` prints its usage and exits 0."""
     with pytest.raises(SystemExit) as exit_info:
         main([command_name, "--help"])
     assert exit_info.value.code == 0 and "usage: textgym " + command_name in capsys.readouterr().out
 
 
 def test_bench_writes_rows_summary_and_plot(tmp_path):
+    """The benchmark returns a row per case, agent and seed, writes CSV, bars and plot, and refuses unknown cases."""
     from textgym.app.bench import run_benchmark
     from textgym.app.config import BenchConfig
 
@@ -160,6 +168,7 @@ def test_bench_writes_rows_summary_and_plot(tmp_path):
 
 
 def test_quality_bars_need_every_seed_and_the_judge():
+    """A bar fails if the judge disagrees on any seed, or if perplexity drops too little below the base."""
     from textgym.app.bench import quality_bars
 
     def row(agent, seed, reward, judge, ppl=1.0):
@@ -186,6 +195,7 @@ def test_quality_bars_need_every_seed_and_the_judge():
     ('reward = "rm:runs/my-rm"', "no such folder: 'runs/my-rm'"),
 ])
 def test_a_bad_config_value_is_named_before_anything_is_created(tmp_path, capsys, monkeypatch, config, message):
+    """A bad config value is named quickly, with exit 2, no run folder, and the same refusal on ``--resume``."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / "runs").mkdir()
     (tmp_path / "cfg.toml").write_text(config + "\n")
@@ -197,12 +207,14 @@ def test_a_bad_config_value_is_named_before_anything_is_created(tmp_path, capsys
 
 
 def test_resume_of_a_folder_without_a_run_is_an_error(tmp_path, capsys):
+    """``--resume`` of a folder without a run exits 2 and creates nothing."""
     assert main(["train", "--out", str(tmp_path / "nothing"), "--resume"]) == 2
     assert "cannot resume" in capsys.readouterr().err
     assert not (tmp_path / "nothing").exists()
 
 
 def test_grpo_and_a_users_own_agent_train_checkpoint_and_resume(tmp_path):
+    """GRPO and an agent from the user's file resume mid-run to the uninterrupted run's metrics and weights."""
     agent_file = tmp_path / "my_agents.py"
     agent_file.write_text(
         "from agents.reinforce import REINFORCE\n\n"

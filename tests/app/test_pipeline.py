@@ -14,6 +14,7 @@ from textgym.app.pipeline import run_demo
 
 @pytest.mark.filterwarnings("ignore::textgym.rewards.DeadRewardWarning")
 def test_demo_runs_end_to_end_on_a_tiny_budget(tmp_path, capsys):
+    """The demo writes its report, plots, policy, reward model and each stage's metrics, printing only its progress."""
     cfg = DemoConfig(out=str(tmp_path / "demo"), sft_examples=64, rm_pairs=64, ppo_steps=512, eval_prompts=6,
                      max_new_tokens=10)
     metrics = run_demo(cfg)
@@ -36,6 +37,7 @@ def test_demo_runs_end_to_end_on_a_tiny_budget(tmp_path, capsys):
 
 
 def test_cli_help(capsys):
+    """``textgym --help`` lists ``demo``, and ``textgym demo --help`` lists ``--ppo-steps``."""
     with pytest.raises(SystemExit) as exit_info:
         main(["--help"])
     assert exit_info.value.code == 0 and "demo" in capsys.readouterr().out
@@ -45,6 +47,7 @@ def test_cli_help(capsys):
 
 
 def test_reward_model_audit_counts_each_kind_of_bad_answer():
+    """The audit reports accuracy per rejected kind: a length scorer beats the short kinds but not off-topic tips."""
     from textgym.data import synthetic
     from textgym.tasks import get_task
 

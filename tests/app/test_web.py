@@ -23,16 +23,19 @@ SCREENSHOT = Path(__file__).parents[2] / "examples" / "images" / "label_web.png"
 
 
 def app_for(path, items=ITEMS, **kwargs):
+    """Return a label queue writing to ``path`` and a Flask test client of its app."""
     queue = LabelQueue(items, path, **kwargs)
     return queue, create_app(queue).test_client()
 
 
 def post(client, route, **body):
+    """Post ``body`` as JSON to ``/api/<route>``; return the status code and the JSON reply."""
     response = client.post(f"/api/{route}", json=body)
     return response.status_code, response.get_json()
 
 
 def state(client, labeler):
+    """Return the state the API shows ``labeler``."""
     return client.get("/api/state", query_string={"labeler": labeler}).get_json()["state"]
 
 
@@ -42,10 +45,12 @@ def shown(reply):
 
 
 def rows(path):
+    """Return ``(id, ranking, skipped, source)`` for each row written to ``path``."""
     return [(r["id"], r["ranking"], r.get("skipped", False), r["source"]) for r in read_rankings(path)]
 
 
 def test_answer_tie_skip_and_undo_write_the_terminal_rows(tmp_path):
+    """Answers, ties and skips write the terminal's rows and finish the queue; undo removes them newest first."""
     out = tmp_path / "out.jsonl"
     queue, client = app_for(out)
     first = state(client, "ada")
@@ -85,6 +90,7 @@ def test_answer_tie_skip_and_undo_write_the_terminal_rows(tmp_path):
     ({"id": "0", "ranking": [1, 2, 3]}, 404, "no prompt has id '0'"),
 ])
 def test_an_invalid_answer_is_refused_with_a_clear_message(tmp_path, body, code, message):
+    """A bad ranking or id is refused with its status and message, the same item is shown, and nothing is written."""
     _, client = app_for(tmp_path / "out.jsonl")
     got, reply = post(client, "answer", labeler="ada", **body)
     assert (got, reply["error"], shown(reply)) == (code, message, 0)
@@ -92,12 +98,14 @@ def test_an_invalid_answer_is_refused_with_a_clear_message(tmp_path, body, code,
 
 
 def test_a_body_that_is_not_a_json_object_is_refused(tmp_path):
+    """A JSON body that is not an object is refused with 400."""
     _, client = app_for(tmp_path / "out.jsonl")
     response = client.post("/api/answer", data="[1, 2]", content_type="application/json")
     assert (response.status_code, response.get_json()) == (400, {"error": "send a JSON object"})
 
 
 def test_a_new_app_on_the_same_file_resumes_and_can_undo_the_labelers_rows(tmp_path):
+    """A new app on the same file resumes at the next item, and only the labeler who wrote a row can undo it."""
     out = tmp_path / "out.jsonl"
     _, client = app_for(out)
     post(client, "answer", labeler="ada", id=0, ranking=[1, 2, 3])
@@ -111,6 +119,7 @@ def test_a_new_app_on_the_same_file_resumes_and_can_undo_the_labelers_rows(tmp_p
 
 
 def test_rows_written_by_hand_or_the_terminal_count_as_answered(tmp_path):
+    """Rows written by hand or by the terminal count as answered, cannot be undone, and refuse a second answer."""
     out = tmp_path / "out.jsonl"
     out.write_text(json.dumps({"prompt": "question 0?", "completions": ITEMS[0].completions, "ranking": [1, 2, 3]})
                    + "\n" + json.dumps({"id": 1, "prompt": "question 1?", "completions": ITEMS[1].completions,
@@ -122,6 +131,7 @@ def test_rows_written_by_hand_or_the_terminal_count_as_answered(tmp_path):
 
 
 def test_two_labelers_never_share_an_item_nor_duplicate_a_row(tmp_path):
+    """Two labelers hold different items, the first answer to an item wins, and undo takes only one's own rows."""
     out = tmp_path / "out.jsonl"
     _, client = app_for(out)
     assert (state(client, "ada")["item"]["id"], state(client, "bob")["item"]["id"]) == (0, 1)
@@ -138,6 +148,7 @@ def test_two_labelers_never_share_an_item_nor_duplicate_a_row(tmp_path):
 
 
 def test_a_lease_expires_and_waiting_labelers_are_told_so(tmp_path):
+    """Waiting labelers are told to wait; an unrenewed lease expires to them, and a release gives the item back."""
     now = [0.0]
     _, client = app_for(tmp_path / "out.jsonl", items=ITEMS[:2], lease_seconds=60, clock=lambda: now[0])
     assert (state(client, "ada")["item"]["id"], state(client, "bob")["item"]["id"]) == (0, 1)
@@ -152,6 +163,7 @@ def test_a_lease_expires_and_waiting_labelers_are_told_so(tmp_path):
 
 
 def test_many_labelers_racing_write_each_item_exactly_once(tmp_path):
+    """Eight labelers racing, sometimes on others' items, write each item exactly once and get only 409 refusals."""
     out, items = tmp_path / "out.jsonl", [Item(i, f"q{i}", ["x", "y"]) for i in range(40)]
     queue = LabelQueue(items, out)
     app, refused = create_app(queue), []
@@ -177,12 +189,14 @@ def test_many_labelers_racing_write_each_item_exactly_once(tmp_path):
 
 
 def free_port() -> int:
+    """Return a free local TCP port."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
 
 def test_serve_stops_when_every_item_is_answered(tmp_path, capsys):
+    """``serve`` serves the page, stops once every item is answered, and returns at once when none is left."""
     out, port, result = tmp_path / "out.jsonl", free_port(), []
     thread = threading.Thread(target=lambda: result.append(serve(ITEMS[:2], out, port=port, stop_when_done=True)))
     thread.start()
@@ -221,6 +235,7 @@ PAGE_ITEMS = [
 
 @pytest.fixture
 def browser(tmp_path):
+    """Provide a headless Chromium WebDriver, skipping the test without Chromium and chromedriver."""
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     chromedriver = shutil.which("chromedriver")
     if not chromium or not chromedriver:
@@ -241,6 +256,7 @@ def browser(tmp_path):
 
 
 def test_a_person_ranks_in_a_browser(tmp_path, browser):
+    """In a browser, a person names themselves, ranks by clicks and keys, ties, skips, undoes, reloads, finishes."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
@@ -250,7 +266,8 @@ def test_a_person_ranks_in_a_browser(tmp_path, browser):
     find = browser.find_element
 
     def prompt_is(text: str) -> None:
-        wait.until(lambda d: d.find_element(By.ID, "work").is_displayed() and d.find_element(By.ID, "prompt").text == text)
+        wait.until(lambda d: d.find_element(By.ID, "work").is_displayed()
+                   and d.find_element(By.ID, "prompt").text == text)
 
     def cards():
         return browser.find_elements(By.CSS_SELECTOR, ".completion")

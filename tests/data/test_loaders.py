@@ -32,6 +32,7 @@ def test_hh_rlhf_multi_turn_keeps_the_earlier_turns_in_the_prompt(tmp_path):
 
 
 def test_imdb_openings(tmp_path):
+    """IMDb prompts are each review's first four words, and both labels occur."""
     folder = export.write_imdb(tmp_path / "imdb", n=40)
     data = load_imdb(folder, split="train", opening_words=4)
     assert all(len(p.split()) == 4 and t.startswith(p) for p, t in zip(data["prompt"], data["text"], strict=True))
@@ -39,6 +40,7 @@ def test_imdb_openings(tmp_path):
 
 
 def test_ultrafeedback_pairs(tmp_path):
+    """UltraFeedback loads as prompt/chosen/rejected pairs of non-empty strings without HH turn markers."""
     folder = export.write_ultrafeedback(tmp_path / "uf", n=40)
     data = load_preference_pairs(folder, split="train_prefs")
     assert data.column_names == ["prompt", "chosen", "rejected"]
@@ -47,6 +49,7 @@ def test_ultrafeedback_pairs(tmp_path):
 
 
 def test_malformed_line_names_file_and_line(tmp_path):
+    """Invalid JSON or a line that is not an object is reported with the file name and line number."""
     path = tmp_path / "bad.jsonl"
     path.write_text('{"chosen": "a", "rejected": "b"}\n\n{"chosen": "a", \n')
     with pytest.raises(ValueError, match=r"bad.jsonl:3: not valid JSON"):
@@ -57,6 +60,7 @@ def test_malformed_line_names_file_and_line(tmp_path):
 
 
 def test_missing_columns_and_paths(tmp_path):
+    """Missing columns, files and splits, and rows not in the hh-rlhf format, raise errors that name them."""
     path = write_jsonl(tmp_path / "x.jsonl", [{"text": "hello"}])
     with pytest.raises(ValueError, match=r"lacks the column\(s\) \['label'\]; it has \['text'\]"):
         load_imdb(path)

@@ -18,6 +18,7 @@ from textgym.data.preferences import (
 
 @pytest.mark.parametrize("k", [2, 3, 4, 6])
 def test_ranking_gives_all_pairs_preferred_first(k):
+    """A full ranking of k completions gives all k(k-1)/2 pairs, the better one chosen."""
     completions = [f"c{i}" for i in range(k)]
     ranking = list(range(k, 0, -1))  # the last completion is best
     pairs = ranking_to_pairs("p", completions, ranking)
@@ -27,6 +28,7 @@ def test_ranking_gives_all_pairs_preferred_first(k):
 
 
 def test_ties_give_no_pair():
+    """Tied completions make no pair with each other, only with the others."""
     pairs = ranking_to_pairs("p", ["a", "b", "c", "d"], [1, 2, 2, 4])
     assert {(p["chosen"], p["rejected"]) for p in pairs} == {("a", "b"), ("a", "c"), ("a", "d"), ("b", "d"), ("c", "d")}
 
@@ -35,6 +37,7 @@ def test_ties_give_no_pair():
                                                   ([0, 1, 2], "from 1"), ([2, 2, 3], "no rank 1"),
                                                   ([1, 2.0, 3], "integer ranks"), ("123", "one rank")])
 def test_invalid_rankings_name_file_and_line(tmp_path, ranking, message):
+    """An invalid ranking is refused with its file, line and what is wrong."""
     path = write_jsonl(tmp_path / "r.jsonl", [{"prompt": "p", "completions": ["a", "b", "c"], "ranking": [1, 2, 3]},
                                               {"prompt": "p", "completions": ["a", "b", "c"], "ranking": ranking}])
     with pytest.raises(ValueError, match=rf"r.jsonl:2: ranking .*{message}"):
@@ -42,6 +45,7 @@ def test_invalid_rankings_name_file_and_line(tmp_path, ranking, message):
 
 
 def test_empty_completion_and_bad_pairs(tmp_path):
+    """An empty completion or a pair without a string ``chosen`` is refused with its file and line."""
     path = write_jsonl(tmp_path / "r.jsonl", [{"prompt": "p", "completions": ["a", " "], "ranking": [1, 2]}])
     with pytest.raises(ValueError, match="r.jsonl:1: completion 2 is empty"):
         read_rankings(path)
@@ -51,6 +55,7 @@ def test_empty_completion_and_bad_pairs(tmp_path):
 
 
 def test_load_preferences_detects_the_format(tmp_path):
+    """``load_preferences`` reads rankings (skipped rows give none) or pairs (extra columns dropped)."""
     rankings = write_jsonl(tmp_path / "r.jsonl", [
         {"prompt": "p", "completions": ["a", "b", "c"], "ranking": [3, 1, 2]},
         {"prompt": "q", "completions": ["x", "y"], "ranking": None, "skipped": True}])
@@ -61,6 +66,7 @@ def test_load_preferences_detects_the_format(tmp_path):
 
 
 def test_append_and_drop_last_row(tmp_path):
+    """Rows append, and dropping the last row returns it and leaves the others (None on a missing file)."""
     path = tmp_path / "x.jsonl"
     assert drop_last_row(path) is None
     append_row(path, {"a": 1})

@@ -6,11 +6,13 @@ from textgym.data import synthetic
 
 
 def test_same_seed_same_data_other_seed_other_data():
+    """The same seed gives the same reviews, another seed other reviews."""
     assert synthetic.reviews(n=300, seed=3)["train"]["text"] == synthetic.reviews(n=300, seed=3)["train"]["text"]
     assert synthetic.reviews(n=300, seed=3)["train"]["text"] != synthetic.reviews(n=300, seed=4)["train"]["text"]
 
 
 def test_reviews_are_varied_balanced_and_split_by_opening():
+    """Reviews are nearly all distinct, balanced in label, and split so no opening is in both splits."""
     data = synthetic.reviews()
     train, test = data["train"], data["test"]
     assert len(set(train["text"])) > 0.99 * len(train)  # not a handful of templates
@@ -21,6 +23,7 @@ def test_reviews_are_varied_balanced_and_split_by_opening():
 
 
 def test_dialogues_pairs_and_rankings():
+    """Dialogues split by question, in HH format, with five ranked completions, chosen the best one."""
     data = synthetic.dialogues()
     train, test = data["train"], data["test"]
     assert not set(train["question"]) & set(test["question"])
@@ -35,6 +38,7 @@ def test_dialogues_pairs_and_rankings():
 
 
 def test_demonstrations_are_mostly_curt_and_always_on_topic():
+    """Demonstrations give only on-topic tips, about 70% just one; with no curt ones, each gives several."""
     rows = synthetic.dialogues()["train"]
     tips = [synthetic.tips_given(row["prompt"], row["demonstration"]) for row in rows]
     assert all(own >= 1 and other == 0 for own, other in tips)
@@ -45,6 +49,7 @@ def test_demonstrations_are_mostly_curt_and_always_on_topic():
 
 
 def test_replies_polite_and_toxic():
+    """Toxic replies hold an insult and polite ones none, and no comment is in both splits."""
     data = synthetic.replies()
     train = data["train"]
     toxic = [t for t, y in zip(train["text"], train["label"], strict=True) if y == 0]
@@ -55,6 +60,7 @@ def test_replies_polite_and_toxic():
 
 
 def test_corpus_covers_all_tasks_but_not_which_tips_answer_which_question():
+    """The corpus covers every task but holds no chosen answer or demonstration, and its tips rarely fit."""
     texts = synthetic.corpus()
     assert any("\n\nHuman:" in t for t in texts) and any(t.startswith("Comment:") for t in texts)
     assert len(texts) > 10000
@@ -66,6 +72,7 @@ def test_corpus_covers_all_tasks_but_not_which_tips_answer_which_question():
 
 
 def test_tips_given_tells_on_topic_from_off_topic_answers():
+    """``tips_given`` counts the best answers' tips as own, off-topic ones as other; non-HH prompts give None."""
     rows = synthetic.dialogues(n=200, seed=2)["test"]
     for row in rows:
         for completion, rank in zip(row["completions"], row["ranking"], strict=True):

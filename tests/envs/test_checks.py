@@ -23,11 +23,13 @@ def test_gymnasium_check_env(env_id):
 
 @pytest.mark.parametrize("env_id", sorted(textgym.ENV_IDS))
 def test_sb3_check_env(env_id):
+    """Every registered id passes stable-baselines3's env checker."""
     sb3_check_env(gym.make(env_id), warn=False)
 
 
 @pytest.mark.parametrize("env_id", sorted(textgym.ENV_IDS))
 def test_vector_form_of_every_id(env_id):
+    """Every id's vector form resets and steps to observations inside its observation space."""
     envs = gym.make_vec(env_id, num_envs=2, vectorization_mode="vector_entry_point")
     obs, _ = envs.reset(seed=0)
     assert envs.observation_space.contains(obs)
@@ -40,6 +42,7 @@ def _plain(obs):
 
 
 def rollout(env, seed, steps=30):
+    """Return the trace of ``steps`` random masked actions from ``reset(seed)``, resetting at episode ends."""
     obs, info = env.reset(seed=seed)
     env.action_space.seed(seed)
     trace = [_plain(obs), sorted(info)]
@@ -55,6 +58,7 @@ def rollout(env, seed, steps=30):
 
 @pytest.mark.parametrize("env_id", sorted(textgym.ENV_IDS))
 def test_same_seed_double_rollout_matches(env_id):
+    """Two rollouts with the same seed give the same observations, rewards and episode ends."""
     assert rollout(gym.make(env_id), seed=11) == rollout(gym.make(env_id), seed=11)
 
 
@@ -70,6 +74,7 @@ CALLS = st.one_of(
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(calls=st.lists(CALLS, max_size=25))
 def test_random_call_sequences_raise_only_documented_errors(env_kwargs, calls):
+    """Random reset/step sequences with bad arguments give valid results or only the documented errors."""
     env = gym.make("textgym/TextGeneration-v0", **env_kwargs).unwrapped
     running = False
     for name, arg, options in calls:

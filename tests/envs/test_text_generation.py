@@ -18,10 +18,12 @@ EOS = 0
 
 
 def make(env_kwargs, **overrides):
+    """Make the unwrapped TextGeneration env from ``env_kwargs`` with ``overrides`` applied."""
     return gym.make("textgym/TextGeneration-v0", **{**env_kwargs, **overrides}).unwrapped
 
 
 def run_episode(env, actions, seed=0, options=None):
+    """Reset, then step ``actions`` until the episode ends; return each step's results."""
     obs, info = env.reset(seed=seed, options=options)
     steps = []
     for action in actions:
@@ -33,7 +35,7 @@ def run_episode(env, actions, seed=0, options=None):
 
 
 def teacher_forced_logprobs(lm, prompt_ids, completion_ids):
-    """log pi_ref of each completion token from one plain forward over the whole sequence."""
+    """Log pi_ref of each completion token from one plain forward over the whole sequence."""
     ids = torch.tensor([list(prompt_ids) + list(completion_ids)])
     with torch.no_grad():
         logprobs = torch.log_softmax(lm(ids).logits[0, :-1].float(), -1)  # (T - 1, V)
@@ -42,6 +44,7 @@ def teacher_forced_logprobs(lm, prompt_ids, completion_ids):
 
 
 def test_observation_is_left_padded_context(env_kwargs, tokenizer):
+    """The observation is the context left-padded with EOS and masked, growing by each action."""
     env = make(env_kwargs)
     obs, info = env.reset(options={"prompt": "w1 w2 w3"})
     assert info == {"prompt": "w1 w2 w3"}
@@ -55,7 +58,7 @@ def test_observation_is_left_padded_context(env_kwargs, tokenizer):
 
 @pytest.mark.parametrize("ref_scoring", ["step", "episode"])
 def test_ref_logprobs_equal_teacher_forced_forward_with_real_eos(env_kwargs, lm, ref_scoring):
-    """pad == EOS: a real EOS at the end must be scored, not masked away as padding."""
+    """With pad == EOS, a real EOS at the end must be scored, not masked away as padding."""
     env = make(env_kwargs, ref_scoring=ref_scoring)
     steps = run_episode(env, [5, 9, EOS, 3], options={"prompt": "w4 w4"})
     assert len(steps) == 3
@@ -70,6 +73,7 @@ def test_ref_logprobs_equal_teacher_forced_forward_with_real_eos(env_kwargs, lm,
 
 
 def test_long_episode_ref_logprobs_match(env_kwargs, lm):
+    """A 30-token episode's reference log-probs match one teacher-forced forward."""
     env = make(env_kwargs, max_context=40, max_new_tokens=30)
     rng = np.random.default_rng(3)
     actions = rng.integers(1, 48, 30)
@@ -78,6 +82,7 @@ def test_long_episode_ref_logprobs_match(env_kwargs, lm):
 
 
 def test_reward_is_kl_shaping_plus_final_score(env_kwargs):
+    """Each step's reward is kl_coef times the reference log-prob, the last adds the score; terms sum to it."""
     env = make(env_kwargs, kl_coef=0.2)
     steps = run_episode(env, [3, 3, 5, 8, 9, 10], options={"prompt": "w1"})
     rewards = np.array([s[1] for s in steps])
@@ -93,6 +98,7 @@ def test_reward_is_kl_shaping_plus_final_score(env_kwargs):
 
 
 def test_step_and_episode_modes_give_equal_returns(env_kwargs):
+    """Scoring per step or per episode (all at the end) gives the same return."""
     returns = {}
     for mode in ("step", "episode"):
         env = make(env_kwargs, ref_scoring=mode)
@@ -104,6 +110,7 @@ def test_step_and_episode_modes_give_equal_returns(env_kwargs):
 
 
 def test_info_keys_are_the_documented_ones(env_kwargs):
+    """Reset, step and final info hold exactly the documented keys in both scoring modes."""
     env = make(env_kwargs, action_mask=np.ones(48, np.int8))
     _, info = env.reset(seed=0)
     assert set(info) == {"prompt", "action_mask"}
@@ -118,6 +125,7 @@ def test_info_keys_are_the_documented_ones(env_kwargs):
 
 
 def test_action_mask_is_reported_and_enforced(env_kwargs):
+    """The action mask is reported in info, guides sampling, and a masked-out action raises."""
     mask = np.zeros(48, np.int8)
     mask[[3, 5, EOS]] = 1
     env = make(env_kwargs, action_mask=mask)
@@ -129,6 +137,7 @@ def test_action_mask_is_reported_and_enforced(env_kwargs):
 
 
 def test_prompts_drawn_with_np_random_and_from_a_dataset(env_kwargs):
+    """Prompts are drawn reproducibly from the seed, from a list or a dataset column."""
     env = make(env_kwargs)
     first = [env.reset(seed=s)[1]["prompt"] for s in range(8)]
     again = [env.reset(seed=s)[1]["prompt"] for s in range(8)]
@@ -139,6 +148,7 @@ def test_prompts_drawn_with_np_random_and_from_a_dataset(env_kwargs):
 
 
 def test_render_ansi_shows_context(env_kwargs):
+    """ANSI rendering shows the decoded context."""
     env = make(env_kwargs, render_mode="ansi")
     env.reset(options={"prompt": "w1 w2"})
     env.step(3)
@@ -146,6 +156,7 @@ def test_render_ansi_shows_context(env_kwargs):
 
 
 def test_empty_prompt_starts_from_bos(env_kwargs):
+    """An empty prompt starts the context with one BOS token."""
     env = make(env_kwargs)
     obs, _ = env.reset(options={"prompt": ""})
     assert obs["attention_mask"].sum() == 1 and obs["input_ids"][-1] == EOS
@@ -154,6 +165,7 @@ def test_empty_prompt_starts_from_bos(env_kwargs):
 # ------------------------------------------------------------------------------ bad input
 @pytest.mark.parametrize("action", [48, -1, 10**9])
 def test_out_of_range_action(env_kwargs, action):
+    """An action outside the vocabulary raises "not a token id"."""
     env = make(env_kwargs)
     env.reset(seed=0)
     with pytest.raises(ValueError, match="not a token id"):
@@ -162,6 +174,7 @@ def test_out_of_range_action(env_kwargs, action):
 
 @pytest.mark.parametrize("action", [1.0, "w1", True, np.array([1, 2]), None])
 def test_non_integer_action(env_kwargs, action):
+    """An action that is not one integer raises TypeError."""
     env = make(env_kwargs)
     env.reset(seed=0)
     with pytest.raises(TypeError, match="one integer token id"):
@@ -169,6 +182,7 @@ def test_non_integer_action(env_kwargs, action):
 
 
 def test_step_before_reset_and_after_end(env_kwargs):
+    """Stepping before reset or after the episode ended asks for a reset."""
     env = make(env_kwargs)
     with pytest.raises(RuntimeError, match="call reset"):
         env.step(1)
@@ -179,6 +193,7 @@ def test_step_before_reset_and_after_end(env_kwargs):
 
 
 def test_prompt_longer_than_window(env_kwargs):
+    """A prompt longer than the window keeps its last tokens with a warning, or raises with ``"error"``."""
     long_prompt = " ".join(f"w{i}" for i in range(1, 21))  # 20 tokens, window leaves 10
     env = make(env_kwargs)
     with pytest.warns(PromptTruncatedWarning, match="20 tokens does not fit"):
@@ -190,6 +205,7 @@ def test_prompt_longer_than_window(env_kwargs):
 
 
 def test_bad_construction(env_kwargs, tokenizer):
+    """Bad prompts, a mismatched model, window sizes, column, scoring mode or reward are refused at construction."""
     with pytest.raises(ValueError, match="prompt set is empty"):
         make(env_kwargs, prompts=[])
     with pytest.raises(TypeError, match="list of strings"):
@@ -209,12 +225,14 @@ def test_bad_construction(env_kwargs, tokenizer):
 
 
 def test_unknown_reset_option(env_kwargs):
+    """An unknown reset option is refused."""
     env = make(env_kwargs)
     with pytest.raises(ValueError, match="unknown reset option"):
         env.reset(options={"propmt": "w1"})
 
 
 def test_nan_reward_names_the_reward(env_kwargs):
+    """A reward that returns NaN raises an error naming the reward."""
     class Broken:
         name = "broken"
 
@@ -228,6 +246,7 @@ def test_nan_reward_names_the_reward(env_kwargs):
 
 
 def test_no_warnings_in_a_plain_episode(env_kwargs):
+    """A plain episode emits no warnings."""
     env = make(env_kwargs)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -235,6 +254,7 @@ def test_no_warnings_in_a_plain_episode(env_kwargs):
 
 
 def test_direct_construction_matches_make(env_kwargs):
+    """Constructing the env directly gives the same rewards as ``gym.make``."""
     direct = TextGenerationEnv(**env_kwargs)
     made = make(env_kwargs)
     a = [s[1] for s in run_episode(direct, [1, 2, 3, 4, 5, 6], seed=2)]
@@ -245,6 +265,7 @@ def test_direct_construction_matches_make(env_kwargs):
 # ------------------------------------------------------------------------------ bad input, found by users
 @pytest.mark.parametrize("kl_coef", [float("nan"), -1.0, float("inf")])
 def test_kl_coef_must_be_finite_and_not_negative(env_kwargs, kl_coef):
+    """A NaN, negative or infinite kl_coef is refused at construction and on assignment; a string too."""
     with pytest.raises(ValueError, match="kl_coef must be a finite number >= 0"):
         make(env_kwargs, kl_coef=kl_coef)
     env = make(env_kwargs)
@@ -262,16 +283,19 @@ def test_kl_coef_must_be_finite_and_not_negative(env_kwargs, kl_coef):
     (b"w1 w2", "must be a list of strings"),
 ])
 def test_prompts_that_are_not_strings_are_named_at_construction(env_kwargs, prompts, message):
+    """A prompt that is not a string is named with its index and type at construction."""
     with pytest.raises(TypeError, match=message):
         make(env_kwargs, prompts=prompts)
 
 
 def test_a_dataset_column_of_numbers_is_refused(env_kwargs):
+    """A dataset prompt column of numbers is refused, naming the column and its type."""
     with pytest.raises(TypeError, match="the prompt column 'prompt' holds Value\\('int64'\\).*not strings"):
         make(env_kwargs, prompts=datasets.Dataset.from_dict({"prompt": [1, 2]}))
 
 
 def test_a_model_vocabulary_padded_past_the_tokenizer_keeps_actions_to_the_tokenizer(env_kwargs, tokenizer):
+    """A model padded past the tokenizer keeps actions to the tokenizer and scores over its ids only."""
     padded = random_causal_lm(64, 1, 16, n_positions=64)  # 64 logits for a 48-token tokenizer, as Qwen2 pads
     env = make(env_kwargs, model=padded, ref_scoring="step")
     assert env.action_space.n == len(tokenizer) == 48
@@ -285,6 +309,7 @@ def test_a_model_vocabulary_padded_past_the_tokenizer_keeps_actions_to_the_token
 
 
 def test_a_reward_that_raises_ends_the_episode(env_kwargs):
+    """A reward that raises propagates and ends the episode; a reset starts a new one."""
     class Failing:
         name = "failing"
 

@@ -13,6 +13,7 @@ EOS = 0
 
 
 def make_vec(env_kwargs, num_envs, **overrides):
+    """Make the vector TextGeneration env of ``num_envs`` slots from ``env_kwargs`` with ``overrides`` applied."""
     return gym.make_vec("textgym/TextGeneration-v0", num_envs=num_envs, vectorization_mode="vector_entry_point",
                         **{**env_kwargs, **overrides})
 
@@ -47,6 +48,7 @@ def single_rollouts(env_kwargs, num_envs, actions, seed, **overrides):
 @pytest.mark.filterwarnings("ignore::textgym.rewards.DeadRewardWarning")
 @pytest.mark.parametrize("ref_scoring", ["step", "episode"])
 def test_vector_equals_single_envs(env_kwargs, ref_scoring):
+    """Each slot gives the same observations, rewards, ends, infos and final infos as its own single env."""
     num_envs, steps, seed = 4, 20, 7
     actions = action_table(num_envs, steps)
     expected = single_rollouts(env_kwargs, num_envs, actions, seed, ref_scoring=ref_scoring)
@@ -64,7 +66,8 @@ def test_vector_equals_single_envs(env_kwargs, ref_scoring):
             assert (terminated[i], truncated[i]) == (e_term, e_trunc)
             if e_final is None:
                 if ref_scoring == "step":
-                    assert info["_ref_logprob"][i] and info["ref_logprob"][i] == pytest.approx(e_info["ref_logprob"], abs=1e-5)
+                    assert info["_ref_logprob"][i] and (
+                        info["ref_logprob"][i] == pytest.approx(e_info["ref_logprob"], abs=1e-5))
                 continue
             ended += 1
             assert info["prompt"][i] == e_info["prompt"]
@@ -78,6 +81,7 @@ def test_vector_equals_single_envs(env_kwargs, ref_scoring):
 
 
 def test_one_reward_call_per_step_for_all_ending_episodes(env_kwargs):
+    """Episodes that end on the same step are scored in one reward call."""
     calls = []
 
     class Counting:
@@ -95,6 +99,7 @@ def test_one_reward_call_per_step_for_all_ending_episodes(env_kwargs):
 
 
 def test_reset_options_prompt_per_slot(env_kwargs):
+    """A list of prompts in the reset options sets each slot's prompt; a wrong count is refused."""
     envs = make_vec(env_kwargs, 2)
     obs, info = envs.reset(options={"prompt": ["w1", "w2 w3"]})
     assert info["prompt"].tolist() == ["w1", "w2 w3"]
@@ -104,6 +109,7 @@ def test_reset_options_prompt_per_slot(env_kwargs):
 
 
 def test_vector_bad_actions(env_kwargs):
+    """Stepping before reset, or with a wrong shape, non-integer or out-of-vocabulary actions, raises."""
     envs = make_vec(env_kwargs, 3)
     with pytest.raises(RuntimeError, match="reset"):
         envs.step(np.ones(3, int))
@@ -117,6 +123,7 @@ def test_vector_bad_actions(env_kwargs):
 
 
 def test_vector_render(env_kwargs):
+    """ANSI rendering returns each slot's decoded context."""
     envs = make_vec(env_kwargs, 2, render_mode="ansi")
     envs.reset(options={"prompt": "w1"})
     envs.step(np.array([2, 3]))
@@ -125,6 +132,7 @@ def test_vector_render(env_kwargs):
 
 @pytest.mark.filterwarnings("ignore::textgym.rewards.DeadRewardWarning")
 def test_groups_answer_the_same_prompts_whenever_their_slots_get_there(env_kwargs):
+    """The slots of a group answer the same prompt each round, whenever they get there; rounds differ."""
     envs = make_vec(env_kwargs, 6, group_size=3, prompts=[f"w{i}" for i in range(1, 40)])
     obs, info = envs.reset(seed=3)
     rounds = {}  # group id -> prompts its episodes answered
@@ -146,6 +154,7 @@ def test_groups_answer_the_same_prompts_whenever_their_slots_get_there(env_kwarg
 
 
 def test_kl_coef_is_one_value_the_env_uses_and_agents_may_set(env_kwargs):
+    """Setting ``kl_coef`` on the vector env changes the shaping its rewards use; NaN is refused."""
     envs = make_vec(env_kwargs, 2, kl_coef=0.1, ref_scoring="step")
     envs.reset(seed=0)
     envs.kl_coef = 0.5

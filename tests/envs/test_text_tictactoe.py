@@ -50,7 +50,8 @@ def test_vector_equals_single_envs(kit):
     for slot in range(3):
         env = gym.make(ID, model=model, tokenizer=tokenizer).unwrapped
         env.reset(seed=5 + slot)
-        for t, (obs, reward, terminated, truncated, final) in enumerate(play(env, lambda t: actions[t, slot], 30)):
+        for t, (obs, reward, terminated, truncated, final) in enumerate(
+                play(env, lambda t, slot=slot: actions[t, slot], 30)):
             v_obs, v_reward, v_term, v_trunc, v_info = got[t]
             np.testing.assert_array_equal(v_obs["input_ids"][slot], obs["input_ids"])
             assert v_reward[slot] == pytest.approx(reward, abs=1e-5)

@@ -18,22 +18,26 @@ def perfect(obs, mask):
 
 
 def first_legal(obs, mask):
+    """A naive player: the first legal cell."""
     return mask.argmax(1)
 
 
 def test_rules():
+    """Three in a row wins for either side, a full board without one is a draw, and empty cells are legal."""
     assert winner((1, 1, 1, 0, 0, 0, 0, 0, 0)) == 1 and winner((-1, 0, 0, 0, -1, 0, 0, 0, -1)) == -1
     assert winner((1, -1, 1, 1, -1, -1, -1, 1, 1)) == 0
     assert legal_moves((1, 0, -1, 0, 0, 0, 0, 0, 1)) == [1, 3, 4, 5, 6, 7]
 
 
 def test_solver_knows_the_game():
+    """The solver finds perfect play a draw, blocks a fork with an edge, and lists all draw-keeping moves."""
     assert solve((0,) * 9) == 0  # perfect play draws
     assert optimal_moves((-1, 0, 0, 0, 1, 0, 0, 0, -1)) == [1, 3, 5, 7]  # block the fork with an edge
     assert optimal_moves((1, 0, 0, 0, -1, 0, 0, 0, 0)) == [1, 2, 3, 5, 6, 7, 8]  # all draw-keeping moves
 
 
 def test_exact_evaluation():
+    """Exact evaluation over 4520 positions: perfect play draws minimax and never loses; the naive player loses."""
     assert len(agent_positions()) == 4520
     vs_minimax = exact_outcomes(perfect, "minimax")["mean"]
     assert vs_minimax == {"win": 0.0, "draw": 1.0, "loss": 0.0}
@@ -44,6 +48,7 @@ def test_exact_evaluation():
 
 
 def test_sampled_evaluation_agrees_with_exact():
+    """Outcomes sampled over 2000 games agree with the exact ones within 3.5 points."""
     exact = exact_outcomes(first_legal, "random")["mean"]
     sampled = sampled_outcomes(first_legal, "random", games=2000, seed=1)
     for key in exact:
@@ -51,6 +56,7 @@ def test_sampled_evaluation_agrees_with_exact():
 
 
 def test_minimax_opponent_never_loses_and_varies():
+    """The minimax opponent never loses and breaks ties at random among its optimal replies."""
     env = TicTacToeEnv(opponent="minimax", first="agent")
     rng = np.random.default_rng(0)
     results, openings = set(), set()
@@ -66,6 +72,7 @@ def test_minimax_opponent_never_loses_and_varies():
 
 
 def test_info_and_observation_from_the_agents_side():
+    """Reset info and the observation show the board from the agent's side after the opponent's opening."""
     env = TicTacToeEnv(opponent="random", first="opponent")
     obs, info = env.reset(seed=0)
     assert set(info) == {"action_mask", "opponent", "agent_first"} and not info["agent_first"]
@@ -74,6 +81,7 @@ def test_info_and_observation_from_the_agents_side():
 
 
 def test_illegal_move_policies():
+    """An illegal move loses by default, or raises with ``illegal="error"``."""
     env = TicTacToeEnv(opponent="random", first="agent")
     env.reset(seed=0)
     env.step(4)
@@ -88,6 +96,7 @@ def test_illegal_move_policies():
 
 
 def test_bad_input():
+    """Stepping before reset or after the end, off-board or non-integer cells, and unknown opponents raise."""
     env = TicTacToeEnv()
     with pytest.raises(RuntimeError, match="reset"):
         env.step(0)
@@ -110,6 +119,7 @@ def test_bad_input():
 
 
 def test_callable_opponent_for_self_play():
+    """A callable opponent is reported as ``"callable"`` and plays its own choice."""
     env = TicTacToeEnv(opponent=lambda obs, mask: int(np.flatnonzero(mask)[-1]), first="agent")
     obs, info = env.reset(seed=0)
     assert info["opponent"] == "callable"
@@ -118,6 +128,7 @@ def test_callable_opponent_for_self_play():
 
 
 def test_render():
+    """ANSI rendering shows the X and O, and RGB rendering colours each mark's cell."""
     env = TicTacToeEnv(opponent="random", first="agent", render_mode="ansi")
     env.reset(seed=0)
     env.step(4)
@@ -130,6 +141,7 @@ def test_render():
 
 @pytest.mark.parametrize("opponent", ["random", "minimax", "mix"])
 def test_batched_equals_single_envs_game_for_game(opponent):
+    """The batched env plays game for game what single envs seeded seed + i play, with the same final infos."""
     num_envs, seed = 5, 11
     batched = gym.make_vec("textgym/TicTacToe-v0", num_envs=num_envs, vectorization_mode="vector_entry_point",
                            opponent=opponent)
@@ -154,6 +166,7 @@ def test_batched_equals_single_envs_game_for_game(opponent):
 
 
 def test_batched_bad_input():
+    """The batched env refuses stepping before reset, off-board cells and unknown opponents."""
     envs = TicTacToeVectorEnv(2, illegal="error")
     with pytest.raises(RuntimeError, match="reset"):
         envs.step(np.array([0, 0]))

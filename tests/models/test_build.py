@@ -9,6 +9,7 @@ from textgym.models.build import BuildConfig, encode, perplexity, train_lm, trai
 
 
 def test_same_seed_same_tokenizer_and_weights():
+    """Two builds from the same corpus give the same tokenizer vocabulary and bit-identical weights."""
     texts = synthetic.corpus()[:300]
     cfg = BuildConfig(vocab_size=400, lm_layers=1, lm_width=32, lm_epochs=1)
     runs = []
@@ -20,6 +21,7 @@ def test_same_seed_same_tokenizer_and_weights():
 
 
 def test_training_lowers_perplexity():
+    """Two epochs of training more than halve the untrained model's perplexity."""
     texts = synthetic.corpus()[:400]
     tok = train_tokenizer(texts, 400)
     seqs = encode(tok, texts[:50], 128, eos=True)

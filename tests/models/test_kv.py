@@ -11,11 +11,13 @@ from textgym.models.sampling import sample_tokens
 
 
 def full_logits(lm, seq):
+    """Return the last position's logits from one plain forward over ``seq``."""
     with torch.no_grad():
         return lm(seq[None]).logits[0, -1]
 
 
 def test_incremental_logits_equal_full_forward_with_staggered_restarts(lm):
+    """Cached logits match full forwards while slots restart at staggered times, and dead columns are trimmed."""
     gen = torch.Generator().manual_seed(0)
     vocab = lm.config.vocab_size
     seqs = [torch.randint(1, vocab, (n,), generator=gen) for n in (3, 5, 1, 7)]
@@ -37,6 +39,7 @@ def test_incremental_logits_equal_full_forward_with_staggered_restarts(lm):
 
 
 def test_start_all_slots_in_any_order(lm):
+    """Starting slots in any order gives each prompt's logits, and the next step follows each slot's own sequence."""
     cache = SlotKVCache(lm, num_slots=3, pad_id=0)
     prompts = [torch.tensor([1, 2]), torch.tensor([3]), torch.tensor([4, 5, 6])]
     logits = cache.start([2, 0, 1], prompts)
@@ -77,6 +80,7 @@ def test_environment_turns_restarts_and_steps_in_any_mix_equal_full_forwards(lm)
 
 
 def test_sample_tokens_follows_softmax():
+    """Sampled token frequencies follow the softmax, and a token with logit -inf is never drawn."""
     logits = torch.tensor([[0.0, 1.0, 2.0, -float("inf")], [3.0, 0.0, 0.0, 0.0]]).repeat(20000, 1)
     tokens = sample_tokens(logits, torch.Generator().manual_seed(0)).view(20000, 2)
     for row in range(2):
@@ -86,6 +90,7 @@ def test_sample_tokens_follows_softmax():
 
 
 def test_sample_tokens_temperature():
+    """Sampling at temperature 0.25 follows the softmax of logits divided by it; temperature 0 is refused."""
     logits = torch.tensor([[0.0, 2.0]]).repeat(20000, 1)
     cold = sample_tokens(logits, torch.Generator().manual_seed(1), temperature=0.25).float().mean()
     assert cold.item() == pytest.approx(torch.softmax(torch.tensor([0.0, 8.0]), -1)[1].item(), abs=0.01)

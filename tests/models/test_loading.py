@@ -14,6 +14,7 @@ KIT = ["textgym/helpfulness-classifier", "textgym/sentiment-classifier", "textgy
 
 
 def test_embedded_kit_is_installed_as_safetensors():
+    """The kit's five models are installed as safetensors only, under 8 MiB in all."""
     assert embedded_names() == KIT
     for name in KIT:
         folder = EMBEDDED_DIR / name.removeprefix("textgym/")
@@ -23,6 +24,7 @@ def test_embedded_kit_is_installed_as_safetensors():
 
 
 def test_embedded_lm_generates_corpus_like_text():
+    """The tiny LM shares EOS and pad (id 0) and greedily continues a review with real words."""
     lm, tok = load_causal_lm("textgym/tiny-lm"), load_tokenizer("textgym/tiny-lm")
     assert tok.eos_token_id == tok.pad_token_id == 0 and lm.config.vocab_size == len(tok)
     ids = tok("I bought this kettle last week and", return_tensors="pt")["input_ids"]
@@ -32,6 +34,7 @@ def test_embedded_lm_generates_corpus_like_text():
 
 
 def test_embedded_metrics_meet_the_bars():
+    """The recorded metrics meet the bars: classifiers at least 95% accurate, LM perplexity under 10."""
     metrics = json.loads((EMBEDDED_DIR / "metrics.json").read_text())
     assert metrics["accuracy"]["sentiment-classifier"] >= 0.95
     assert metrics["accuracy"]["toxicity-classifier"] >= 0.95
@@ -39,17 +42,20 @@ def test_embedded_metrics_meet_the_bars():
 
 
 def test_local_folder_roundtrip(tmp_path):
+    """A classifier saved to a local folder loads from it with its labels."""
     load_classifier("textgym/sentiment-classifier").save_pretrained(tmp_path)
     model = load_classifier(str(tmp_path))
     assert model.config.id2label == {0: "negative", 1: "positive"}
 
 
 def test_unknown_embedded_name_lists_known_ones():
+    """An unknown ``textgym/`` name is refused with the known names."""
     with pytest.raises(ValueError, match="unknown embedded model 'textgym/huge-lm'.*textgym/tiny-lm"):
         load_causal_lm("textgym/huge-lm")
 
 
 def test_missing_local_path_is_an_error_at_once_never_a_hub_download(tmp_path, monkeypatch):
+    """Missing local paths raise at once, never downloading; a real hub name passes through unchanged."""
     with pytest.raises(FileNotFoundError, match="no such folder: './no/such/model'"):
         resolve("./no/such/model")
     with pytest.raises(FileNotFoundError, match="no such folder"):
@@ -63,6 +69,7 @@ def test_missing_local_path_is_an_error_at_once_never_a_hub_download(tmp_path, m
 
 
 def test_loading_prints_nothing(capfd):
+    """Making the text envs and loading a classifier print nothing to stdout or stderr."""
     import gymnasium as gym
 
     import textgym  # noqa: F401
@@ -75,4 +82,5 @@ def test_loading_prints_nothing(capfd):
 
 
 def test_a_model_loaded_by_name_remembers_the_name_not_this_machines_path():
+    """A model loaded by its embedded name keeps that name as ``name_or_path``, not a local path."""
     assert load_causal_lm("textgym/tiny-lm").name_or_path == "textgym/tiny-lm"

@@ -11,20 +11,25 @@ from textgym.rewards import DeadRewardWarning, KeywordReward, LengthReward, Rewa
 
 
 class Const:
+    """A reward that returns the given ``values``, whatever it is asked to score."""
+
     def __init__(self, values):
         self.values = values
         self.name = "const"
 
     def __call__(self, prompts, completions):
+        """Return the fixed values."""
         return self.values
 
 
 def test_rule_rewards_are_reward_functions():
+    """The keyword and length rewards satisfy the RewardFunction protocol."""
     assert isinstance(KeywordReward(["a"]), RewardFunction)
     assert isinstance(LengthReward(3), RewardFunction)
 
 
 def test_non_finite_scores_name_reward_and_input():
+    """An inf or NaN score is an error naming the reward and the prompt and completion it scored."""
     with pytest.raises(ValueError, match=r"reward 'const' returned inf for prompt 'p2' and completion 'c2'"):
         score_batch(Const(np.array([1.0, np.inf])), ["p1", "p2"], ["c1", "c2"])
     with pytest.raises(ValueError, match="returned nan"):
@@ -32,6 +37,7 @@ def test_non_finite_scores_name_reward_and_input():
 
 
 def test_wrong_shape_and_length():
+    """Scores of the wrong shape, or unequal numbers of prompts and completions, are refused."""
     with pytest.raises(ValueError, match="shape \\(2,\\)"):
         score_batch(Const(np.zeros(3)), ["a", "b"], ["c", "d"])
     with pytest.raises(ValueError, match="2 prompts but 1 completions"):
@@ -39,6 +45,7 @@ def test_wrong_shape_and_length():
 
 
 def test_all_equal_batch_warns_single_does_not():
+    """A batch scored all alike warns of a dead reward; one completion or differing scores do not."""
     with pytest.warns(DeadRewardWarning, match="reward 'const' gave every completion of a batch the same score"):
         score_batch(Const(np.full(3, 0.5)), ["a"] * 3, ["b"] * 3)
     with warnings.catch_warnings():
@@ -48,6 +55,7 @@ def test_all_equal_batch_warns_single_does_not():
 
 
 def test_keyword_reward_whole_words_and_cap():
+    """Keywords count as whole words, case-insensitively, up to the cap; no keyword is refused."""
     reward = KeywordReward(["good"], cap=2)
     np.testing.assert_array_equal(reward(["p"] * 3, ["good goodness", "good good good", "Good."]), [1, 2, 1])
     with pytest.raises(ValueError, match="at least one keyword"):
@@ -55,6 +63,7 @@ def test_keyword_reward_whole_words_and_cap():
 
 
 def test_length_reward():
+    """The length reward is minus the distance to the target word count; a negative target is refused."""
     np.testing.assert_array_equal(LengthReward(2)(["p"] * 3, ["", "a b", "a b c d"]), [-2, 0, -2])
     with pytest.raises(ValueError, match=">= 0 words"):
         LengthReward(-1)

@@ -12,6 +12,7 @@ from textgym.rewards.rules import LengthReward
 
 
 def test_called_the_way_trl_calls_reward_functions():
+    """Called with TRL's keyword arguments and extra columns, or with chat messages, a reward scores the text."""
     reward = KeywordReward(["good"])
     scores = reward(prompts=["p", "q"], completions=["good good", "bad"], completion_ids=[[1, 1], [2]],
                     trainer_state=None, topic=["a", "b"])
@@ -23,6 +24,7 @@ def test_called_the_way_trl_calls_reward_functions():
 
 
 def test_grpo_trainer_trains_two_steps_on_a_textgym_reward(tmp_path):
+    """TRL's GRPOTrainer trains two steps on a textgym reward and logs finite rewards under its name."""
     trl = pytest.importorskip("trl")
     words = [f"w{i}" for i in range(1, 32)]
     tokenizer = word_tokenizer(words)
@@ -40,14 +42,17 @@ def test_grpo_trainer_trains_two_steps_on_a_textgym_reward(tmp_path):
 
 
 class Counting(LengthReward):
+    """A length reward that counts how often it scores a batch."""
     calls = 0
 
     def score(self, prompts, completions):
+        """Count the call, then score as the length reward does."""
         Counting.calls += 1
         return super().score(prompts, completions)
 
 
 def test_a_weighted_sum_is_scored_once_per_batch():
+    """A weighted sum calls each term once per batch, and its terms add up to its scores."""
     combo = WeightedSum({Counting(2): 1.0, KeywordReward(["a"]): 0.5})
     scores, terms = score_terms(combo, ["p", "p"], ["a b", "a b c"])
     assert Counting.calls == 1
@@ -55,12 +60,15 @@ def test_a_weighted_sum_is_scored_once_per_batch():
 
 
 class Wordy:
+    """A reward that wrongly returns text instead of numbers."""
     name = "wordy"
 
     def __call__(self, prompts, completions):
+        """Return the word "high" for every completion."""
         return ["high"] * len(completions)
 
 
 def test_a_reward_returning_text_is_an_error_naming_it():
+    """A reward that returns text is a TypeError naming the reward and what it returned."""
     with pytest.raises(TypeError, match=r"reward 'wordy' returned \['high'\], not numbers"):
         score_batch(Wordy(), ["p"], ["c"])

@@ -22,6 +22,7 @@ from textgym.rewards.rules import KeywordReward, LengthReward
 
 
 def test_lexicon_sentiment_is_an_independent_judge():
+    """The lexicon judge scores praise above 0.5, neutral text near 0 and complaints below -0.5."""
     judge = LexiconSentiment()
     assert isinstance(judge, RewardFunction)
     scores = judge(["", "", ""], ["I loved it, superb and delightful.", "It was a table.", "Dreadful, I hated it."])
@@ -29,6 +30,7 @@ def test_lexicon_sentiment_is_an_independent_judge():
 
 
 def test_rouge_and_bleu_against_references():
+    """ROUGE and BLEU score against each prompt's references; an unknown prompt or no references raise."""
     refs = {"q1": ["close the blinds during the day", "run a fan"], "q2": "rinse the rice"}
     rouge = RougeReward(refs, variant="rouge1")
     scores = rouge(["q1", "q1", "q2"], ["close the blinds during the day", "buy boats", "rinse rice"])
@@ -42,11 +44,13 @@ def test_rouge_and_bleu_against_references():
 
 
 def test_repetition_and_distinct():
+    """The repetition penalty is minus the share of repeated n-grams; distinct-n is the share of unique ones."""
     assert RepetitionPenalty(n=2)(["p"], ["a b a b a b"])[0] == pytest.approx(-(1 - 2 / 5))
     assert DistinctN(n=1)(["p", "p"], ["", "x x y"]).tolist() == [0.0, 2 / 3]
 
 
 def test_weighted_sum_reports_every_term():
+    """A weighted sum reports each weighted term by name and sums them; duplicate names are refused."""
     combo = WeightedSum({KeywordReward(["fun"]): 2.0, LengthReward(1): 1.0})
     scores, terms = score_terms(combo, ["p", "p"], ["fun", "fun fun fun"])
     assert terms == {"keyword[fun]": pytest.approx([2.0, 6.0]), "length[1]": pytest.approx([0.0, -2.0])}
@@ -56,6 +60,7 @@ def test_weighted_sum_reports_every_term():
 
 
 def test_weighted_sum_names_a_nan_term():
+    """A term returning a non-finite score is named in the weighted sum's error."""
     class Broken:
         name = "broken"
 
@@ -67,6 +72,7 @@ def test_weighted_sum_names_a_nan_term():
 
 
 def test_empty_batch_and_mismatched_lengths():
+    """An empty batch, or unequal numbers of prompts and completions, is refused."""
     with pytest.raises(ValueError, match="was given no completions"):
         score_batch(LengthReward(1), [], [])
     with pytest.raises(ValueError, match="3 prompts but 2 completions"):
@@ -74,11 +80,13 @@ def test_empty_batch_and_mismatched_lengths():
 
 
 def test_reward_model_needs_a_scalar_head():
+    """A classifier with two labels is refused as a reward model, pointing to ClassifierReward."""
     with pytest.raises(ValueError, match="num_labels=1.*has 2.*ClassifierReward"):
         RewardModel("textgym/sentiment-classifier")
 
 
 def test_named_rewards():
+    """Reward specs build named rewards; unknown names, bad numbers and incomplete classifier specs are refused."""
     assert make_reward("keyword:great,fun").name == "keyword[great,fun]"
     assert make_reward("distinct:3").name == "distinct[3]"
     assert make_reward("classifier:textgym/toxicity-classifier:polite").name == "classifier[polite]"

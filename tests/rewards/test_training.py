@@ -15,11 +15,13 @@ from textgym.rewards.training import RewardTrainingConfig, pair_texts, train_rew
 
 @pytest.fixture(scope="module")
 def pairs():
+    """Provide shuffled train and test preference pairs from the synthetic dialogue rankings."""
     data = synthetic.dialogues(n=800, seed=5)
     return rankings_to_pairs(data["train"]).shuffle(seed=0), rankings_to_pairs(data["test"])
 
 
 def test_training_raises_held_out_pairwise_accuracy(pairs, tmp_path):
+    """Training lifts held-out pairwise accuracy to 85% and lowers the loss; the saved model prefers chosen."""
     train, test = pairs
     cfg = RewardTrainingConfig(output_dir=str(tmp_path / "rm"), epochs=1, batch_size=16)
     metrics = train_reward_model(train.select(range(480)), test.select(range(200)), cfg)
@@ -35,17 +37,20 @@ def test_training_raises_held_out_pairwise_accuracy(pairs, tmp_path):
 
 
 def test_pair_texts_keep_hh_transcripts_whole():
+    """A completion that is a whole HH transcript is kept as is; a bare answer is appended to the prompt."""
     row = {"prompt": "\n\nHuman: hi\n\nAssistant:", "chosen": "\n\nHuman: hi\n\nAssistant: hello", "rejected": " go"}
     assert pair_texts(row) == ("\n\nHuman: hi\n\nAssistant: hello", "\n\nHuman: hi\n\nAssistant: go")
 
 
 def test_bad_pairs_are_rejected(pairs, tmp_path):
+    """Pairs without a ``chosen`` column are refused, naming the missing column."""
     train, test = pairs
     with pytest.raises(ValueError, match="missing: \\['chosen'\\]"):
         train_reward_model(train.remove_columns("chosen"), test, RewardTrainingConfig(output_dir=str(tmp_path)))
 
 
 def test_a_trl_reward_trainer_model_scores_as_a_textgym_reward(pairs, tmp_path):
+    """A model saved by TRL's RewardTrainer loads as a RewardModel and gives finite scores."""
     trl = pytest.importorskip("trl")
     from transformers import AutoModelForSequenceClassification
 

@@ -27,6 +27,9 @@ class TrainConfig(LMConfig):
     """A registered text env id (``textgym.ENV_IDS``; the ``textgym/`` prefix may be left out)."""
     model: str | None = None
     """The causal LM to train, also the frozen reference (embedded name, hub name or path); None: the task's."""
+    reference: str | None = None
+    """The frozen reference of the KL penalty, if not the model's own starting weights (e.g. the SFT model
+    when training goes on from an earlier policy)."""
     reward: str | None = None
     """A reward spec (``sentiment``, ``rm:PATH``, ``keyword:great``; textgym.rewards.named); None: the task's."""
     agent: str = "ppo"
@@ -126,8 +129,11 @@ class LoopConfig:
     """An embedded task with an RLHF pipeline (demonstrations and rankings)."""
     feedback: str = "simulated"
     """Who ranks: simulated (a labeler with a hidden utility), terminal, web, or judge:SPEC (a reward spec)."""
-    noise: float = 0.1
-    """Simulated labeler: the chance that a compared pair is ranked the wrong way round."""
+    noise: float = 0.5
+    """Simulated labeler: std of the Gaussian noise added to each answer's hidden utility before ranking
+    (utility units: 1 = one good tip; 0 = a perfect labeler)."""
+    max_new_tokens: int = 48
+    """Longest answer in tokens."""
     rounds: int = 3
     """Most rounds."""
     prompts_per_round: int = 300

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -190,3 +191,23 @@ def label_with_judge(items: Iterable[Item], output: str | Path, judge: RewardFun
         count += 1
     show(f"{count} rankings by {judge.name} saved to {output}")
     return count
+
+
+def label_simulated(items: Iterable[Item], output: str | Path, utility: Callable[[list[str], list[str]], Any],
+                    noise: float = 0.0, seed: int = 0, show: Callable[[str], None] = print) -> int:
+    """Rank each item as a simulated labeler would: by a hidden utility, plus Gaussian noise; returns rows written.
+
+    Each completion's utility gets noise of standard deviation ``noise`` (in the utility's units; 0: a
+    perfect labeler) before ranking, drawn from a generator seeded by ``(seed, item id)``, so a rerun
+    ranks an item the same way. Rows keep the noiseless utilities under ``"utility"``.
+    """
+    count = 0
+    for item in items:
+        values = np.asarray(utility([item.prompt] * len(item.completions), item.completions), dtype=float)
+        noisy = values + np.random.default_rng([seed, item.id]).normal(0.0, noise, len(values)) if noise else values
+        append_row(output, answer_row(item, ranking=ranks_from_scores(noisy), source="simulated",
+                                      utility=[round(float(v), 6) for v in values]))
+        count += 1
+    show(f"{count} simulated rankings saved to {output}")
+    return count
+

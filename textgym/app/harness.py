@@ -83,8 +83,12 @@ def check_config(cfg: TrainConfig) -> dict[str, Any]:
         raise ValueError(f"group_size={group_size} must divide num_envs={cfg.num_envs} and "
                          f"batch_episodes={cfg.batch_episodes}")
     as_dtype(cfg.dtype)
-    if cfg.model is not None:
-        resolve(cfg.model)  # a missing local folder fails here, before anything is created
+    for name in ("model", "reference"):
+        if getattr(cfg, name) is not None:
+            resolve(getattr(cfg, name))  # a missing local folder fails here, before anything is created
+    if cfg.reference is not None and cfg.lora_r:
+        raise ValueError("reference and lora_r exclude each other: with LoRA the reference is the base model "
+                         "with the adapters off")
     task = get_task(textgym.ENV_IDS[env_id][2].get("task", "sentiment"))
     if cfg.reward is not None:
         from textgym.rewards.named import make_reward
@@ -226,7 +230,7 @@ def build(cfg: TrainConfig, derived: dict, checkpoint: Path | None, accelerator:
 
         reference = AdapterDisabledReference(agent.model)  # the same weights, adapters off
     else:
-        reference = load_causal_lm(derived["model"], **loading).to(accelerator.device)
+        reference = load_causal_lm(cfg.reference or derived["model"], **loading).to(accelerator.device)
     env_kwargs: dict[str, Any] = {"model": reference, "tokenizer": agent.tokenizer, "kl_coef": cfg.kl_coef,
                                   "max_new_tokens": derived["max_new_tokens"], "ref_scoring": "episode"}
     if cfg.reward is not None:

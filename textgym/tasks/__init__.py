@@ -67,6 +67,9 @@ class Task:
     """Split -> rankings rows (``prompt``, ``completions``, ``ranking``) for a reward model."""
     audit: Callable[[Any, Any], dict[str, float]] | None = None
     """(reward function, held-out rankings rows) -> how often the reward prefers the best answer, per kind."""
+    utility: Callable[[list[str], list[str]], Any] | None = None
+    """(prompts, completions) -> the hidden true utility of each answer: what a simulated labeler ranks by
+    (``textgym loop --feedback simulated``), and what the loop reports beside the learned reward."""
 
 
 def unique(values: list[str]) -> list[str]:

@@ -99,9 +99,38 @@ def audit(reward, rows) -> dict[str, float]:
             ("curt", "off-topic tips", "off-topic fact", "dismissive", "wrong advice") if (kinds == kind).any()}
 
 
+def utility(prompts: list[str], completions: list[str]) -> np.ndarray:
+    r"""The hidden true utility of answers, as the rankings value them (a simulated labeler's taste).
+
+    +1 per tip for the question asked (at most 3), -2 per tip for another question, +0.5 for the
+    friendly frame (an opener or a closer of the helpful style) around tips, -2 for a dismissive
+    answer or wrong advice, -1 for a stray fact; 0 for an unknown question.
+
+    >>> p = "\n\nHuman: How do I sleep better?\n\nAssistant:"
+    >>> utility([p, p], [" Try to skip coffee after lunch.", " Who cares?"]).tolist()
+    [1.0, -2.0]
+    """
+    values = []
+    for prompt, answer in zip(prompts, completions, strict=True):
+        found = synthetic.tips_given(prompt, answer)
+        if found is None:
+            values.append(0.0)
+            continue
+        own, other = found
+        wrong = next((w for _, (questions, _, wrongs) in synthetic.TOPICS.items() for w in wrongs
+                      if any(q in prompt for q in questions) and w in answer), None)
+        framed = any(phrase and phrase in answer for phrase in synthetic.HELP_OPENERS + synthetic.HELP_CLOSERS)
+        value = min(own, 3) - 2.0 * other + (0.5 if framed and own + other else 0.0)
+        value -= 2.0 * (any(d in answer for d in synthetic.DISMISSIVE) or wrong is not None)
+        value -= 1.0 * any(fact in answer for fact in synthetic.OFF_TOPIC)
+        values.append(float(value))
+    return np.asarray(values)
+
+
 TASK = Task(
     "helpfulness", prompts, reward, max_new_tokens=48, max_context=96, heldout=heldout, judge=judge,
     judge_higher_is_better={"judge/p_helpful": True}, named_rewards={"helpfulness": reward},
     classifier=ClassifierSpec("helpfulness-classifier", ("unhelpful", "helpful"), classifier_data),
     bench_cases={"helpfulness-rm": "rm:{rm}"}, demonstrations=demonstrations, rankings=rankings, audit=audit,
+    utility=utility,
 )

@@ -1,0 +1,261 @@
+"""RLHF as a loop (``textgym loop``): feedback on the current policy, a better reward model, a better policy, again.
+
+Round 0 fine-tunes the base model on the task's demonstrations (the SFT model: the first policy and,
+in every round, the frozen reference of the KL penalty) and trains the first reward model on
+``seed_pairs`` of the task's own rankings. Each round r >= 1 then
+
+1. samples ``k`` completions for each of ``prompts_per_round`` training prompts from the current policy;
+2. collects rankings of them from the feedback source (:func:`feedback_source`): a simulated labeler
+   ranking by the task's hidden utility plus noise, a person on the terminal or on the web page, or
+   a judge (any reward spec); every ranking is appended to ``round-NN/rankings.jsonl`` and flushed;
+3. trains a reward model on the seed pairs and every ranking of every round so far;
+4. runs RL (any agent of the harness) from the current policy, with the KL to the SFT model;
+5. evaluates the new policy on held-out prompts: the round's reward, the hidden utility (when the
+   task has one), the task's judge, the off-topic share, the KL to the SFT model, perplexity.
+
+It stops after ``rounds`` rounds, or as soon as the judge or the reward reaches its threshold. The
+loop folder holds ``sft/``, ``round-00/`` (the first reward model and the SFT model's evaluation),
+``round-01/`` ... (``rankings.jsonl``, ``reward_model/``, ``rl/``, ``round.json``), ``loop.json``
+(the config), ``rounds.csv``, ``report.md`` and ``rounds.png``. Every step writes its result through
+a temporary name and a rename, and a round is done when its ``round.json`` exists, so a loop killed
+at any moment resumes at the step where it stopped: rankings already given are kept (the feedback
+resumes at the first unanswered prompt), and RL resumes from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from textgym.app.config import LoopConfig, TrainConfig, validate
+from textgym.app.harness import atomic_write
+from textgym.app.pipeline import env_id, reward_model, supervised_fine_tuning
+from textgym.tasks import Task, get_task
+
+#: The per-round metrics of ``rounds.csv`` and the report, in order.
+COLUMNS = ("round", "labels", "reward", "utility", "judge", "off_topic_tips_rate", "kl_to_sft", "perplexity_heldout",
+           "distinct_2")
+
+
+def feedback_source(cfg: LoopConfig, task: Task) -> Callable[[list[Any], Path], int]:
+    """The feedback source ``cfg.feedback`` names, as ``rank(items, output) -> rows written``.
+
+    Every source appends rankings rows to ``output`` and skips nothing already answered there (the
+    caller passes only unanswered items), so they are interchangeable.
+    """
+    from textgym.app import feedback
+
+    quiet = lambda *args, **kwargs: None  # noqa: E731  (the loop prints its own progress)
+    if cfg.feedback == "simulated":
+        if task.utility is None:
+            raise ValueError(f"the {task.name} task has no hidden utility for a simulated labeler; use "
+                             "feedback terminal, web or judge:SPEC")
+        return lambda items, out: feedback.label_simulated(items, out, task.utility, cfg.noise, cfg.seed, show=quiet)
+    if cfg.feedback == "terminal":
+        return lambda items, out: feedback.label_interactive(items, out)
+    if cfg.feedback == "web":
+        from textgym.app.web import serve
+
+        return lambda items, out: serve(items, out, cfg.host, cfg.port, stop_when_done=True)
+    if cfg.feedback.startswith("judge:"):
+        from textgym.rewards.named import make_reward
+
+        judge = make_reward(cfg.feedback.removeprefix("judge:"))
+        return lambda items, out: feedback.label_with_judge(items, out, judge, show=quiet)
+    raise ValueError(f"unknown feedback {cfg.feedback!r}; use simulated, terminal, web or judge:SPEC "
+                     "(e.g. judge:helpfulness)")
+
+
+def check_loop_config(cfg: LoopConfig) -> Task:
+    """Validate ``cfg`` before anything is created; returns its task."""
+    validate(cfg)
+    task = get_task(cfg.task)
+    if task.demonstrations is None or task.rankings is None:
+        raise ValueError(f"the {task.name} task has no RLHF pipeline (demonstrations and rankings); use helpfulness")
+    for name in ("rounds", "prompts_per_round", "steps_per_round", "eval_prompts", "sft_examples", "sft_epochs",
+                 "threads", "max_new_tokens"):
+        if getattr(cfg, name) < 1:
+            raise ValueError(f"{name} must be >= 1, got {getattr(cfg, name)}")
+    if cfg.k < 2:
+        raise ValueError(f"k must be >= 2 (a ranking compares completions), got {cfg.k}")
+    for name in ("noise", "kl_coef", "learning_rate", "seed_pairs"):
+        if getattr(cfg, name) < 0:
+            raise ValueError(f"{name} must be >= 0, got {getattr(cfg, name)}")
+    feedback_source(cfg, task)  # an unknown source or judge fails here
+    return task
+
+
+def _start(cfg: LoopConfig, out: Path) -> None:
+    """Create the loop folder, or check that the one there was started with this config."""
+    saved = out / "loop.json"
+    config = json.loads(json.dumps(asdict(cfg)))
+    if saved.is_file():
+        before = json.loads(saved.read_text())
+        may_change = {"rounds", "judge_threshold", "reward_threshold", "host", "port", "threads"}
+        changed = [f"{k}: saved {before.get(k)!r}, now {v!r}" for k, v in config.items()
+                   if before.get(k) != v and k not in may_change]
+        if changed:
+            raise ValueError(f"{out} holds a loop started with another config ({'; '.join(changed)}); rerun with the "
+                             f"same config (only {', '.join(sorted(may_change))} may change), or choose another --out")
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write(saved, json.dumps(config, indent=2))
+
+
+def _atomic_folder(final: Path, build: Callable[[Path], Any]) -> Any:
+    """``build(tmp)`` into a temporary folder beside ``final``, then rename it into place."""
+    tmp = final.with_name(f".tmp-{final.name}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    result = build(tmp)
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
+    return result
+
+
+def _prompts(task: Task, count: int, round_: int, seed: int) -> list[str]:
+    """The round's training prompts: a fresh seeded draw each round, cycling when the split is short."""
+    import numpy as np
+
+    pool = task.prompts("train")
+    order = np.random.default_rng([seed, round_]).permutation(len(pool))
+    return [pool[order[i % len(pool)]] for i in range(count)]
+
+
+def evaluate_round(cfg: LoopConfig, task: Task, policy: Path, sft: Path, reward: Path) -> dict[str, float]:
+    """Held-out metrics of ``policy`` (the row of ``rounds.csv``, without ``round`` and ``labels``)."""
+    import numpy as np
+
+    from textgym.eval.report import evaluate_policy
+    from textgym.models import load_causal_lm, load_tokenizer
+    from textgym.rewards import RewardModel
+
+    tokenizer, reference = load_tokenizer(policy), load_causal_lm(sft)
+    model = reference if policy == sft else load_causal_lm(policy)
+    result = evaluate_policy(model, tokenizer, task.name, RewardModel(str(reward)), reference,
+                             num_prompts=cfg.eval_prompts, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
+    judge = next((v for k, v in result.items() if k.startswith("judge/")), float("nan"))
+    utility = float(np.mean(task.utility(result["prompts"], result["samples"]))) if task.utility else float("nan")
+    return {"reward": result["reward"]["mean"], "utility": utility, "judge": judge,
+            "off_topic_tips_rate": result.get("off_topic_tips_rate", float("nan")),
+            "kl_to_sft": result["kl_to_reference"],
+            "perplexity_heldout": result.get("perplexity_heldout", float("nan")), "distinct_2": result["distinct_2"]}
+
+
+def run_loop(cfg: LoopConfig, progress: bool = True) -> list[dict[str, float]]:
+    """Run (or resume) the loop in ``cfg.out``; returns one metrics row per round (round 0: the SFT model)."""
+    import torch
+
+    from textgym.app.feedback import answered, sample_items
+    from textgym.app.harness import train
+    from textgym.data.preferences import rankings_to_pairs, read_rankings
+    from textgym.models import load_causal_lm, load_tokenizer
+
+    task = check_loop_config(cfg)
+    say = print if progress else (lambda *a, **k: None)
+    out = Path(cfg.out)
+    _start(cfg, out)
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    rank = feedback_source(cfg, task)
+    began = time.perf_counter()
+    sft = out / "sft"
+    if not sft.is_dir():
+        say(f"round 0: supervised fine-tuning on {cfg.sft_examples} demonstrations", flush=True)
+        _atomic_folder(sft, lambda tmp: supervised_fine_tuning(task, tmp, cfg.sft_examples, cfg.sft_epochs, cfg.seed))
+    rows = []
+    policy = sft
+    for round_ in range(cfg.rounds + 1):
+        folder = out / f"round-{round_:02d}"
+        done = folder / "round.json"
+        if done.is_file():
+            rows.append(json.loads(done.read_text()))
+            policy = sft if round_ == 0 else folder / "rl" / "policy"
+            continue
+        folder.mkdir(parents=True, exist_ok=True)
+        labels: list[dict] = []
+        if round_ > 0:
+            rankings = folder / "rankings.jsonl"
+            have = answered(rankings)
+            model, tokenizer = load_causal_lm(policy), load_tokenizer(policy)
+            items = [item for item in sample_items(model, tokenizer, _prompts(task, cfg.prompts_per_round, round_,
+                                                                             cfg.seed),
+                                                   cfg.k, cfg.max_new_tokens, seed=cfg.seed * 1000 + round_)
+                     if item not in have]
+            say(f"round {round_}: feedback ({cfg.feedback}) on {len(items)} prompts x {cfg.k} answers "
+                f"of the current policy", flush=True)
+            if items:
+                rank(items, rankings)
+            labels = [row for r in range(1, round_ + 1)
+                      for row in read_rankings(out / f"round-{r:02d}" / "rankings.jsonl")]
+        reward = folder / "reward_model"
+        if not reward.is_dir():
+            say(f"round {round_}: reward model on {cfg.seed_pairs} seed pairs and {len(labels)} rankings", flush=True)
+            train_rm = functools.partial(reward_model, task, sft, pairs=cfg.seed_pairs, seed=cfg.seed,
+                                         extra=rankings_to_pairs(labels))
+            _atomic_folder(reward, train_rm)
+        if round_ > 0:
+            say(f"round {round_}: {cfg.agent.upper()} from the current policy, KL to the SFT model", flush=True)
+            run = TrainConfig(env=env_id(task), model=str(policy), reference=str(sft), reward=f"rm:{reward}",
+                              agent=cfg.agent, total_steps=cfg.steps_per_round, num_envs=16,
+                              max_new_tokens=cfg.max_new_tokens, kl_coef=cfg.kl_coef, learning_rate=cfg.learning_rate,
+                              batch_episodes=32, num_minibatches=2, update_epochs=2, seed=cfg.seed + round_,
+                              eval_prompts=0, out=str(folder / "rl"), tensorboard=False, threads=cfg.threads)
+            train(run, resume=(folder / "rl" / "config.json").is_file(), progress=False)
+            policy = folder / "rl" / "policy"
+        row = {"round": round_, "labels": len(labels), **evaluate_round(cfg, task, policy, sft, reward)}
+        atomic_write(done, json.dumps(row, indent=2))
+        rows.append(row)
+        say(f"round {round_}: " + ", ".join(f"{k} {row[k]:.3f}" for k in COLUMNS[2:]), flush=True)
+        if round_ > 0 and _reached(cfg, row):
+            say(f"round {round_}: threshold reached, stopping", flush=True)
+            break
+    write_report(cfg, out, rows)
+    say(f"report: {out / 'report.md'} ({(time.perf_counter() - began) / 60:.1f} minutes)", flush=True)
+    return rows
+
+
+def _reached(cfg: LoopConfig, row: dict[str, float]) -> bool:
+    """A stopping threshold is met."""
+    return (cfg.judge_threshold is not None and row["judge"] >= cfg.judge_threshold) or \
+        (cfg.reward_threshold is not None and row["reward"] >= cfg.reward_threshold)
+
+
+def write_report(cfg: LoopConfig, out: Path, rows: list[dict[str, float]]) -> None:
+    """``rounds.csv``, ``report.md`` (the table) and ``rounds.png`` (one panel per metric)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with open(out / ".rounds.csv.tmp", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows({k: row[k] for k in COLUMNS} for row in rows)
+    (out / ".rounds.csv.tmp").replace(out / "rounds.csv")
+    lines = [f"# RLHF loop: {cfg.task}, feedback {cfg.feedback}" + (f" (noise {cfg.noise})" if cfg.feedback ==
+                                                                       "simulated" else ""), "",
+             f"{cfg.prompts_per_round} prompts x {cfg.k} answers ranked per round, {cfg.steps_per_round:,} RL steps "
+             f"per round, kl_coef {cfg.kl_coef}; round 0 is the SFT model with the first reward model.", "",
+             "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(str(row[k]) if k in ("round", "labels") else f"{row[k]:.3f}" for k in COLUMNS) + " |"
+              for row in rows]
+    atomic_write(out / "report.md", "\n".join(lines) + "\n")
+    metrics = COLUMNS[2:]
+    fig, axes = plt.subplots(2, 4, figsize=(13, 5.5))
+    for ax, key in zip(axes.flat, metrics, strict=False):
+        ax.plot([r["round"] for r in rows], [r[key] for r in rows], "o-")
+        ax.set(title=key, xlabel="round")
+        ax.set_xticks([r["round"] for r in rows])
+    for ax in list(axes.flat)[len(metrics):]:
+        ax.axis("off")
+    fig.suptitle(f"RLHF loop on {cfg.task}: feedback from {cfg.feedback}")
+    fig.tight_layout()
+    fig.savefig(out / "rounds.png", dpi=100)
+    plt.close(fig)
