@@ -168,7 +168,10 @@ def trl_run(folder: str, device: str, threads: int) -> dict:
                           learning_rate=LR, use_cpu=device == "cpu", bf16=device != "cpu", report_to=[],
                           logging_steps=1, save_strategy="no", max_steps=2, disable_dropout=True, seed=0,
                           model_init_kwargs={"dtype": torch.bfloat16})
-    trainer = trl.GRPOTrainer(model=folder, reward_funcs=reward, args=args, callbacks=[Stamps()],
+    from textgym.models import load_tokenizer
+
+    trainer = trl.GRPOTrainer(model=folder, processing_class=load_tokenizer(folder), reward_funcs=reward, args=args,
+                              callbacks=[Stamps()],
                               train_dataset=datasets.Dataset.from_dict({"prompt": [prompt] * 4}),
                               peft_config=LoraConfig(r=RANK, lora_alpha=2 * RANK, target_modules=TARGETS,
                                                      task_type="CAUSAL_LM"))

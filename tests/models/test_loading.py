@@ -84,3 +84,15 @@ def test_loading_prints_nothing(capfd):
 def test_a_model_loaded_by_name_remembers_the_name_not_this_machines_path():
     """A model loaded by its embedded name keeps that name as ``name_or_path``, not a local path."""
     assert load_causal_lm("textgym/tiny-lm").name_or_path == "textgym/tiny-lm"
+
+
+def test_a_word_level_tokenizer_beside_a_qwen2_config_loads_as_saved(tmp_path):
+    """transformers would rebuild a Qwen2 pre-tokenizer around the vocabulary and encode words to nothing."""
+    from transformers import Qwen2Config
+
+    from textgym.models.tiny import word_tokenizer
+
+    Qwen2Config(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                num_key_value_heads=1).save_pretrained(tmp_path)
+    word_tokenizer([f"w{i}" for i in range(1, 64)]).save_pretrained(tmp_path)
+    assert load_tokenizer(tmp_path)("w1 w2 w3")["input_ids"] == [1, 2, 3]

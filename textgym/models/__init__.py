@@ -26,6 +26,7 @@ from transformers import (
     AutoTokenizer,
     PreTrainedModel,
     PreTrainedTokenizerBase,
+    PreTrainedTokenizerFast,
 )
 from transformers.utils import logging as hf_logging
 
@@ -154,12 +155,22 @@ def load_classifier(
     return model.eval()
 
 
+#: ``tokenizer_class`` values of tokenizers saved as a plain ``tokenizers`` pipeline.
+GENERIC_TOKENIZERS = ("TokenizersBackend", "PreTrainedTokenizerFast")
+
+
 def load_tokenizer(name_or_path: str | Path, *, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
     """Load the tokenizer saved with a model (embedded name, hub name or local folder)."""
     folder = resolve(name_or_path)
     adapter = Path(folder) / "adapter_config.json"
     if adapter.is_file() and not (Path(folder) / "tokenizer_config.json").is_file():
         folder = resolve(json.loads(adapter.read_text())["base_model_name_or_path"])
+    config = Path(folder) / "tokenizer_config.json"
+    saved_class = json.loads(config.read_text()).get("tokenizer_class") if config.is_file() else None
+    if saved_class in GENERIC_TOKENIZERS and (Path(folder) / "tokenizer.json").is_file():
+        # A tokenizer saved as a plain tokenizers pipeline (a word-level one, say) loads as saved: transformers
+        # would otherwise pick the class of the model's type and rebuild its own pre-tokenizer around the vocabulary.
+        return PreTrainedTokenizerFast.from_pretrained(folder)
     return AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
 
 
