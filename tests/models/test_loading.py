@@ -87,7 +87,7 @@ def test_a_model_loaded_by_name_remembers_the_name_not_this_machines_path():
 
 
 def test_a_word_level_tokenizer_beside_a_qwen2_config_loads_as_saved(tmp_path):
-    """transformers would rebuild a Qwen2 pre-tokenizer around the vocabulary and encode words to nothing."""
+    """A word-level tokenizer stays word-level (transformers would rebuild Qwen2's pre-tokenizer: no tokens)."""
     from transformers import Qwen2Config
 
     from textgym.models.tiny import word_tokenizer
