@@ -173,3 +173,23 @@ def test_group_algorithms_refuse_groups_of_one(tokenizer):
         agent_class("rloo")(lm, tokenizer, config(batch_episodes=8)).learn(make(tokenizer, lm, 8), 8)
     with pytest.raises(ValueError, match="unknown agent 'dqn'; known agents: ppo, rloo, grpo, reinforce"):
         agent_class("dqn")
+
+
+def test_gradient_checkpointing_gives_the_same_update(tokenizer):
+    """Recomputing activations in the backward (``gradient_checkpointing``) changes memory, not the update."""
+    lm = random_causal_lm(len(tokenizer), 2, 32, n_positions=64, seed=0)
+    envs = make(tokenizer, lm, num_envs=8)
+    plain = LMPPO(copy.deepcopy(lm), tokenizer, config(batch_episodes=8))
+    plain.num_actions = envs.single_action_space.n
+    episodes = Rollout(envs, plain._sampler(8, seed=0), seed=0).collect(8)
+    checkpointed = LMPPO(copy.deepcopy(lm), tokenizer, config(batch_episodes=8, gradient_checkpointing=True))
+    model = checkpointed.model
+    on = "is_activation_checkpointing" if hasattr(type(model), "is_activation_checkpointing") else \
+        "is_gradient_checkpointing"  # renamed in transformers 5.x
+    assert getattr(model, on)
+    for agent in (plain, checkpointed):
+        agent.update(EpisodeBatch.from_episodes(episodes, agent.pad_id), envs)
+    for p, q in zip(plain.module.parameters(), checkpointed.module.parameters(), strict=True):
+        torch.testing.assert_close(p, q, atol=1e-6, rtol=1e-5)
+    assert any((p - q).abs().max() > 0 for p, q in zip(plain.module.parameters(),
+                                                       LMPolicy(lm, value_head=None).parameters(), strict=False))
