@@ -300,6 +300,9 @@ def _disable_dropout(model: torch.nn.Module) -> None:
 
 
 def _enable_checkpointing(model: PreTrainedModel) -> None:
-    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.24 (the old name goes in 6)
+        model.activation_checkpointing_enable({"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if hasattr(model, "enable_input_require_grads"):  # peft: the frozen embeddings must pass gradients on
         model.enable_input_require_grads()
