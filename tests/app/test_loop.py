@@ -42,6 +42,29 @@ def test_rounds_resume_without_losing_or_repeating_a_ranking(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::textgym.rewards.DeadRewardWarning")
+def test_a_labeler_who_stops_early_stops_the_loop_and_the_rerun_goes_on(tmp_path, monkeypatch):
+    """Half the prompts ranked, then quit: no reward model is trained; the rerun asks only the rest."""
+    import textgym.app.loop as loop
+
+    real = loop.feedback_source
+
+    def half(cfg, task):
+        rank = real(cfg, task)
+        return lambda items, out: rank(items[:2], out)
+
+    cfg = dataclasses.replace(TINY, out=str(tmp_path / "loop"))
+    monkeypatch.setattr(loop, "feedback_source", half)
+    assert [r["round"] for r in run_loop(cfg, progress=False)] == [0]
+    first = read_rankings(tmp_path / "loop" / "round-01" / "rankings.jsonl")
+    assert len(first) == 2 and not (tmp_path / "loop" / "round-01" / "reward_model").exists()
+    monkeypatch.setattr(loop, "feedback_source", real)
+    rows = run_loop(cfg, progress=False)
+    assert rows[-1]["round"] == 1 and rows[-1]["labels"] == 4
+    assert read_rankings(tmp_path / "loop" / "round-01" / "rankings.jsonl")[:2] == first
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::textgym.rewards.DeadRewardWarning")
 def test_a_judge_threshold_stops_the_loop(tmp_path):
     """A threshold the first round meets ends the loop there, whatever ``rounds`` says."""
     rows = run_loop(dataclasses.replace(TINY, out=str(tmp_path / "loop"), rounds=3, judge_threshold=0.0),

@@ -192,6 +192,12 @@ def run_loop(cfg: LoopConfig, progress: bool = True) -> list[dict[str, float]]:
                 f"of the current policy", flush=True)
             if items:
                 rank(items, rankings)
+                now = answered(rankings)
+                missing = sum(item not in now for item in items)
+                if missing:  # a person stopped early: the next run resumes here
+                    say(f"round {round_}: {missing} of {len(items)} prompts still unranked; stopping here, "
+                        "rerun the same command to go on", flush=True)
+                    break
             labels = [row for r in range(1, round_ + 1)
                       for row in read_rankings(out / f"round-{r:02d}" / "rankings.jsonl")]
         reward = folder / "reward_model"
