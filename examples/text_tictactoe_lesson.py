@@ -12,7 +12,7 @@ play: it writes legal moves, at random. Illegal cells are masked (``illegal="mas
 penalty to the random-play reference is off (``kl_coef=0``), since staying near random play is not
 the goal here.
 
-Run: ``python examples/text_tictactoe_lesson.py`` (about 3 minutes on 2 CPU cores). Writes
+Run: ``python examples/text_tictactoe_lesson.py`` (about 5 minutes on 2 CPU cores). Writes
 ``text_tictactoe_lesson.png``.
 """
 
