@@ -23,7 +23,7 @@ from transformers import PreTrainedModel
 
 from agents.policy import LMPolicy
 from textgym.models import load_causal_lm
-from textgym.models.kv import positions_from_mask
+from textgym.models.kv import keep_last, positions_from_mask
 
 
 class SB3Agent:
@@ -130,7 +130,7 @@ class CausalLMPolicy(ActorCriticPolicy):
     def _heads(self, obs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         ids, mask = obs["input_ids"].long(), obs["attention_mask"].long()  # SB3's buffers store floats
         out = self.lm.model(input_ids=ids, attention_mask=mask, position_ids=positions_from_mask(mask),
-                            logits_to_keep=1, output_hidden_states=True)
+                            logits_to_keep=keep_last(1, ids.shape[1], ids.device), output_hidden_states=True)
         values = self.lm.value_head(out.hidden_states[-1][:, -1].detach().float())  # (B, 1)
         return out.logits[:, -1].float(), values
 

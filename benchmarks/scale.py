@@ -203,6 +203,19 @@ def logprob_error(folder: str, threads: int) -> dict:
             "mean_abs_logprob": float(torch.cat(full).abs().mean())}
 
 
+def cpu_name() -> str:
+    """The CPU's model name (bf16 speed on a CPU depends on it: see :func:`textgym.models.native_half`)."""
+    import platform
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def in_fresh_process(function, *args):
     """Run ``function(*args)`` in a fresh process (its own peak memory), return its result."""
     with multiprocessing.get_context("spawn").Pool(1) as pool:
@@ -230,7 +243,10 @@ def main() -> None:
                   f"({', '.join(f'{k} {v:.1f} s' for k, v in runs[-1]['split_seconds'].items())})", flush=True)
         error = in_fresh_process(logprob_error, tmp, args.threads)
     trl_speed = runs[-1]["completions_per_s"]
+    from textgym.models import native_half
+
     result = {"device": args.device, "torch": torch.__version__, "threads": args.threads,
+              "cpu": cpu_name(), "cpu_native_bf16": native_half("cpu", torch.bfloat16),
               "model": "Qwen2-0.5B shape, random, bf16, LoRA r16 (q,k,v,o)", "runs": runs,
               "ratio_to_trl_grpo": {r["method"]: r["completions_per_s"] / trl_speed for r in runs[:2]},
               "bf16_logprob_error_vs_fp32": error}

@@ -96,3 +96,18 @@ def test_sample_tokens_temperature():
     assert cold.item() == pytest.approx(torch.softmax(torch.tensor([0.0, 8.0]), -1)[1].item(), abs=0.01)
     with pytest.raises(ValueError, match="temperature"):
         sample_tokens(logits, temperature=0)
+
+
+def test_output_head_reads_contiguous_hidden_states(lm):
+    """Prompts, steps and environment turns hand the head a contiguous copy of the last states, never a strided slice.
+
+    A slice of the hidden states makes a CPU's batched matmul copy the whole head once per sequence
+    (5 s instead of 0.03 s for Qwen2-0.5B's head in bf16).
+    """
+    seen = []
+    lm.get_output_embeddings().register_forward_hook(lambda module, args, out: seen.append(args[0].is_contiguous()))
+    cache = SlotKVCache(lm, num_slots=2, pad_id=0)
+    cache.start([0, 1], [[1, 2, 3], [4, 5]])
+    cache.step(torch.tensor([6, 7]))
+    cache.extend([1], [[8, 9, 10]])
+    assert seen == [True, True, True]

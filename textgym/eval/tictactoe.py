@@ -193,7 +193,7 @@ def text_policy(model, tokenizer, legal_only: bool = False, batch_size: int = 51
 
     from textgym.envs.text_tictactoe import transcript
     from textgym.models import model_device
-    from textgym.models.kv import left_pad_np, positions_from_mask
+    from textgym.models.kv import keep_last, left_pad_np, positions_from_mask
 
     cells = [tokenizer(str(cell + 1), add_special_tokens=False)["input_ids"][0] for cell in range(9)]
 
@@ -205,7 +205,7 @@ def text_policy(model, tokenizer, legal_only: bool = False, batch_size: int = 51
             contexts = [tokenizer(transcript(m, first).strip())["input_ids"] for m, first in chunk]
             ids, mask = (torch.from_numpy(a).to(model_device(model)) for a in left_pad_np(contexts, 0))
             logits = model(input_ids=ids, attention_mask=mask, position_ids=positions_from_mask(mask),
-                           logits_to_keep=1).logits[:, -1].float().cpu()  # (n, V)
+                           logits_to_keep=keep_last(1, ids.shape[1], ids.device)).logits[:, -1].float().cpu()  # (n, V)
             for row, (history, first) in enumerate(chunk):
                 board = _board(history, first)
                 if legal_only:

@@ -79,10 +79,12 @@ class BigramLM(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 position_ids: torch.Tensor | None = None, cache=None, use_cache: bool | None = None,
-                logits_to_keep: int = 0, **kwargs) -> SimpleNamespace:
+                logits_to_keep: int | torch.Tensor = 0, **kwargs) -> SimpleNamespace:
         """Logits (B, T, V) = log p(next | token at each position); the cache is passed through."""
         logits = self.logprobs[input_ids]
-        if logits_to_keep:
+        if isinstance(logits_to_keep, torch.Tensor):  # positions, as transformers' models take them
+            logits = logits[:, logits_to_keep]
+        elif logits_to_keep:
             logits = logits[:, -logits_to_keep:]
         return SimpleNamespace(logits=logits, cache=cache)
 

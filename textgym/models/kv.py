@@ -56,6 +56,20 @@ def cache_keyword(model: torch.nn.Module) -> str:
     return "cache" if CACHE_RENAMED else "past_key_values"
 
 
+def keep_last(count: int, width: int, device: torch.device | str) -> int | torch.Tensor:
+    """The ``logits_to_keep`` of a forward over ``width`` positions that needs the last ``count``: as indices.
+
+    Given an int, transformers slices the hidden states before the output head, and the slice (a
+    strided view) sends the head's product down a batched path that copies the whole head matrix once
+    per sequence: 5 s instead of 0.03 s for Qwen2-0.5B's head and 8 sequences in bf16 on a CPU. Index
+    positions gather a contiguous copy of the few hidden states instead.
+
+    >>> keep_last(1, 1, "cpu"), keep_last(2, 5, "cpu")
+    (1, tensor([3, 4]))
+    """
+    return count if count >= width else torch.arange(width - count, width, device=device)
+
+
 def left_pad_np(sequences: Sequence[Sequence[int] | np.ndarray], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
     """Stack token sequences into a left-padded batch on the host: ``(ids, mask)``, both int64 (n, max L).
 
@@ -210,7 +224,8 @@ class SlotKVCache:
 
     def _forward(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache: DynamicCache):
         out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
-                         output_hidden_states=self.with_hidden, logits_to_keep=1, **{self.cache_keyword: cache})
+                         output_hidden_states=self.with_hidden,
+                         logits_to_keep=keep_last(1, ids.shape[1], ids.device), **{self.cache_keyword: cache})
         if self.with_hidden:
             self.last_hidden = out.hidden_states[-1][:, -1].float()  # (n, H) at the newest position
         return out

@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from textgym.models import model_device
-from textgym.models.kv import left_pad_np, positions_from_mask
+from textgym.models import model_device, native_half
+from textgym.models.kv import keep_last, left_pad_np, positions_from_mask
 
 #: fp32 logits alive at once per chunk of tokens (64 MB).
 LOGITS_BUDGET = 1 << 24
@@ -80,14 +80,12 @@ def _logits(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
 
 
 def _compute_dtype(weight: torch.Tensor) -> torch.dtype:
-    """The head's matrix products run in the weights' dtype on accelerators, in fp32 on a CPU.
+    """The head's matrix products run in the weights' dtype, or in fp32 on a CPU that emulates it.
 
-    A CPU without bf16 arithmetic runs half-precision products many times slower than fp32 (8x for a
-    Qwen2-0.5B projection here, and 100x for the backward's ``grad @ weight`` layout), so there a
-    chunked call pays for one fp32 copy of the head (545 MB for Qwen2-0.5B) instead.
+    There (see :func:`textgym.models.native_half`) a chunked call pays for one fp32 copy of the
+    head (545 MB for Qwen2-0.5B) instead of products many times slower.
     """
-    half = weight.dtype in (torch.bfloat16, torch.float16)
-    return torch.float32 if half and weight.device.type == "cpu" else weight.dtype
+    return weight.dtype if native_half(weight.device, weight.dtype) else torch.float32
 
 
 class _ChunkedHead(torch.autograd.Function):
@@ -186,7 +184,8 @@ def _whole_model(model: nn.Module, input_ids: torch.Tensor, attention_mask: torc
                  num_targets: int, num_actions: int | None, entropy: bool, hidden: bool) -> TokenScores:
     """The fallback for models that cannot be split: their own forward, logits of the last K + 1 positions."""
     out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions,
-                logits_to_keep=num_targets + 1, output_hidden_states=hidden)
+                logits_to_keep=keep_last(num_targets + 1, input_ids.shape[1], input_ids.device),
+                output_hidden_states=hidden)
     logits = out.logits[:, :-1, :num_actions].float()  # (B, K, V)
     logp = torch.log_softmax(logits, -1)
     logprobs = logp.gather(-1, input_ids[:, -num_targets:, None]).squeeze(-1)
@@ -246,7 +245,8 @@ def completion_kl(policy: nn.Module, reference: nn.Module, prompts: Sequence[Seq
         for model in (policy, reference):
             batch = torch.from_numpy(np.stack([ids, mask])).to(model_device(model))
             logits = model(input_ids=batch[0], attention_mask=batch[1], position_ids=positions_from_mask(batch[1]),
-                           logits_to_keep=keep + 1).logits[:, :-1, :vocab]  # (n, K, V)
+                           logits_to_keep=keep_last(keep + 1, ids.shape[1], batch.device)
+                           ).logits[:, :-1, :vocab]  # (n, K, V)
             logps.append(torch.log_softmax(logits.float(), -1).to(model_device(policy)))
         kl = (logps[0].exp() * (logps[0] - logps[1])).sum(-1).double().cpu()  # (n, K)
         out += [kl[row, keep - len(completions[i]):] for row, i in enumerate(chunk)]
