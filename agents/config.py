@@ -23,6 +23,9 @@ class LMConfig:
     """Entropy bonus."""
     vf_coef: float = 0.5
     """PPO: weight of the value loss."""
+    value_trunk_grad: bool = False
+    """PPO: let the value loss train the LM's trunk as well as the value head (a shared actor-critic trunk,
+    right for games, where the value must be read off the state); off, the head only reads the LM."""
     gamma: float = 1.0
     """PPO: discount."""
     gae_lambda: float = 1.0

@@ -83,7 +83,7 @@ class LMAgent:
         _disable_dropout(model)
         if self.cfg.gradient_checkpointing:
             _enable_checkpointing(model)
-        policy = LMPolicy(model, value_head=self.value_head)
+        policy = LMPolicy(model, value_head=self.value_head, value_trunk_grad=self.cfg.value_trunk_grad)
         trainable = [p for p in policy.parameters() if p.requires_grad]
         optimizer = torch.optim.Adam(trainable, lr=self.cfg.learning_rate, eps=1e-5, foreach=True)
         self.policy, self.optimizer = self.accelerator.prepare(policy.eval(), optimizer)

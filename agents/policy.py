@@ -28,11 +28,14 @@ class LMPolicy(nn.Module):
     Args:
         model: Any Hugging Face causal LM, or a peft model.
         value_head: Add a value head (PPO); the head's weights are fp32 whatever the LM's dtype.
+        value_trunk_grad: Let the value loss train the LM too (a shared actor-critic trunk, as in
+            PPO for games); off by default, so the value head only reads the LM.
     """
 
-    def __init__(self, model: PreTrainedModel, value_head: bool = True) -> None:
+    def __init__(self, model: PreTrainedModel, value_head: bool = True, value_trunk_grad: bool = False) -> None:
         super().__init__()
         self.model = model
+        self.value_trunk_grad = value_trunk_grad
         self.value_head: nn.Linear | None = None
         if value_head:
             self.value_head = nn.Linear(model.get_input_embeddings().embedding_dim, 1, device=model_device(model))
@@ -47,7 +50,8 @@ class LMPolicy(nn.Module):
                                 entropy=entropy, hidden=self.value_head is not None)
         values = None
         if self.value_head is not None:
-            values = self.value_head(scores.hidden.detach().float()).squeeze(-1)  # (B, K)
+            hidden = scores.hidden if self.value_trunk_grad else scores.hidden.detach()
+            values = self.value_head(hidden.float()).squeeze(-1)  # (B, K)
         return scores.logprobs, scores.entropy, values
 
     def save_pretrained(self, path: str | Path) -> None:

@@ -170,6 +170,46 @@ class LoopConfig:
     """torch threads."""
 
 
+@dataclass
+class PersonalizeConfig:
+    """What ``textgym personalize`` runs: a reward model and LoRA adapters per simulated user, on one shared base."""
+
+    out: str = "runs/personalize"
+    """Folder: ``sft/`` (the shared base and reference), ``users/NAME/`` per user, the report and the plot."""
+    task: str = "helpfulness"
+    """An embedded task with an RLHF pipeline and simulated users (helpfulness: brief, thorough)."""
+    users: str = ""
+    """Comma-separated users of the task (empty: all of them, at least two)."""
+    noise: float = 0.25
+    """Std of the Gaussian noise each simulated user adds to an answer's utility before ranking."""
+    prompts: int = 300
+    """Prompts each user ranks (the same answers of the SFT model for every user)."""
+    k: int = 4
+    """Answers sampled per prompt."""
+    steps: int = 12_000
+    """Environment steps of RL per user."""
+    agent: str = "ppo"
+    """The RL algorithm (any of textgym train's)."""
+    lora_r: int = 8
+    """Rank of each user's LoRA adapters."""
+    kl_coef: float = 0.05
+    """Beta of the KL penalty to the shared reference (the base, adapters off)."""
+    learning_rate: float = 3e-4
+    """Adam learning rate of the adapters."""
+    eval_prompts: int = 128
+    """Held-out answers per adapter for the win rates (held-out questions cycled, each answer sampled anew)."""
+    max_new_tokens: int = 48
+    """Longest answer in tokens."""
+    sft_examples: int = 3000
+    """Demonstrations for the supervised fine-tuning of the shared base."""
+    sft_epochs: int = 6
+    """Passes over them."""
+    seed: int = 0
+    """Seed of every step."""
+    threads: int = 2
+    """torch threads."""
+
+
 def ordered_fields(cls: type) -> list[dataclasses.Field]:
     """The fields of a config dataclass, its own first, then those it extends (the run before the algorithm)."""
     own = cls.__dict__.get("__annotations__", {})

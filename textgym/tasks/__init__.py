@@ -70,6 +70,8 @@ class Task:
     utility: Callable[[list[str], list[str]], Any] | None = None
     """(prompts, completions) -> the hidden true utility of each answer: what a simulated labeler ranks by
     (``textgym loop --feedback simulated``), and what the loop reports beside the learned reward."""
+    users: dict[str, Callable[[list[str], list[str]], Any]] = field(default_factory=dict)
+    """Simulated users with tastes of their own, name -> utility like ``utility`` (``textgym personalize``)."""
 
 
 def unique(values: list[str]) -> list[str]:

@@ -110,6 +110,27 @@ def utility(prompts: list[str], completions: list[str]) -> np.ndarray:
     >>> utility([p, p], [" Try to skip coffee after lunch.", " Who cares?"]).tolist()
     [1.0, -2.0]
     """
+    return _utility(prompts, completions, lambda own, framed: min(own, 3) + (0.5 if framed else 0.0))
+
+
+def brief_utility(prompts: list[str], completions: list[str]) -> np.ndarray:
+    r"""The utility of a user who wants one tip and no small talk: the ``brief`` user of personalization.
+
+    +1 for a tip for the question asked, -0.5 for each further one and -0.5 for the friendly frame;
+    the same penalties as :func:`utility` for other questions' tips, dismissive answers, wrong advice
+    and stray facts.
+
+    >>> p = "\n\nHuman: How do I sleep better?\n\nAssistant:"
+    >>> full = " Here are a few ideas: skip coffee after lunch and keep your bedroom dark and cool. I hope that helps!"
+    >>> brief_utility([p, p], [" Try to skip coffee after lunch.", full]).tolist(), utility([p], [full]).tolist()
+    ([1.0, 0.0], [2.5])
+    """
+    return _utility(prompts, completions,
+                    lambda own, framed: min(own, 1) - 0.5 * max(own - 1, 0) - (0.5 if framed else 0.0))
+
+
+def _utility(prompts: list[str], completions: list[str], taste) -> np.ndarray:
+    """Utilities that share the penalties and differ in ``taste(own tips, framed)`` of answers with tips."""
     values = []
     for prompt, answer in zip(prompts, completions, strict=True):
         found = synthetic.tips_given(prompt, answer)
@@ -120,7 +141,7 @@ def utility(prompts: list[str], completions: list[str]) -> np.ndarray:
         wrong = next((w for _, (questions, _, wrongs) in synthetic.TOPICS.items() for w in wrongs
                       if any(q in prompt for q in questions) and w in answer), None)
         framed = any(phrase and phrase in answer for phrase in synthetic.HELP_OPENERS + synthetic.HELP_CLOSERS)
-        value = min(own, 3) - 2.0 * other + (0.5 if framed and own + other else 0.0)
+        value = (taste(own, framed) if own + other else 0.0) - 2.0 * other
         value -= 2.0 * (any(d in answer for d in synthetic.DISMISSIVE) or wrong is not None)
         value -= 1.0 * any(fact in answer for fact in synthetic.OFF_TOPIC)
         values.append(float(value))
@@ -132,5 +153,5 @@ TASK = Task(
     judge_higher_is_better={"judge/p_helpful": True}, named_rewards={"helpfulness": reward},
     classifier=ClassifierSpec("helpfulness-classifier", ("unhelpful", "helpful"), classifier_data),
     bench_cases={"helpfulness-rm": "rm:{rm}"}, demonstrations=demonstrations, rankings=rankings, audit=audit,
-    utility=utility,
+    utility=utility, users={"brief": brief_utility, "thorough": utility},
 )
