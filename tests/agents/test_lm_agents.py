@@ -153,6 +153,20 @@ def test_the_value_loss_trains_the_head_and_leaves_the_lm_alone(tokenizer):
     assert all(p.grad is None or not p.grad.any() for p in lm.parameters())
 
 
+def test_value_trunk_grad_lets_the_value_loss_train_the_lm(tokenizer):
+    """With ``value_trunk_grad`` (a shared actor-critic trunk, for games) the value loss reaches the LM's weights."""
+    lm = random_causal_lm(len(tokenizer), 1, 16, n_positions=64, seed=0)
+    policy = LMPolicy(lm, value_trunk_grad=True)
+    torch.nn.init.normal_(policy.value_head.weight)
+    ids = torch.tensor([[1, 2, 3, 4]])
+    _, _, values = policy(ids, torch.ones_like(ids), 3)
+    ((values - 5.0) ** 2).mean().backward()
+    assert any(p.grad is not None and p.grad.any() for p in lm.transformer.h.parameters())
+    agent = LMPPO(random_causal_lm(len(tokenizer), 1, 16, n_positions=64, seed=0), tokenizer,
+                  LMConfig(value_trunk_grad=True))
+    assert agent.module.value_trunk_grad
+
+
 def test_the_kl_coefficient_is_the_environments(tokenizer):
     """The KL coefficient is set on the env only, and an adaptive controller steers the env's value."""
     lm = random_causal_lm(len(tokenizer), 1, 16, n_positions=64, seed=0)
