@@ -132,8 +132,9 @@ def run_personalization(cfg: PersonalizeConfig, progress: bool = True) -> dict[s
     result = {"config": asdict(cfg), "users": users, **evaluate_adapters(cfg, task, users, out)}
     say("memory: N adapters on one base against N full models, each in a fresh process", flush=True)
     adapters = [str(out / "users" / user / "rl" / "policy") for user in users]
-    result["memory"] = {kind: in_fresh_process(serve_users, kind, str(sft), adapters, cfg.max_new_tokens, cfg.threads)
-                        for kind in ("adapters", "full_models")}
+    prompt = task.prompts("test")[0]
+    result["memory"] = {kind: in_fresh_process(serve_users, kind, str(sft), adapters, prompt, cfg.max_new_tokens,
+                                               cfg.threads) for kind in ("adapters", "full_models")}
     result["minutes"] = (time.perf_counter() - began) / 60
     atomic_write(out / "personalize.json", json.dumps(result, indent=2))
     write_report(out, result)
@@ -181,11 +182,12 @@ def evaluate_adapters(cfg: PersonalizeConfig, task: Task, users: list[str], out:
     }
 
 
-def serve_users(kind: str, base: str, adapters: list[str], max_new_tokens: int, threads: int) -> dict[str, float]:
+def serve_users(kind: str, base: str, adapters: list[str], prompt: str, max_new_tokens: int,
+                threads: int) -> dict[str, float]:
     """Serve every user in this process; report the peak resident memory and the weights' size.
 
     ``kind`` "adapters": one base and N adapters, switched with ``set_adapter``; "full_models": N copies
-    of the base, each with one user's adapters merged in. Each user's model answers one prompt.
+    of the base, each with one user's adapters merged in. Each user's model answers ``prompt``.
     """
     import torch
     from peft import PeftModel
@@ -210,8 +212,7 @@ def serve_users(kind: str, base: str, adapters: list[str], max_new_tokens: int, 
     for name, model in models.items():
         if kind == "adapters":
             model.set_adapter(name)
-        sample_completions(model.eval(), tokenizer, ["\n\nHuman: How do I sleep better?\n\nAssistant:"],
-                           max_new_tokens, seed=0)
+        sample_completions(model.eval(), tokenizer, [prompt], max_new_tokens, seed=0)
     unique = {id(m): m for m in models.values()}.values()
     weights = sum(p.numel() * p.element_size() for m in unique for p in m.parameters())
     return {"users": len(adapters), "peak_rss_mib": round(peak_rss_mib(), 1),
