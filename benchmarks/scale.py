@@ -15,7 +15,7 @@ split into sampling, reference, reward and update (textgym; TRL's own profiling 
 completions/s and their ratio to TRL's, the peak resident memory of the process, and on a GPU the
 peak GPU memory; also the error of the bf16 model's log-probabilities against an fp32 copy.
 
-    python benchmarks/scale.py                  # CPU (about 10 minutes on 2 cores)
+    python benchmarks/scale.py                  # CPU: 2 minutes on 2 cores with bf16 instructions, 30 without
     python benchmarks/scale.py --device cuda    # the same on a GPU; the same JSON, plus peak GPU memory
 
 Writes ``benchmarks/results/scale.json`` (``scale-cuda.json`` on a GPU).
