@@ -67,7 +67,7 @@ def win_rates(utilities: dict[str, np.ndarray]) -> dict[str, float]:
 
     >>> win_rates({"a": np.array([2.0, 1.0, 0.0]), "b": np.array([1.0, 1.0, 1.0])})
     {'a': 0.5, 'b': 0.5}
-    >>> win_rates({"a": np.array([2.0, 2.0]), "b": np.array([1.0, 0.0]), "c": np.array([0.0, 0.0])})
+    >>> win_rates({"a": np.array([2.0, 2.0]), "b": np.array([1.0, 0.0]), "c": np.array([-1.0, -1.0])})
     {'a': 1.0, 'b': 0.5, 'c': 0.0}
     """
     out = {}
