@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from textgym.app.config import PersonalizeConfig
 from textgym.app.personalize import check_personalize_config, run_personalization
+from textgym.models import load_causal_lm
 from textgym.tasks.helpfulness import brief_utility, utility
 
 TINY = PersonalizeConfig(prompts=4, k=3, steps=128, eval_prompts=6, max_new_tokens=8, sft_examples=32, sft_epochs=1)
@@ -40,6 +42,11 @@ def test_each_user_gets_a_reward_model_and_adapters_on_one_base_and_a_rerun_redo
     again = run_personalization(cfg, progress=False)
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # nothing retrained
     assert again["win_rate"] == result["win_rate"]
+    moved = tmp_path / "elsewhere"
+    (tmp_path / "p").rename(moved)  # the folder carries its base: each user's adapters load from anywhere
+    model = load_causal_lm(moved / "users" / "brief" / "rl" / "policy")
+    assert hasattr(model, "peft_config")
+    assert Path(model.get_base_model().name_or_path).resolve() == (moved / "sft").resolve()
 
 
 @pytest.mark.parametrize(("change", "message"), [

@@ -24,6 +24,7 @@ from __future__ import annotations
 import functools
 import json
 import multiprocessing
+import os
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -128,6 +129,7 @@ def run_personalization(cfg: PersonalizeConfig, progress: bool = True) -> dict[s
                               num_minibatches=2, update_epochs=2, seed=cfg.seed + index, eval_prompts=0,
                               out=str(folder / "rl"), tensorboard=False, threads=cfg.threads)
             train(run, resume=(folder / "rl" / "config.json").is_file(), progress=False)
+            portable_base(folder / "rl" / "policy", sft)
     say("evaluating every adapter for every user on held-out questions", flush=True)
     result = {"config": asdict(cfg), "users": users, **evaluate_adapters(cfg, task, users, out)}
     say("memory: N adapters on one base against N full models, each in a fresh process", flush=True)
@@ -140,6 +142,14 @@ def run_personalization(cfg: PersonalizeConfig, progress: bool = True) -> dict[s
     write_report(out, result)
     say(f"report: {out / 'report.md'}", flush=True)
     return result
+
+
+def portable_base(adapters: Path, base: Path) -> None:
+    """Record ``base`` in the adapters' config relative to their folder, so the run folder can move as a whole."""
+    config = adapters / "adapter_config.json"
+    settings = json.loads(config.read_text())
+    settings["base_model_name_or_path"] = os.path.relpath(base.resolve(), adapters.resolve())
+    atomic_write(config, json.dumps(settings, indent=2))
 
 
 def evaluate_adapters(cfg: PersonalizeConfig, task: Task, users: list[str], out: Path) -> dict[str, Any]:

@@ -8,7 +8,8 @@ textgym loader runs).
 
 A folder holding LoRA adapters (``adapter_config.json``, written by peft) loads as its base model
 with the adapters on top; the base is recorded by the name it was loaded under (an embedded or hub
-name, never this machine's path to it), so an adapter folder works on any machine with textgym.
+name, never this machine's path to it), so an adapter folder works on any machine with textgym, or
+by a path relative to the adapters' folder (``../../sft``), so a run folder holding both can move.
 """
 
 from __future__ import annotations
@@ -135,7 +136,8 @@ def _load_adapters(folder: Path, **kwargs: Any) -> PreTrainedModel:
         raise ModuleNotFoundError(f"{folder} holds LoRA adapters: install peft (pip install 'textgym[peft]')") from None
     base_name = json.loads((folder / "adapter_config.json").read_text())["base_model_name_or_path"]
     trainable = kwargs.pop("trainable")
-    base = load_causal_lm(base_name, **kwargs)
+    beside = folder / base_name  # a base recorded relative to the adapters' folder travels with it
+    base = load_causal_lm(beside if base_name.startswith(".") and beside.is_dir() else base_name, **kwargs)
     with no_progress_bars():
         model = PeftModel.from_pretrained(base, str(folder), is_trainable=trainable)
     return model.train(False) if not trainable else model
