@@ -135,3 +135,25 @@ def test_rankings_that_are_all_ties_are_a_clear_error_for_the_reward_model(tmp_p
     pairs = load_preferences(tmp_path / "ties.jsonl")
     with pytest.raises(ValueError, match="no train pairs: every ranking is a tie or was skipped"):
         train_reward_model(pairs, pairs, RewardTrainingConfig(output_dir=str(tmp_path / "rm")))
+
+
+def test_sampling_answers_to_rank_prints_nothing():
+    """Sampling the answers to rank is silent: no transformers warning about a mask that was passed."""
+    import logging
+
+    from textgym.app.feedback import sample_items
+    from textgym.models import load_causal_lm, load_tokenizer
+
+    logging.Logger.warning_once.cache_clear()  # transformers warns once per process: make this process fresh
+    seen: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())
+    logging.getLogger("transformers").addHandler(handler)
+    try:
+        model, tokenizer = load_causal_lm("textgym/tiny-lm"), load_tokenizer("textgym/tiny-lm")
+        items = list(sample_items(model, tokenizer, ["The film was", "I bought this kettle and"], k=4,
+                                  max_new_tokens=40))
+    finally:
+        logging.getLogger("transformers").removeHandler(handler)
+    assert len(items) == 2 and all(len(item.completions) == 4 for item in items)
+    assert not [message for message in seen if "attention_mask" in message]

@@ -18,7 +18,7 @@ import torch
 
 from textgym.data.loaders import read_jsonl
 from textgym.data.preferences import append_row, check_ranking, drop_last_row, read_rankings
-from textgym.models import model_device
+from textgym.models import model_device, quiet_transformers
 from textgym.rewards.base import Reward, RewardFunction, score_terms
 
 HELP = 'rank best to worst ("2 1 3"; ties: "2 1=3"), s = skip, u = undo, q = quit'
@@ -54,8 +54,10 @@ def sample_items(
             continue
         torch.manual_seed(seed * 1_000_003 + index)
         ids = tokenizer(prompt, return_tensors="pt")["input_ids"].to(model_device(model))
-        out = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=True, max_new_tokens=max_new_tokens,
-                             min_new_tokens=1, num_return_sequences=k, pad_token_id=tokenizer.pad_token_id)
+        with quiet_transformers():  # generate drops the all-ones mask, then warns that it is missing
+            out = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=True,
+                                 max_new_tokens=max_new_tokens, min_new_tokens=1, num_return_sequences=k,
+                                 pad_token_id=tokenizer.pad_token_id)
         texts = tokenizer.batch_decode(out[:, ids.shape[1]:], skip_special_tokens=True)
         yield Item(index, prompt, [t if t.strip() else "(empty)" for t in texts])
 

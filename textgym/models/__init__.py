@@ -85,6 +85,17 @@ def no_progress_bars() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
+@contextlib.contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """Hold back transformers' warnings (errors still show); restore its verbosity after."""
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+
+
 def as_dtype(dtype: str | torch.dtype | None) -> torch.dtype | str | None:
     """A dtype as ``from_pretrained`` takes it, from ``"bf16"``/``"bfloat16"``, ``"fp16"``, ``"fp32"``, ``"auto"``.
 
