@@ -25,10 +25,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import tempfile
 import time
 from pathlib import Path
+
+from textgym.app.harness import in_fresh_process
 
 PROMPT_TOKENS, NEW_TOKENS, COMPLETIONS, KL, LR, RANK = 16, 32, 8, 0.05, 1e-5, 16
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
@@ -214,12 +215,6 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
-
-
-def in_fresh_process(function, *args):
-    """Run ``function(*args)`` in a fresh process (its own peak memory), return its result."""
-    with multiprocessing.get_context("spawn").Pool(1) as pool:
-        return pool.apply(function, args)
 
 
 def main() -> None:

@@ -46,7 +46,8 @@ def make_adapters(base: Path, folder: Path, users: int) -> list[str]:
 
 def main() -> None:
     """Build the model and the adapters, serve them both ways in fresh processes, write the JSON."""
-    from textgym.app.personalize import in_fresh_process, serve_users
+    from textgym.app.harness import in_fresh_process
+    from textgym.app.personalize import serve_users
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--users", type=int, default=4)

@@ -114,6 +114,14 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def in_fresh_process(function, *args):
+    """``function(*args)`` in a fresh (spawned) process, so its peak memory is its own; returns the result."""
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(function, args)
+
+
 def atomic_write(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file and a rename: readers see the old or the new file."""
     tmp = path.with_name(f".{path.name}.tmp")

@@ -21,9 +21,9 @@ a killed run resumes where it stopped (RL from its last checkpoint).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
-import multiprocessing
 import os
 import time
 from dataclasses import asdict
@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from textgym.app.config import PersonalizeConfig, TrainConfig, validate
-from textgym.app.harness import atomic_write
+from textgym.app.harness import atomic_write, in_fresh_process
 from textgym.app.loop import _atomic_folder, _prompts
 from textgym.app.pipeline import env_id, reward_model, supervised_fine_tuning
 from textgym.tasks import Task, get_task
@@ -171,11 +171,9 @@ def evaluate_adapters(cfg: PersonalizeConfig, task: Task, users: list[str], out:
     model.eval()
     answers: dict[str, list[str]] = {}
     for name in ["sft", *users]:
-        if name == "sft":
-            with model.disable_adapter():
-                ids = sample_completions(model, tokenizer, prompts, cfg.max_new_tokens, seed=cfg.seed)
-        else:
+        if name != "sft":
             model.set_adapter(name)
+        with model.disable_adapter() if name == "sft" else contextlib.nullcontext():
             ids = sample_completions(model, tokenizer, prompts, cfg.max_new_tokens, seed=cfg.seed)
         answers[name] = [tokenizer.decode(c, skip_special_tokens=True) for c in ids]
     utility = {judge: {name: np.asarray(task.users[judge](prompts, texts), dtype=float)
@@ -227,12 +225,6 @@ def serve_users(kind: str, base: str, adapters: list[str], prompt: str, max_new_
     weights = sum(p.numel() * p.element_size() for m in unique for p in m.parameters())
     return {"users": len(adapters), "peak_rss_mib": round(peak_rss_mib(), 1),
             "peak_rss_above_start_mib": round(peak_rss_mib() - before, 1), "weights_mib": round(weights / 2**20, 2)}
-
-
-def in_fresh_process(function, *args):
-    """``function(*args)`` in a fresh process (its own peak memory)."""
-    with multiprocessing.get_context("spawn").Pool(1) as pool:
-        return pool.apply(function, args)
 
 
 def write_report(out: Path, result: dict[str, Any]) -> None:
