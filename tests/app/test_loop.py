@@ -14,7 +14,7 @@ from textgym.app.loop import check_loop_config, run_loop
 from textgym.data.preferences import read_rankings
 from textgym.tasks.helpfulness import utility
 
-TINY = LoopConfig(sft_examples=48, sft_epochs=1, seed_pairs=64, rounds=1, prompts_per_round=4, k=3,
+TINY = LoopConfig(sft_examples=48, sft_epochs=1, seed_pairs=64, rm_epochs=2, rounds=1, prompts_per_round=4, k=3,
                   steps_per_round=192, eval_prompts=4, max_new_tokens=8)
 
 
@@ -38,6 +38,8 @@ def test_rounds_resume_without_losing_or_repeating_a_ranking(tmp_path):
     report = (tmp_path / "loop" / "report.md").read_text()
     assert "| 2 | 8 |" in report and (tmp_path / "loop" / "rounds.png").stat().st_size > 1000
     assert all(np.isfinite([r["utility"], r["judge"], r["kl_to_sft"]]).all() for r in again)
+    trained = json.loads((round2 / "reward_model" / "reward_metrics.json").read_text())
+    assert trained["config"]["epochs"] == 2 and trained["train_pairs"] == 64 + 8 * 3  # seed pairs + 3 per ranking
 
 
 @pytest.mark.slow
@@ -76,6 +78,7 @@ def test_a_judge_threshold_stops_the_loop(tmp_path):
 @pytest.mark.parametrize(("change", "message"), [
     ({"k": 1}, "k must be >= 2"), ({"feedback": "crowd"}, "unknown feedback"), ({"task": "sentiment"}, "no RLHF"),
     ({"feedback": "judge:nonsense"}, "nonsense"), ({"rounds": 0}, "rounds must be >= 1"),
+    ({"rm_epochs": 0}, "rm_epochs must be > 0"),
 ])
 def test_bad_loop_configs_are_named_before_anything_is_created(tmp_path, change, message):
     """Each bad value is an error that names it, and no folder is created."""
@@ -91,6 +94,20 @@ def test_a_loop_folder_refuses_another_config(tmp_path):
     (out / "loop.json").write_text(json.dumps(dataclasses.asdict(dataclasses.replace(TINY, out=str(out)))))
     with pytest.raises(ValueError, match="steps_per_round"):
         run_loop(dataclasses.replace(TINY, out=str(out), steps_per_round=999), progress=False)
+
+
+def test_a_loop_folder_from_before_a_new_field_resumes_at_its_default(tmp_path):
+    """A saved config without a field added since reads as that field's default: the loop goes on."""
+    from textgym.app.loop import _start
+
+    out = tmp_path / "loop"
+    out.mkdir()
+    saved = dataclasses.asdict(dataclasses.replace(TINY, out=str(out), rm_epochs=LoopConfig.rm_epochs))
+    del saved["rm_epochs"]
+    (out / "loop.json").write_text(json.dumps(saved))
+    _start(dataclasses.replace(TINY, out=str(out), rm_epochs=LoopConfig.rm_epochs), out)
+    with pytest.raises(ValueError, match="rm_epochs: saved 1.0, now 3"):
+        _start(dataclasses.replace(TINY, out=str(out), rm_epochs=3), out)
 
 
 def test_the_simulated_labeler_ranks_by_the_hidden_utility_with_seeded_noise(tmp_path):

@@ -142,6 +142,8 @@ class LoopConfig:
     """Completions sampled per prompt from the current policy."""
     seed_pairs: int = 3000
     """Pairs from the task's own rankings that train the first reward model (round 0's feedback)."""
+    rm_epochs: float = 1.0
+    """Passes of each round's reward-model training over the seed pairs and every ranking so far."""
     agent: str = "ppo"
     """The RL algorithm of each round (any of textgym train's)."""
     steps_per_round: int = 12_000

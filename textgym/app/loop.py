@@ -85,6 +85,8 @@ def check_loop_config(cfg: LoopConfig) -> Task:
             raise ValueError(f"{name} must be >= 1, got {getattr(cfg, name)}")
     if cfg.k < 2:
         raise ValueError(f"k must be >= 2 (a ranking compares completions), got {cfg.k}")
+    if cfg.rm_epochs <= 0:
+        raise ValueError(f"rm_epochs must be > 0, got {cfg.rm_epochs}")
     for name in ("noise", "kl_coef", "learning_rate", "seed_pairs"):
         if getattr(cfg, name) < 0:
             raise ValueError(f"{name} must be >= 0, got {getattr(cfg, name)}")
@@ -99,8 +101,10 @@ def _start(cfg: LoopConfig, out: Path) -> None:
     if saved.is_file():
         before = json.loads(saved.read_text())
         may_change = {"rounds", "judge_threshold", "reward_threshold", "host", "port", "threads"}
-        changed = [f"{k}: saved {before.get(k)!r}, now {v!r}" for k, v in config.items()
-                   if before.get(k) != v and k not in may_change]
+        defaults = json.loads(json.dumps(asdict(LoopConfig())))  # a field added since: its default then
+        saved_value = lambda key: before.get(key, defaults[key])  # noqa: E731
+        changed = [f"{k}: saved {saved_value(k)!r}, now {v!r}" for k, v in config.items()
+                   if saved_value(k) != v and k not in may_change]
         if changed:
             raise ValueError(f"{out} holds a loop started with another config ({'; '.join(changed)}); rerun with the "
                              f"same config (only {', '.join(sorted(may_change))} may change), or choose another --out")
@@ -204,7 +208,7 @@ def run_loop(cfg: LoopConfig, progress: bool = True) -> list[dict[str, float]]:
         if not reward.is_dir():
             say(f"round {round_}: reward model on {cfg.seed_pairs} seed pairs and {len(labels)} rankings", flush=True)
             train_rm = functools.partial(reward_model, task, sft, pairs=cfg.seed_pairs, seed=cfg.seed,
-                                         extra=rankings_to_pairs(labels))
+                                         extra=rankings_to_pairs(labels), epochs=cfg.rm_epochs)
             _atomic_folder(reward, train_rm)
         if round_ > 0:
             say(f"round {round_}: {cfg.agent.upper()} from the current policy, KL to the SFT model", flush=True)

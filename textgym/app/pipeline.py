@@ -63,10 +63,12 @@ def supervised_fine_tuning(task: Task, out: Path, examples: int, epochs: int, se
     return out
 
 
-def reward_model(task: Task, base: Path, out: Path, pairs: int, seed: int, extra: Any = None) -> dict:
+def reward_model(task: Task, base: Path, out: Path, pairs: int, seed: int, extra: Any = None,
+                 epochs: float = 1.0) -> dict:
     """Rankings -> pairs -> a reward model on ``base``'s trunk, saved to ``out``; returns its metrics and audit.
 
-    ``extra``: more pairs (a ``datasets.Dataset``) to train on beside ``pairs`` of the task's own.
+    ``extra``: more pairs (a ``datasets.Dataset``) to train on beside ``pairs`` of the task's own;
+    ``epochs``: passes over them all.
     """
     import datasets
 
@@ -82,7 +84,8 @@ def reward_model(task: Task, base: Path, out: Path, pairs: int, seed: int, extra
         train = datasets.concatenate_datasets([train, extra.select_columns(["prompt", "chosen", "rejected"])])
     held = rankings_to_pairs(task.rankings("test")).shuffle(seed=seed)
     metrics = train_reward_model(train, held.select(range(min(500, len(held)))),
-                                 RewardTrainingConfig(base_model=str(base), output_dir=str(out), seed=seed))
+                                 RewardTrainingConfig(base_model=str(base), output_dir=str(out), seed=seed,
+                                                      epochs=epochs))
     if task.audit is not None:
         metrics["accuracy_by_rejected_kind"] = task.audit(RewardModel(str(out)), task.rankings("test"))
     return metrics
