@@ -48,7 +48,7 @@ from agents.ppo import ppo_loss, run_epochs
 from agents.ppo_math import AdaptiveKLController, FixedKLController, kl_k3, masked_mean
 from agents.rollout import EpisodeBatch, Rollout, evaluate
 from agents.sampling import LMSampler
-from textgym.models import load_causal_lm, load_tokenizer
+from textgym.models import disable_dropout, load_causal_lm, load_tokenizer
 
 
 class LMAgent:
@@ -80,7 +80,7 @@ class LMAgent:
         self.tokenizer = tokenizer
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
         self.accelerator = accelerator or Accelerator()
-        _disable_dropout(model)
+        disable_dropout(model)  # acting and learning must see the same policy
         if self.cfg.gradient_checkpointing:
             _enable_checkpointing(model)
         policy = LMPolicy(model, value_head=self.value_head, value_trunk_grad=self.cfg.value_trunk_grad)
@@ -290,13 +290,6 @@ class LMAgent:
         if meta.get("kl_coef") is not None:
             agent.kl_ctl = AdaptiveKLController(meta["kl_coef"], agent.cfg.kl_setpoint, agent.cfg.kl_horizon)
         return agent
-
-
-def _disable_dropout(model: torch.nn.Module) -> None:
-    """RL on a language model runs without dropout: acting and learning must see the same policy."""
-    for module in model.modules():
-        if isinstance(module, torch.nn.Dropout):
-            module.p = 0.0
 
 
 def _enable_checkpointing(model: PreTrainedModel) -> None:

@@ -36,6 +36,26 @@ def test_training_raises_held_out_pairwise_accuracy(pairs, tmp_path):
     assert (chosen > rejected).mean() >= 0.8
 
 
+@pytest.mark.parametrize(("disable", "expected"), [(True, 0.0), (False, 0.1)])
+def test_a_reward_model_trains_without_dropout_unless_asked(pairs, tmp_path, monkeypatch, disable, expected):
+    """Training forwards run with dropout 0 by default, as TRL's RewardTrainer does; the kit LM's 0.1 on request."""
+    import torch
+
+    from textgym.rewards import training
+
+    seen, real = [], training._PairwiseTrainer.compute_loss
+
+    def spy(self, model, inputs, *args, **kwargs):
+        seen.append((model.training, max(m.p for m in model.modules() if isinstance(m, torch.nn.Dropout))))
+        return real(self, model, inputs, *args, **kwargs)
+
+    monkeypatch.setattr(training._PairwiseTrainer, "compute_loss", spy)
+    train, test = pairs
+    cfg = RewardTrainingConfig(output_dir=str(tmp_path / "rm"), batch_size=16, disable_dropout=disable)
+    train_reward_model(train.select(range(32)), test.select(range(16)), cfg)
+    assert seen == [(True, expected)] * 2
+
+
 def test_pair_texts_keep_hh_transcripts_whole():
     """A completion that is a whole HH transcript is kept as is; a bare answer is appended to the prompt."""
     row = {"prompt": "\n\nHuman: hi\n\nAssistant:", "chosen": "\n\nHuman: hi\n\nAssistant: hello", "rejected": " go"}

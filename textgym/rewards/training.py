@@ -26,7 +26,7 @@ from transformers import (
 )
 from transformers.utils import logging as hf_logging
 
-from textgym.models import load_tokenizer, model_device, no_progress_bars, resolve
+from textgym.models import disable_dropout, load_tokenizer, model_device, no_progress_bars, resolve
 
 
 @dataclass
@@ -47,6 +47,8 @@ class RewardTrainingConfig:
     """Longest text in tokens (longer ones keep their first tokens)."""
     seed: int = 0
     """Seed of the head's initialisation and the data order."""
+    disable_dropout: bool = True
+    """Train without the model's dropout, as TRL's ``RewardTrainer`` does by default."""
 
 
 def pair_texts(row: dict) -> tuple[str, str]:
@@ -139,6 +141,8 @@ def train_reward_model(train: datasets.Dataset, test: datasets.Dataset, cfg: Rew
         model = AutoModelForSequenceClassification.from_pretrained(resolve(cfg.base_model), num_labels=1,
                                                                    trust_remote_code=False)
     model.config.pad_token_id = tokenizer.pad_token_id
+    if cfg.disable_dropout:
+        disable_dropout(model)
     before = evaluate_pairs(model, tokenizer, test, max_length=cfg.max_length)
     args = TrainingArguments(
         output_dir=cfg.output_dir, num_train_epochs=cfg.epochs, per_device_train_batch_size=cfg.batch_size,
