@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 #: (contrast pairs, epochs) of each row.
-GRID = ((0, 2), (500, 2), (1000, 2), (1000, 3), (3398, 1), (3398, 2))
+GRID = ((0, 2), (0, 3), (0, 5), (500, 2), (1000, 2), (1000, 3), (3398, 1), (3398, 2))
 
 
 def contrast_pairs(pairs):
