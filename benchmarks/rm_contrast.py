@@ -21,8 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
-#: (contrast pairs, epochs) of each row.
-GRID = ((0, 2), (0, 3), (0, 5), (500, 2), (1000, 2), (1000, 3), (3398, 1), (3398, 2))
+#: (contrast pairs, epochs) of each row; None: every contrast pair outside the seed pairs.
+GRID = ((0, 2), (0, 3), (0, 5), (500, 2), (1000, 2), (1000, 3), (None, 1), (None, 2))
 
 
 def contrast_pairs(pairs):
@@ -59,6 +59,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     datasets.disable_progress_bars()
+    task = get_task("helpfulness")
     scratch, base = tempfile.TemporaryDirectory(), args.base or "fine-tuned as textgym loop's round 0"
     if args.base is None:
         from textgym.app.config import LoopConfig
@@ -66,9 +67,8 @@ def main() -> None:
 
         loop = LoopConfig()
         print("fine-tuning the SFT model (textgym loop's round 0)", flush=True)
-        args.base = str(supervised_fine_tuning(get_task("helpfulness"), Path(scratch.name) / "sft", loop.sft_examples,
-                                               loop.sft_epochs, loop.seed))
-    task = get_task("helpfulness")
+        args.base = str(supervised_fine_tuning(task, Path(scratch.name) / "sft", loop.sft_examples, loop.sft_epochs,
+                                               loop.seed))
     pairs = rankings_to_pairs(task.rankings("train")).shuffle(seed=0)
     seed, rest = pairs.select(range(args.seed_pairs)), pairs.select(range(args.seed_pairs, len(pairs)))
     contrast = contrast_pairs(rest).shuffle(seed=1)
@@ -77,13 +77,14 @@ def main() -> None:
     print(f"{'contrast pairs':>14} {'epochs':>6} {'pair accuracy':>13} {'vs off-topic tips':>17} {'vs curt':>7} "
           f"{'seconds':>7}", flush=True)
     for count, epochs in GRID:
-        train = datasets.concatenate_datasets([seed, contrast.select(range(min(count, len(contrast))))])
+        count = len(contrast) if count is None else min(count, len(contrast))
+        train = datasets.concatenate_datasets([seed, contrast.select(range(count))])
         began = time.perf_counter()
         with tempfile.TemporaryDirectory() as folder:
             metrics = train_reward_model(train.shuffle(seed=0), held, RewardTrainingConfig(
                 base_model=args.base, output_dir=folder, epochs=epochs, seed=0, disable_dropout=not args.keep_dropout))
             audit = task.audit(RewardModel(folder), task.rankings("test"))
-        row = {"contrast_pairs": min(count, len(contrast)), "epochs": epochs,
+        row = {"contrast_pairs": count, "epochs": epochs,
                "pair_accuracy": metrics["after"]["accuracy"],
                "vs_off_topic_tips": audit["off-topic tips"], "vs_curt": audit["curt"],
                "seconds": time.perf_counter() - began}

@@ -8,7 +8,6 @@ scores with a model trained by either.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 from dataclasses import asdict, dataclass
@@ -24,9 +23,15 @@ from transformers import (
     Trainer,
     TrainingArguments,
 )
-from transformers.utils import logging as hf_logging
 
-from textgym.models import disable_dropout, load_tokenizer, model_device, no_progress_bars, resolve
+from textgym.models import (
+    disable_dropout,
+    load_tokenizer,
+    model_device,
+    no_progress_bars,
+    quiet_transformers,
+    resolve,
+)
 
 
 @dataclass
@@ -87,16 +92,6 @@ def pairwise_loss(rewards: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return -F.logsigmoid(margin).mean(), (margin > 0).float().mean()
 
 
-@contextlib.contextmanager
-def _log_level(level: int):
-    before = hf_logging.get_verbosity()
-    hf_logging.set_verbosity(level)
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(before)
-
-
 class _PairwiseTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         rewards = model(**inputs).logits[:, 0]  # (2B,)
@@ -137,7 +132,7 @@ def train_reward_model(train: datasets.Dataset, test: datasets.Dataset, cfg: Rew
                              "completions make no pair; rank some completions above others")
     torch.manual_seed(cfg.seed)
     tokenizer = load_tokenizer(cfg.base_model)
-    with no_progress_bars(), _log_level(hf_logging.ERROR):  # the new scalar head is expected to be missing
+    with no_progress_bars(), quiet_transformers():  # the new scalar head is expected to be missing
         model = AutoModelForSequenceClassification.from_pretrained(resolve(cfg.base_model), num_labels=1,
                                                                    trust_remote_code=False)
     model.config.pad_token_id = tokenizer.pad_token_id
