@@ -43,11 +43,14 @@ class LMPolicy(nn.Module):
             nn.init.zeros_(self.value_head.bias)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, num_targets: int,
-                num_actions: int | None = None, entropy: bool = False,
+                num_actions: int | None = None, entropy: bool = False, action_mask: torch.Tensor | None = None,
                 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-        """Log-probabilities, entropies (if asked) and values (if a head) of the last ``num_targets`` tokens, (B, K)."""
+        """Log-probabilities, entropies (if asked) and values (if a head) of the last ``num_targets`` tokens, (B, K).
+
+        ``action_mask`` (B, K, A), where given, restricts each distribution to the allowed actions.
+        """
         scores = token_logprobs(self.model, input_ids, attention_mask, num_targets, num_actions=num_actions,
-                                entropy=entropy, hidden=self.value_head is not None)
+                                entropy=entropy, hidden=self.value_head is not None, allowed=action_mask)
         values = None
         if self.value_head is not None:
             hidden = scores.hidden if self.value_trunk_grad else scores.hidden.detach()

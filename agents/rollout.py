@@ -50,6 +50,8 @@ class Episode:
     """Where a conversation paid its turn rewards (None: the whole score at the last token)."""
     group: int = 0
     """Episodes with equal ``group`` answered the same prompt (:class:`textgym.envs.TextGenerationVectorEnv`)."""
+    action_masks: np.ndarray | None = None
+    """(agent tokens, A) bool: the actions the environment allowed at each agent token (None: all of them)."""
 
 
 @dataclass
@@ -78,6 +80,8 @@ class EpisodeBatch:
     """(B, T) set by the algorithm before its update."""
     returns: torch.Tensor | None = None
     """(B, T) set by the algorithm (value targets)."""
+    action_mask: torch.Tensor | None = None
+    """(B, T, A) bool: the actions allowed at each token, where the environment masked them (None: all)."""
 
     @property
     def size(self) -> int:
@@ -115,17 +119,29 @@ class EpisodeBatch:
             scores[np.flatnonzero(agent)[-1]] += e.score - scores.sum()  # the rest of the score at the last agent token
             per_token["token_scores"][row, cols] = scores
         as_tensor = lambda a, dtype=torch.float32: torch.as_tensor(a, dtype=dtype).to(device)  # noqa: E731
+        masked = [e for e in episodes if e.action_masks is not None]
+        action_mask = None
+        if masked:  # the sampler drew from the allowed actions only, so the update scores them the same way
+            action_mask = np.ones((len(episodes), longest, masked[0].action_masks.shape[1]), bool)
+            for row, e in enumerate(episodes):
+                if e.action_masks is not None:
+                    agent = np.arange(len(e.completion_ids)) if e.agent_mask is None else np.flatnonzero(e.agent_mask)
+                    action_mask[row, longest - len(e.completion_ids) + agent] = e.action_masks
         return cls(
             input_ids=as_tensor(input_ids, torch.long), attention_mask=as_tensor(attention_mask, torch.long),
             **{k: as_tensor(v) for k, v in per_token.items() if k != "values"},
             scores=as_tensor([e.score for e in episodes]), groups=as_tensor([e.group for e in episodes], torch.long),
             values=as_tensor(per_token["values"]) if episodes[0].values is not None else None,
+            action_mask=None if action_mask is None else as_tensor(action_mask, torch.bool),
         )
 
 
 def evaluate(policy: torch.nn.Module, batch: EpisodeBatch, num_actions: int | None = None,
              entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """Log-probabilities, entropies and values (B, T) of every completion token, in one teacher-forced forward.
+
+    Where the environment masked actions (``batch.action_mask``), they are the masked distribution's,
+    the one the sampler drew from: the PPO ratio starts at 1 and no gradient pushes illegal actions.
 
     Args:
         policy: An :class:`agents.policy.LMPolicy` (or one wrapped for data parallelism).
@@ -137,7 +153,7 @@ def evaluate(policy: torch.nn.Module, batch: EpisodeBatch, num_actions: int | No
         ``(logprobs, entropies, values)``; values are None for a policy without a value head.
         Entries outside ``batch.token_mask`` are meaningless.
     """
-    return policy(batch.input_ids, batch.attention_mask, batch.num_tokens, num_actions, entropy)
+    return policy(batch.input_ids, batch.attention_mask, batch.num_tokens, num_actions, entropy, batch.action_mask)
 
 
 class Rollout:
@@ -173,6 +189,7 @@ class Rollout:
         self.steps = 0
         self._prompts: list[np.ndarray] = [np.empty(0, np.int64)] * n
         self._seen: list[list[tuple[float, float]]] = [[] for _ in range(n)]  # per slot: (log-prob, value) per action
+        self._masks: list[list[np.ndarray | None]] = [[] for _ in range(n)]  # per slot: the allowed actions per action
         self._pending: dict[int, list[Episode]] = {}  # group id -> finished episodes of a group not yet complete
         self._ready: list[Episode] = []
 
@@ -189,11 +206,12 @@ class Rollout:
         obs, n = self.obs, self.envs.num_envs
         for slot in np.flatnonzero(self.starts):
             self._prompts[slot] = obs["input_ids"][slot][obs["attention_mask"][slot] == 1].copy()
-            self._seen[slot] = []
+            self._seen[slot], self._masks[slot] = [], []
         actions = self.sampler.act(obs, self.starts, self.action_mask)
         values = self.sampler.last_values if self.sampler.last_values is not None else np.zeros(n)
         for slot in range(n):
             self._seen[slot].append((self.sampler.last_logprobs[slot], values[slot]))
+            self._masks[slot].append(None if self.action_mask is None else np.array(self.action_mask[slot], bool))
         self.obs, _, terminated, truncated, info = self.envs.step(actions)
         self.steps += n
         self.starts = terminated | truncated
@@ -212,6 +230,10 @@ class Rollout:
         episode = Episode(self._prompts[slot], completion, final["ref_logprobs"][slot], float(final["score"][slot]),
                           logprobs, values if self.sampler.last_values is not None else None, agent,
                           final["turn_rewards"][slot] if "turn_rewards" in final else None, int(self.groups[slot]))
+        masks = self._masks[slot]
+        if any(m is not None for m in masks):
+            width = next(len(m) for m in masks if m is not None)
+            episode.action_masks = np.stack([np.ones(width, bool) if m is None else m for m in masks])
         group = self._pending.setdefault(episode.group, [])
         group.append(episode)
         if len(group) == self.group_size:

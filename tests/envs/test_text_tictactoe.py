@@ -171,3 +171,31 @@ def test_lm_episodes_train_only_on_agent_tokens(kit):
         width = len(episode.completion_ids)
         assert episode.agent_mask is not None and 0 < episode.agent_mask.sum() < width
         np.testing.assert_array_equal(batch.token_mask[row, -width:].numpy(), episode.agent_mask)
+
+
+@torch.no_grad()
+def test_the_update_scores_masked_moves_as_the_sampler_drew_them(kit):
+    """With ``illegal="mask"`` the PPO ratio starts at 1: teacher forcing uses the moves' masks, as sampling did.
+
+    A random LM puts much of its mass on illegal words; scored without the mask, every agent token's
+    log-probability would be lower than the one recorded while acting.
+    """
+    from agents.lm_ppo import LMPPO
+    from agents.rollout import EpisodeBatch, Rollout, evaluate
+    from textgym.models.tiny import random_causal_lm
+
+    _, tokenizer = kit
+    lm = random_causal_lm(len(tokenizer), 2, 32, n_positions=128, seed=0)
+    envs = gym.make_vec(ID, num_envs=4, vectorization_mode="vector_entry_point", model=lm, tokenizer=tokenizer,
+                        illegal="mask", kl_coef=0.0, ref_scoring="episode")
+    agent = LMPPO(lm, tokenizer)
+    agent.num_actions = envs.single_action_space.n
+    episodes = Rollout(envs, agent._sampler(envs.num_envs, seed=0), seed=0).collect(8)
+    for e in episodes:  # one mask per agent token, allowing the empty cells only
+        assert e.action_masks.shape == (e.agent_mask.sum(), agent.num_actions)
+        assert all(row.sum() <= 9 for row in e.action_masks)
+    batch = EpisodeBatch.from_episodes(episodes, agent.pad_id)
+    logprobs, entropy, _ = evaluate(agent.policy, batch, agent.num_actions, entropy=True)
+    mask = batch.token_mask.bool()
+    torch.testing.assert_close(logprobs[mask], batch.logprobs[mask], atol=1e-4, rtol=0)
+    assert (entropy[mask] <= np.log(9) + 1e-4).all()  # over the empty cells, not the whole vocabulary

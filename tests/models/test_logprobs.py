@@ -31,27 +31,38 @@ def batch():
     return ids, mask
 
 
-def naive(model, ids, mask, k):
-    """Log-probs and entropies of the last ``k`` tokens from the whole (B, W, V) logits."""
+def naive(model, ids, mask, k, allowed=None):
+    """Log-probs and entropies of the last ``k`` tokens from the whole (B, W, V) logits (restricted to ``allowed``)."""
     positions = (mask.cumsum(1) - 1).clamp(min=0)
     logits = model(input_ids=ids, attention_mask=mask, position_ids=positions).logits[:, -k - 1:-1].float()
+    if allowed is not None:
+        logits = logits.masked_fill(~allowed, -1e4)
     logp = torch.log_softmax(logits, -1)
     return logp.gather(-1, ids[:, -k:, None]).squeeze(-1), -(logp.exp() * logp).sum(-1)
 
 
+@pytest.mark.parametrize("masked", [False, True], ids=["all-tokens", "action-mask"])
 @pytest.mark.parametrize("name", sorted(CONFIGS))
-def test_chunks_match_the_plain_forward_in_values_and_gradients(name):
-    """Every chunk size gives the plain forward's log-probs, entropies and parameter gradients."""
+def test_chunks_match_the_plain_forward_in_values_and_gradients(name, masked):
+    """Every chunk size gives the plain forward's log-probs, entropies and parameter gradients.
+
+    With an action mask (a third of the vocabulary allowed, the targets always), the distribution is
+    the one restricted to the allowed tokens, in values and in gradients.
+    """
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(CONFIGS[name]).eval()
     twin = copy.deepcopy(model)
     ids, mask = batch()
+    allowed = None
+    if masked:
+        allowed = torch.rand(2, 6, VOCAB) < 0.33
+        allowed.scatter_(-1, ids[:, -6:, None], True)
     weights = torch.randn(2, 6)
-    expected_lp, expected_ent = naive(twin, ids, mask, 6)
+    expected_lp, expected_ent = naive(twin, ids, mask, 6, allowed)
     (expected_lp * weights + 0.3 * expected_ent).sum().backward()
     for budget in (VOCAB, 5 * VOCAB, 10**9):  # one row per chunk, five, everything at once
         model.zero_grad()
-        scores = token_logprobs(model, ids, mask, 6, entropy=True, budget=budget)
+        scores = token_logprobs(model, ids, mask, 6, entropy=True, budget=budget, allowed=allowed)
         torch.testing.assert_close(scores.logprobs, expected_lp, atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(scores.entropy, expected_ent, atol=1e-5, rtol=1e-5)
         (scores.logprobs * weights + 0.3 * scores.entropy).sum().backward()

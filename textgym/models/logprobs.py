@@ -79,6 +79,11 @@ def _logits(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
     return softcap * torch.tanh(logits / softcap) if softcap else logits
 
 
+def _masked(logits: torch.Tensor, allowed: torch.Tensor | None) -> torch.Tensor:
+    """fp32 ``logits`` with the disallowed entries at the lowest float: probability 0, and no ``inf * 0``."""
+    return logits if allowed is None else logits.masked_fill(~allowed, torch.finfo(logits.dtype).min)
+
+
 def _compute_dtype(weight: torch.Tensor) -> torch.dtype:
     """The head's matrix products run in the weights' dtype, or in fp32 on a CPU that emulates it.
 
@@ -97,24 +102,25 @@ class _ChunkedHead(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, hidden, targets, weight, bias, softcap, scale, rows):  # noqa: D102
+    def forward(ctx, hidden, targets, weight, bias, softcap, scale, rows, allowed=None):  # noqa: D102
         logprobs, entropies = torch.empty(len(hidden), device=hidden.device), torch.empty(len(hidden),
                                                                                         device=hidden.device)
         head = weight.to(_compute_dtype(weight))
         head_bias = None if bias is None else bias.to(head.dtype)
         for start in range(0, len(hidden), rows):
             chunk = slice(start, start + rows)
-            logits = _logits(hidden[chunk], head, head_bias, softcap, scale)  # (n, V)
+            logits = _masked(_logits(hidden[chunk], head, head_bias, softcap, scale),
+                             None if allowed is None else allowed[chunk])  # (n, V)
             lse = logits.logsumexp(-1)
             logprobs[chunk] = logits.gather(-1, targets[chunk, None]).squeeze(-1) - lse
             entropies[chunk] = lse - (logits.softmax(-1) * logits).sum(-1)
-        ctx.save_for_backward(hidden, targets, weight, bias)
+        ctx.save_for_backward(hidden, targets, weight, bias, allowed)
         ctx.softcap, ctx.scale, ctx.rows = softcap, scale, rows
         return logprobs, entropies
 
     @staticmethod
     def backward(ctx, grad_logprobs, grad_entropies):  # noqa: D102
-        hidden, targets, weight, bias = ctx.saved_tensors
+        hidden, targets, weight, bias, allowed = ctx.saved_tensors
         need_hidden, _, need_weight, need_bias = ctx.needs_input_grad[:4]
         grad_hidden = torch.zeros_like(hidden) if need_hidden else None
         grad_weight = torch.zeros_like(weight, dtype=torch.float32) if need_weight else None
@@ -123,13 +129,14 @@ class _ChunkedHead(torch.autograd.Function):
         head_bias = None if bias is None else bias.to(head.dtype)
         for start in range(0, len(hidden), ctx.rows):
             chunk = slice(start, start + ctx.rows)
-            logits = _logits(hidden[chunk], head, head_bias, ctx.softcap, ctx.scale)  # (n, V)
+            capped = _logits(hidden[chunk], head, head_bias, ctx.softcap, ctx.scale)  # (n, V)
+            logits = _masked(capped, None if allowed is None else allowed[chunk])
             probs = logits.softmax(-1)
             grad = -probs * grad_logprobs[chunk, None]  # d/dz of log p(y), times its gradient
             grad.scatter_add_(-1, targets[chunk, None], grad_logprobs[chunk, None])
             grad -= grad_entropies[chunk, None] * probs * (logits - (probs * logits).sum(-1, keepdim=True))
             if ctx.softcap:
-                grad *= 1 - (logits / ctx.softcap) ** 2
+                grad *= 1 - (capped / ctx.softcap) ** 2
             grad *= ctx.scale  # (n, V): the gradient at the head's raw output
             if need_hidden:
                 grad_hidden[chunk] = (grad.to(head.dtype) @ head).to(hidden.dtype)
@@ -139,12 +146,13 @@ class _ChunkedHead(torch.autograd.Function):
                 grad_bias += grad.sum(0)
         grad_weight = None if grad_weight is None else grad_weight.to(weight.dtype)
         grad_bias = None if grad_bias is None else grad_bias.to(bias.dtype)
-        return grad_hidden, None, grad_weight, grad_bias, None, None, None
+        return grad_hidden, None, grad_weight, grad_bias, None, None, None, None
 
 
 def token_logprobs(
     model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, num_targets: int, *,
     num_actions: int | None = None, entropy: bool = False, hidden: bool = False, budget: int = LOGITS_BUDGET,
+    allowed: torch.Tensor | None = None,
 ) -> TokenScores:
     """Score the last ``num_targets`` tokens of each left-padded sequence by one teacher-forced forward.
 
@@ -159,15 +167,24 @@ def token_logprobs(
         entropy: Also compute each position's entropy.
         hidden: Also return the hidden states that predicted the targets.
         budget: fp32 logits per chunk.
+        allowed: (B, K, A) bool, A the scored vocabulary (``num_actions`` or all of it): score each
+            target under the distribution restricted to its allowed tokens (an environment's action
+            mask), as a sampler that masks them draws it. None: every token is allowed.
 
     Returns:
         :class:`TokenScores`, every tensor (B, K).
     """
     positions = positions_from_mask(attention_mask)
     targets = input_ids[:, -num_targets:]  # (B, K)
+    if allowed is not None:
+        width = num_actions or model.get_output_embeddings().weight.shape[0]
+        if allowed.shape != (*targets.shape, width):
+            raise ValueError(f"allowed must be (batch, num_targets, actions) = {(*targets.shape, width)}, "
+                             f"got {tuple(allowed.shape)}")
     parts = split_model(model)
     if parts is None:
-        return _whole_model(model, input_ids, attention_mask, positions, num_targets, num_actions, entropy, hidden)
+        return _whole_model(model, input_ids, attention_mask, positions, num_targets, num_actions, entropy, hidden,
+                            allowed)
     states = parts.trunk(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions)
     states = states[:, -num_targets - 1:-1]  # (B, K, H): the position before each target
     weight, bias = parts.head.weight, parts.head.bias
@@ -175,18 +192,21 @@ def token_logprobs(
         weight, bias = weight[:num_actions], None if bias is None else bias[:num_actions]
     flat, flat_targets = states.reshape(-1, states.shape[-1]), targets.reshape(-1)  # (B * K, H), (B * K,)
     rows = max(1, budget // weight.shape[0])
-    logprobs, entropies = _ChunkedHead.apply(flat, flat_targets, weight, bias, parts.softcap, parts.scale, rows)
+    flat_allowed = None if allowed is None else allowed.reshape(-1, allowed.shape[-1])  # (B * K, A)
+    logprobs, entropies = _ChunkedHead.apply(flat, flat_targets, weight, bias, parts.softcap, parts.scale, rows,
+                                             flat_allowed)
     return TokenScores(logprobs.view(targets.shape), entropies.view(targets.shape) if entropy else None,
                        states if hidden else None)
 
 
 def _whole_model(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, positions: torch.Tensor,
-                 num_targets: int, num_actions: int | None, entropy: bool, hidden: bool) -> TokenScores:
+                 num_targets: int, num_actions: int | None, entropy: bool, hidden: bool,
+                 allowed: torch.Tensor | None = None) -> TokenScores:
     """The fallback for models that cannot be split: their own forward, logits of the last K + 1 positions."""
     out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions,
                 logits_to_keep=keep_last(num_targets + 1, input_ids.shape[1], input_ids.device),
                 output_hidden_states=hidden)
-    logits = out.logits[:, :-1, :num_actions].float()  # (B, K, V)
+    logits = _masked(out.logits[:, :-1, :num_actions].float(), allowed)  # (B, K, V)
     logp = torch.log_softmax(logits, -1)
     logprobs = logp.gather(-1, input_ids[:, -num_targets:, None]).squeeze(-1)
     ent = -(logp.exp() * logp).sum(-1) if entropy else None
