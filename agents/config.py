@@ -26,6 +26,11 @@ class LMConfig:
     value_trunk_grad: bool = False
     """PPO: let the value loss train the LM's trunk as well as the value head (a shared actor-critic trunk,
     right for games, where the value must be read off the state); off, the head only reads the LM."""
+    symmetries: bool = False
+    """Also train on the environment's symmetric copies of every episode (``env.symmetries``, e.g. the
+    board's rotations and reflections in ``textgym/TextTicTacToe-v0``), each with the rewards,
+    advantages and behaviour log-probabilities of its episode. Each update then sees (1 + copies)
+    times the episodes, for that much more compute."""
     gamma: float = 1.0
     """PPO: discount."""
     gae_lambda: float = 1.0

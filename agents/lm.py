@@ -32,7 +32,7 @@ import gc
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -182,6 +182,8 @@ class LMAgent:
             rewards = self.rewards(batch)
             self.advantages(batch, rewards)
             stats = self._episode_stats(batch, rewards)
+            if self.cfg.symmetries:
+                batch = self._with_symmetries(batch, envs)
         trainable = [p for p in self.policy.parameters() if p.requires_grad]
         self.policy.train()
         try:
@@ -194,6 +196,33 @@ class LMAgent:
         if envs is not None and isinstance(self.kl_ctl, AdaptiveKLController):
             envs.unwrapped.kl_coef = beta
         return {"update": self.updates, **stats, **losses, "objective/kl_coef": beta}
+
+    @torch.no_grad()
+    def _with_symmetries(self, batch: EpisodeBatch, envs: Any) -> EpisodeBatch:
+        """``batch`` and its symmetric copies (the rules' token maps), each with its own action masks.
+
+        A copy is the same decisions seen through a symmetry, so it keeps everything else of its
+        episode: rewards, advantages, value targets, and the behaviour log-probabilities and values,
+        the ones a symmetric policy would give it. PPO's ratio on a copy then measures how far the
+        policy has moved from that, and the clipping bounds it. (Re-scoring the copies under the
+        current policy instead treats moves the policy did not sample there as its own; it learned
+        worse.)
+        """
+        transform = getattr(envs.unwrapped, "symmetries", None) if envs is not None else None
+        if transform is None:
+            raise ValueError("LMConfig(symmetries=True) needs an environment whose rules have symmetries "
+                             "(Turns.symmetries), such as textgym/TextTicTacToe-v0; set symmetries=False")
+        device = batch.input_ids.device
+        variants = [transform(row) for row in batch.input_ids.cpu().numpy()]  # per episode: [(ids, action_map)]
+        copies = [batch]
+        for k in range(len(variants[0])):
+            copy = replace(batch, input_ids=torch.as_tensor(np.stack([v[k][0] for v in variants]), device=device))
+            if batch.action_mask is not None:  # an allowed action stays allowed as its image
+                images = torch.as_tensor(np.stack([v[k][1] for v in variants]), device=device)  # (B, V)
+                images = images[:, None, :batch.action_mask.shape[-1]].expand_as(batch.action_mask)
+                copy.action_mask = torch.zeros_like(batch.action_mask).scatter_(2, images, batch.action_mask)
+            copies.append(copy)
+        return EpisodeBatch.concat(copies)
 
     @property
     def kl_coef(self) -> float:

@@ -100,6 +100,12 @@ class EpisodeBatch:
                                 if getattr(self, f.name) is not None})
 
     @classmethod
+    def concat(cls, batches: list[EpisodeBatch]) -> EpisodeBatch:
+        """The episodes of ``batches`` (equal widths, the same fields set) in one batch."""
+        return cls(**{f.name: None if getattr(batches[0], f.name) is None else
+                      torch.cat([getattr(b, f.name) for b in batches]) for f in fields(cls)})
+
+    @classmethod
     def from_episodes(cls, episodes: list[Episode], pad_id: int, device: torch.device | str = "cpu") -> EpisodeBatch:
         """Stack ``episodes`` on the host, then move them to ``device`` once."""
         longest = max(len(e.completion_ids) for e in episodes)

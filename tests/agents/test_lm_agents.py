@@ -207,3 +207,11 @@ def test_gradient_checkpointing_gives_the_same_update(tokenizer):
         torch.testing.assert_close(p, q, atol=1e-6, rtol=1e-5)
     assert any((p - q).abs().max() > 0 for p, q in zip(plain.module.parameters(),
                                                        LMPolicy(lm, value_head=None).parameters(), strict=False))
+
+
+def test_symmetries_need_an_environment_that_has_them(tokenizer):
+    """``symmetries=True`` on an environment without symmetric rules says so, instead of training on nothing."""
+    lm = random_causal_lm(len(tokenizer), 1, 16, n_positions=64, seed=0)
+    agent = LMPPO(lm, tokenizer, config(symmetries=True, batch_episodes=4))
+    with pytest.raises(ValueError, match="symmetries"):
+        agent.learn(make(tokenizer, lm, num_envs=4), total_steps=8)

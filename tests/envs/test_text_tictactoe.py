@@ -199,3 +199,63 @@ def test_the_update_scores_masked_moves_as_the_sampler_drew_them(kit):
     mask = batch.token_mask.bool()
     torch.testing.assert_close(logprobs[mask], batch.logprobs[mask], atol=1e-4, rtol=0)
     assert (entropy[mask] <= np.log(9) + 1e-4).all()  # over the empty cells, not the whole vocabulary
+
+
+def test_symmetries_map_a_transcript_to_the_transcript_of_the_symmetric_game(kit):
+    """Each token map turns a game's transcript into the transcript of the same game rotated or reflected."""
+    from textgym.envs.tictactoe import SYMMETRIES, legal_moves, winner
+
+    _, tokenizer = kit
+    transform = TicTacToeTurns().symmetries(tokenizer)
+    rng = np.random.default_rng(0)
+    for agent_first in (True, False):
+        moves, board, mover = [], [0] * 9, 1 if agent_first else -1
+        while winner(board) == 0 and 0 in board:
+            moves.append(int(rng.choice(legal_moves(board))))
+            board[moves[-1]], mover = mover, -mover
+        ids = np.array(tokenizer(transcript(moves, agent_first).strip())["input_ids"])
+        variants = transform(ids)
+        assert len(variants) == 7
+        for perm, (new_ids, token_map) in zip(SYMMETRIES[1:], variants, strict=True):
+            where = np.argsort(perm)  # old cell c is new cell where[c]
+            expected = tokenizer(transcript([int(where[m]) for m in moves], agent_first).strip())["input_ids"]
+            assert new_ids.tolist() == expected
+            assert sorted(token_map.tolist()) == list(range(len(tokenizer)))  # a permutation of the vocabulary
+
+
+@torch.no_grad()
+def test_lm_ppo_trains_on_the_symmetric_copies_with_their_own_masks(kit):
+    """``LMConfig(symmetries=True)``: 8 copies of each episode, each move's mask the empty cells of its own board."""
+    from agents.config import LMConfig
+    from agents.lm_ppo import LMPPO
+    from agents.rollout import EpisodeBatch, Rollout
+
+    model, tokenizer = kit
+    envs = gym.make_vec(ID, num_envs=4, vectorization_mode="vector_entry_point", model=model, tokenizer=tokenizer,
+                        illegal="mask", kl_coef=0.0, ref_scoring="episode")
+    agent = LMPPO(load_causal_lm("textgym/tictactoe-lm"), tokenizer, LMConfig(symmetries=True))
+    agent.num_actions = envs.single_action_space.n
+    episodes = Rollout(envs, agent._sampler(envs.num_envs, seed=0), seed=0).collect(8)
+    batch = EpisodeBatch.from_episodes(episodes, agent.pad_id)
+    batch.advantages = batch.returns = torch.randn(batch.token_mask.shape)
+    both = agent._with_symmetries(batch, envs)
+    assert both.size == 8 * batch.size
+    for name in ("advantages", "returns", "logprobs", "values", "token_mask"):  # the same decisions, seen rotated
+        torch.testing.assert_close(getattr(both, name), getattr(batch, name).repeat(8, 1))
+    assert not torch.equal(both.input_ids[batch.size:], batch.input_ids.repeat(7, 1))
+    mask = both.token_mask.bool()
+    cells = cell_tokens(tokenizer)
+    width = both.num_tokens
+    for row, t in zip(*torch.nonzero(mask, as_tuple=True), strict=True):
+        words = tokenizer.convert_ids_to_tokens(both.input_ids[row, :both.input_ids.shape[1] - width + t].tolist())
+        marks = [w for w in words[len(words) - 1 - words[::-1].index("board"):] if w in "XO."]  # the last board
+        empty = {cells[c] for c, mark in enumerate(marks) if mark == "."}
+        assert set(np.flatnonzero(both.action_mask[row, t].numpy())) == empty
+
+
+def test_symmetries_leave_a_word_the_agent_wrote_alone(kit):
+    """With ``illegal="loss"`` the agent may write ``board`` as a move; only the environment's boards move."""
+    _, tokenizer = kit
+    ids = np.array(tokenizer(transcript([4, 0], agent_first=True).strip() + " board")["input_ids"])
+    for new_ids, _ in TicTacToeTurns().symmetries(tokenizer)(ids):
+        assert len(new_ids) == len(ids) and new_ids[-1] == ids[-1]

@@ -158,6 +158,11 @@ class TextGenerationEnv(gym.Env):
         return self.core.tokenizer
 
     @property
+    def symmetries(self):
+        """The rules' symmetries as maps of token ids (:meth:`textgym.envs.turns.Turns.symmetries`), or None."""
+        return None if self.core.turns is None else self.core.turns.symmetries(self.core.tokenizer)
+
+    @property
     def kl_coef(self) -> float:
         """Beta of the KL shaping (settable: finite and >= 0)."""
         return self.core.kl_coef

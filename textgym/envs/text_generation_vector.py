@@ -87,6 +87,11 @@ class TextGenerationVectorEnv(VectorEnv):
         self._running = False
 
     @property
+    def symmetries(self):
+        """The rules' symmetries as maps of token ids (:meth:`textgym.envs.turns.Turns.symmetries`), or None."""
+        return None if self.core.turns is None else self.core.turns.symmetries(self.core.tokenizer)
+
+    @property
     def kl_coef(self) -> float:
         """Beta of the KL shaping (settable: finite and >= 0)."""
         return self.core.kl_coef

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from textgym.envs.tictactoe import OPPONENTS, legal_moves, optimal_moves, winner
+from textgym.envs.tictactoe import OPPONENTS, SYMMETRIES, legal_moves, optimal_moves, winner
 from textgym.envs.turns import Reply, Turns
 
 #: Every word of the transcripts: the vocabulary of the kit's tic-tac-toe language model.
@@ -124,6 +124,36 @@ class TicTacToeTurns(Turns):
         if 0 not in state.board:
             return Reply(reward=0.0, done=True)
         return Reply(turn_text(state.board, answer), allowed=self._allowed(state))
+
+    def symmetries(self, tokenizer: Any):
+        """The board's 7 rotations and reflections other than the identity, as maps of token ids (:class:`Turns`).
+
+        A symmetry renumbers every move (the agent's and the opponent's cell words) and rearranges
+        the 9 marks after every ``board``; the transcript keeps its length and layout.
+        """
+        ids = tokenizer.convert_tokens_to_ids
+        cells, board, slash, vocab = (np.array([ids(str(cell)) for cell in range(1, 10)]), ids("board"), ids("/"),
+                                      len(tokenizer))
+        marks = np.array([1, 2, 3, 5, 6, 7, 9, 10, 11])  # offsets of the 9 marks after "board" ("/" between rows)
+        maps = []
+        for perm in SYMMETRIES[1:]:  # new_board[i] = board[perm[i]]: old cell perm[i] is new cell i
+            token_map = np.arange(vocab)
+            token_map[cells[list(perm)]] = cells
+            maps.append((token_map, np.argsort(perm)))  # np.argsort(perm)[c]: where old cell c goes
+
+        def transform(seq: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+            seq = np.asarray(seq)
+            starts = [i for i in np.flatnonzero(seq[:-11] == board)  # the environment's boards, not an agent's word
+                      if seq[i + 4] == seq[i + 8] == slash]
+            out = []
+            for token_map, where in maps:
+                new = token_map[seq]
+                for start in starts:
+                    new[start + marks[where]] = seq[start + marks]
+                out.append((new, token_map))
+            return out
+
+        return transform
 
     def _opponent_move(self, game: _Game) -> int:
         theirs = tuple(-x for x in game.board)

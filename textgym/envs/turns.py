@@ -33,6 +33,7 @@ and passing ``turns=Guess()`` to :class:`textgym.envs.TextGenerationEnv` (or its
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,3 +80,16 @@ class Turns:
     def reply(self, state: Any, text: str) -> Reply:
         """The environment's answer to the agent's turn ``text`` (decoded, without its end-of-turn token)."""
         raise NotImplementedError
+
+    def symmetries(self, tokenizer: Any) -> Callable[[np.ndarray], list[tuple[np.ndarray, np.ndarray]]] | None:
+        """The game's symmetries as token maps, or None (the default: none).
+
+        Rules whose games have symmetries (a board's rotations and reflections) return a function
+        from an episode's token ids (L,) to its equivalent episodes: one ``(ids, action_map)`` per
+        symmetry other than the identity, where ``ids`` (L,) is the same episode seen through the
+        symmetry (same length, the agent's tokens at the same places, the same rewards) and
+        ``action_map`` (A,) sends each action token to its image (padding maps to itself). An agent
+        may train on these copies too (``LMConfig(symmetries=True)``): the data a symmetric network
+        gets for free.
+        """
+        return None
