@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from agents.config import LMConfig
 from agents.ppo import MLPPolicy, PPOConfig
 from agents.table_policy import LastTokenPolicy
 from textgym.envs.tictactoe import SYMMETRIES
@@ -20,6 +21,14 @@ def tictactoe_policy(seed: int = 0, symmetric: bool = True) -> MLPPolicy:
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         return MLPPolicy(18, 9, (128, 128), SYMMETRIES if symmetric else None)
+
+
+#: LM PPO on ``textgym/TextTicTacToe-v0`` (the mix opponent, ``illegal="mask"``, ``kl_coef=0``), 32 envs, from
+#: the kit's ``textgym/tictactoe-lm``: a value loss that trains the trunk too, an entropy bonus, and every
+#: episode's 7 symmetric copies (the MLP's symmetry averaging, as data), hence one epoch per update.
+TEXT_TICTACTOE_LM = LMConfig(learning_rate=1e-3, batch_episodes=128, num_minibatches=4, update_epochs=1,
+                             gae_lambda=0.95, ent_coef=0.02, value_trunk_grad=True, symmetries=True)
+TEXT_TICTACTOE_ENVS = 32
 
 
 #: PPO on ``textgym/TinyLanguage-v0`` (the KL coefficient is the env's), 32 envs.

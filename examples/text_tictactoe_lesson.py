@@ -10,7 +10,8 @@ game history) is asked once, then the game tree is averaged over the opponent's 
 The language model starts as the kit's ``textgym/tictactoe-lm``, pretrained on transcripts of random
 play: it writes legal moves, at random. Illegal cells are masked (``illegal="mask"``); the KL
 penalty to the random-play reference is off (``kl_coef=0``), since staying near random play is not
-the goal here.
+the goal here. Its recipe (``agents.recipes.TEXT_TICTACTOE_LM``) trains on each game's 7 rotated and
+reflected copies too: the MLP gets the same from averaging its policy over the board's symmetries.
 
 Run: ``python examples/text_tictactoe_lesson.py`` (about 5 minutes on 2 CPU cores). Writes
 ``text_tictactoe_lesson.png``.
@@ -30,10 +31,15 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 import textgym  # noqa: E402, F401
-from agents.config import LMConfig  # noqa: E402
 from agents.lm_ppo import LMPPO  # noqa: E402
 from agents.ppo import PPO  # noqa: E402
-from agents.recipes import TICTACTOE_ENVS, TICTACTOE_PPO, tictactoe_policy  # noqa: E402
+from agents.recipes import (  # noqa: E402
+    TEXT_TICTACTOE_ENVS,
+    TEXT_TICTACTOE_LM,
+    TICTACTOE_ENVS,
+    TICTACTOE_PPO,
+    tictactoe_policy,
+)
 from textgym.eval.tictactoe import exact_outcomes, exact_outcomes_with_history, text_policy  # noqa: E402
 from textgym.models import load_causal_lm, load_tokenizer  # noqa: E402
 
@@ -73,10 +79,9 @@ def main() -> None:
 
     tokenizer = load_tokenizer("textgym/tictactoe-lm")
     lm = LMPPO(load_causal_lm("textgym/tictactoe-lm"), tokenizer,
-               LMConfig(learning_rate=1e-3, batch_episodes=128, num_minibatches=4, update_epochs=4, gae_lambda=0.95,
-                        seed=args.seed))
-    text_envs = gym.make_vec("textgym/TextTicTacToe-v0", num_envs=32, vectorization_mode="vector_entry_point",
-                             opponent="mix", illegal="mask", kl_coef=0.0, ref_scoring="episode")
+               dataclasses.replace(TEXT_TICTACTOE_LM, seed=args.seed))
+    text_envs = gym.make_vec("textgym/TextTicTacToe-v0", num_envs=TEXT_TICTACTOE_ENVS, opponent="mix", illegal="mask",
+                             vectorization_mode="vector_entry_point", kl_coef=0.0, ref_scoring="episode")
     writes = lambda o: exact_outcomes_with_history(text_policy(lm.model, tokenizer, legal_only=True), o)  # noqa: E731
     lm_curve = train(lm, text_envs, args.steps, every, lambda: summary(writes))
 
