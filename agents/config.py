@@ -30,7 +30,7 @@ class LMConfig:
     """Also train on the environment's symmetric copies of every episode (``env.symmetries``, e.g. the
     board's rotations and reflections in ``textgym/TextTicTacToe-v0``), each with the rewards,
     advantages and behaviour log-probabilities of its episode. Each update then sees (1 + copies)
-    times the episodes, for that much more compute."""
+    times the episodes, for that much more compute (and minibatches that much larger)."""
     gamma: float = 1.0
     """PPO: discount."""
     gae_lambda: float = 1.0
