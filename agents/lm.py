@@ -197,7 +197,6 @@ class LMAgent:
             envs.unwrapped.kl_coef = beta
         return {"update": self.updates, **stats, **losses, "objective/kl_coef": beta}
 
-    @torch.no_grad()
     def _with_symmetries(self, batch: EpisodeBatch, envs: Any) -> EpisodeBatch:
         """``batch`` and its symmetric copies (the rules' token maps), each with its own action masks.
 

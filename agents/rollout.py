@@ -215,9 +215,10 @@ class Rollout:
             self._seen[slot], self._masks[slot] = [], []
         actions = self.sampler.act(obs, self.starts, self.action_mask)
         values = self.sampler.last_values if self.sampler.last_values is not None else np.zeros(n)
+        masks = None if self.action_mask is None else np.array(self.action_mask, bool)  # one copy per step
         for slot in range(n):
             self._seen[slot].append((self.sampler.last_logprobs[slot], values[slot]))
-            self._masks[slot].append(None if self.action_mask is None else np.array(self.action_mask[slot], bool))
+            self._masks[slot].append(None if masks is None else masks[slot])
         self.obs, _, terminated, truncated, info = self.envs.step(actions)
         self.steps += n
         self.starts = terminated | truncated

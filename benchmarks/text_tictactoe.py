@@ -109,7 +109,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--mlp-budget", type=int, default=300_000)
-    parser.add_argument("--lm-budget", type=int, default=1_000_000)
+    parser.add_argument("--lm-budget", type=int, default=131_072)
     parser.add_argument("--mlp-every", type=int, default=4096, help="MLP steps between exact evaluations")
     parser.add_argument("--eval-every", type=int, default=16_384, help="LM steps between exact evaluations")
     parser.add_argument("--threads", type=int, default=2)
