@@ -9,6 +9,7 @@ import torch
 
 import textgym  # noqa: F401
 from textgym.envs.text_tictactoe import TicTacToeTurns, transcript
+from textgym.envs.tictactoe import winner
 from textgym.eval.tictactoe import exact_outcomes_with_history, text_policy
 from textgym.models import load_causal_lm, load_tokenizer
 
@@ -38,17 +39,19 @@ def play(env, actions_for, steps):
     return rows
 
 
-def test_vector_equals_single_envs(kit):
+@pytest.mark.parametrize("starts", [{}, {"random_moves": 2, "opening": "class"}], ids=["plain", "exploring-starts"])
+def test_vector_equals_single_envs(kit, starts):
     """Slot i of the vector env plays the game a single env seeded seed + i plays, move for move."""
     model, tokenizer = kit
     cells = cell_tokens(tokenizer)
     actions = np.random.default_rng(0).choice(cells, size=(30, 3))  # illegal moves too: they lose
-    envs = gym.make_vec(ID, num_envs=3, vectorization_mode="vector_entry_point", model=model, tokenizer=tokenizer)
+    envs = gym.make_vec(ID, num_envs=3, vectorization_mode="vector_entry_point", model=model, tokenizer=tokenizer,
+                        **starts)
     envs.reset(seed=5)
     got = [envs.step(actions[t]) for t in range(30)]
     finished = 0
     for slot in range(3):
-        env = gym.make(ID, model=model, tokenizer=tokenizer).unwrapped
+        env = gym.make(ID, model=model, tokenizer=tokenizer, **starts).unwrapped
         env.reset(seed=5 + slot)
         for t, (obs, reward, terminated, truncated, final) in enumerate(
                 play(env, lambda t, slot=slot: actions[t, slot], 30)):
@@ -140,6 +143,64 @@ def test_illegal_moves_lose_or_are_masked(kit):
     assert len(allowed) == 8 and not allowed & taken
     with pytest.raises(ValueError, match="illegal"):
         TicTacToeTurns(illegal="ignore")
+
+
+def parse(tokenizer, obs):
+    """The transcript a prompt holds: the agent's cells, the opponent's, and the last board written."""
+    words = tokenizer.decode(obs["input_ids"][obs["attention_mask"] == 1]).split()
+    pairs = list(zip(words, words[1:], strict=False))  # (a word, the next)
+    mine = [int(w) - 1 for prev, w in pairs if prev == "move" and w.isdigit()]
+    theirs = [int(w) - 1 for prev, w in pairs if prev == "O" and w.isdigit()]
+    last = len(words) - 1 - words[::-1].index("board")
+    board = [{"X": 1, "O": -1, ".": 0}[w] for w in words[last + 1:] if w in "XO."]
+    return mine, theirs, board, words
+
+
+def test_exploring_starts_begin_games_in_progress(kit):
+    """``random_moves=2``: games start after 0-2 random moves a side, written as the game so far.
+
+    The prompt is an ordinary transcript (the agent's cells after ``move``, the opponent's after
+    ``O``, each followed by the board), its last board holds exactly those marks, nobody has won,
+    and the mask offers that board's empty cells; the agent's first action is its first token.
+    """
+    model, tokenizer = kit
+    envs = gym.make_vec(ID, num_envs=96, vectorization_mode="vector_entry_point", model=model, tokenizer=tokenizer,
+                        random_moves=2, illegal="mask", kl_coef=0.0)
+    obs, info = envs.reset(seed=0)
+    counts = set()
+    for slot in range(envs.num_envs):
+        row = {k: v[slot] for k, v in obs.items()}
+        mine, theirs, board, words = parse(tokenizer, row)
+        assert words[-1] == "move" and len(theirs) - len(mine) in (0, 1)
+        expected = [0] * 9
+        for cell in mine:
+            expected[cell] = 1
+        for cell in theirs:
+            expected[cell] = -1
+        assert board == expected and len(set(mine + theirs)) == len(mine + theirs)
+        assert winner(board) == 0
+        allowed = sorted(int(tokenizer.decode([t])) - 1 for t in np.flatnonzero(info["action_mask"][slot]))
+        assert allowed == [c for c in range(9) if board[c] == 0]
+        counts.add(len(mine))
+    assert counts == {0, 1, 2}
+    with pytest.raises(ValueError, match="random_moves must be 0 to 2"):
+        TicTacToeTurns(random_moves=3)
+
+
+def test_class_openings_give_the_centre_a_third_of_the_games(kit):
+    """``opening="class"``: the centre, a corner or an edge, a third of the games each (by cell: 1/9, 4/9, 4/9)."""
+    model, tokenizer = kit
+    shares = {}
+    for opening in ("cell", "class"):
+        envs = gym.make_vec(ID, num_envs=900, vectorization_mode="vector_entry_point", model=model,
+                            tokenizer=tokenizer, first="opponent", opening=opening, kl_coef=0.0)
+        obs, _ = envs.reset(seed=0)
+        first = np.array([parse(tokenizer, {k: v[slot] for k, v in obs.items()})[1][0] for slot in range(900)])
+        shares[opening] = [np.isin(first, kind).mean() for kind in ((4,), (0, 2, 6, 8), (1, 3, 5, 7))]
+    assert shares["class"] == pytest.approx([1 / 3] * 3, abs=0.06)
+    assert shares["cell"] == pytest.approx([1 / 9, 4 / 9, 4 / 9], abs=0.06)
+    with pytest.raises(ValueError, match="opening"):
+        TicTacToeTurns(opening="centre")
 
 
 def test_exact_evaluation_of_the_kit_lm(kit):

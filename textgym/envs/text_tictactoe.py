@@ -30,6 +30,12 @@ from textgym.envs.turns import Reply, Turns
 
 #: Every word of the transcripts: the vocabulary of the kit's tic-tac-toe language model.
 WORDS = ["board", "move", "/", "X", "O", ".", *[str(cell) for cell in range(1, 10)]]
+#: The cells (0-8) of the three openings up to symmetry: the centre, the corners, the edges.
+OPENING_CLASSES = ((4,), (0, 2, 6, 8), (1, 3, 5, 7))
+#: The most random moves by each side an exploring start may play (``random_moves``).
+MAX_RANDOM_MOVES = 2
+#: Tokens of an opponent's turn as the environment writes it (`` O 5 board . . . / . O . / . . . move``).
+TURN_TOKENS = 15
 
 
 def board_text(board: Sequence[int]) -> str:
@@ -85,28 +91,50 @@ class TicTacToeTurns(Turns):
         first: ``"agent"``, ``"opponent"`` or ``"random"`` (50/50 per game).
         illegal: ``"loss"`` (an occupied cell or a word that is not a cell loses) or ``"mask"``
             (only empty cells are offered).
+        random_moves: Exploring starts: each game begins after a uniformly drawn 0 to ``random_moves``
+            random moves by each side (then the opponent's move when it is first), written into the
+            transcript as the game so far: state, not the agent's actions. At most 2; the window
+            grows to hold them (:func:`make_env`).
+        opening: The opponent's first move on an empty board: by its own rule (``"cell"``), or
+            ``"class"``: the centre, a corner or an edge, a third of the games each (the three
+            openings up to symmetry, where a uniform cell gives the centre 1 game in 9).
     """
 
     max_turn_tokens = 1
 
-    def __init__(self, opponent: str | Any = "mix", first: str = "random", illegal: str = "loss") -> None:
+    def __init__(self, opponent: str | Any = "mix", first: str = "random", illegal: str = "loss",
+                 random_moves: int = 0, opening: str = "cell") -> None:
         if not callable(opponent) and opponent not in OPPONENTS:
             raise ValueError(f"unknown opponent {opponent!r}; use one of {OPPONENTS} or a callable f(board) -> cell")
         for name, value, allowed in (("first", first, ("agent", "opponent", "random")),
-                                     ("illegal", illegal, ("loss", "mask"))):
+                                     ("illegal", illegal, ("loss", "mask")), ("opening", opening, ("cell", "class"))):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+        if not 0 <= random_moves <= MAX_RANDOM_MOVES:
+            raise ValueError(f"random_moves must be 0 to {MAX_RANDOM_MOVES} (random moves by each side before the "
+                             f"agent's first), got {random_moves}")
         self.opponent, self.first, self.illegal = opponent, first, illegal
+        self.random_moves, self.opening = random_moves, opening
 
     def begin(self, prompt: str, rng: np.random.Generator) -> tuple[_Game, Reply]:
-        """A new game; the opponent's first move when it starts."""
+        """A new game: the random moves of an exploring start, if any, then the opponent's first move when it starts."""
         agent_first = self.first == "agent" or (self.first == "random" and rng.random() < 0.5)
         opponent = self.opponent
         if opponent == "mix":
             opponent = "random" if rng.random() < 0.5 else "minimax"
         game = _Game([0] * 9, rng, opponent)
-        cell = None if agent_first else self._opponent_move(game)
-        return game, Reply(turn_text(game.board, cell), allowed=self._allowed(game))
+        count = int(rng.integers(self.random_moves + 1)) if self.random_moves else 0
+        while True:
+            game.board, moves, mover = [0] * 9, [], 1 if agent_first else -1
+            for _ in range(2 * count):  # each side's random moves, in turn: no line of 3 before the 5th move
+                cell = int(rng.choice(legal_moves(game.board)))
+                game.board[cell], mover = mover, -mover
+                moves.append(cell)
+            if not agent_first:
+                moves.append(self._opponent_move(game))
+            if winner(game.board) == 0 and 0 in game.board:
+                break  # else the opponent's move ended the game: draw the start again
+        return game, Reply(transcript(moves, agent_first), allowed=self._allowed(game))
 
     def reply(self, state: _Game, text: str) -> Reply:
         """Play the agent's cell, then the opponent's answer; the game's result when it ends."""
@@ -157,7 +185,10 @@ class TicTacToeTurns(Turns):
 
     def _opponent_move(self, game: _Game) -> int:
         theirs = tuple(-x for x in game.board)
-        if callable(game.opponent):
+        if self.opening == "class" and not any(theirs):
+            kind = OPENING_CLASSES[int(game.rng.random() * 3)]
+            cell = kind[int(game.rng.random() * len(kind))]
+        elif callable(game.opponent):
             cell = int(game.opponent(theirs))
             if theirs[cell] != 0:
                 raise ValueError(f"the opponent callable chose cell {cell}, which is not empty")
@@ -171,25 +202,38 @@ class TicTacToeTurns(Turns):
         return [str(cell + 1) for cell in legal_moves(game.board)] if self.illegal == "mask" else None
 
 
-def make_env(opponent: str | Any = "mix", first: str = "random", illegal: str = "loss", **kwargs: Any):
+def make_env(opponent: str | Any = "mix", first: str = "random", illegal: str = "loss", random_moves: int = 0,
+             opening: str = "cell", **kwargs: Any):
     """The entry point of ``gym.make("textgym/TextTicTacToe-v0", opponent=..., first=..., illegal=...)``.
 
     The rules' options (:class:`TicTacToeTurns`) sit next to the text environment's own (``model``,
-    ``kl_coef``, ...).
+    ``kl_coef``, ...). With ``random_moves``, the window grows by what an exploring start can write
+    before the agent's first move (the positions a model reads still end with the game: at most 79
+    tokens).
     """
     from textgym.envs.text_generation import TextGenerationEnv
 
-    kwargs.setdefault("turns", TicTacToeTurns(opponent, first, illegal))
+    _rules(opponent, first, illegal, random_moves, opening, kwargs)
     return TextGenerationEnv(task=kwargs.pop("task", "tictactoe"), **kwargs)
 
 
 def make_vector_env(num_envs: int = 1, opponent: str | Any = "mix", first: str = "random", illegal: str = "loss",
-                    **kwargs: Any):
+                    random_moves: int = 0, opening: str = "cell", **kwargs: Any):
     """The vector form of :func:`make_env` (``gym.make_vec(..., vectorization_mode="vector_entry_point")``)."""
     from textgym.envs.text_generation_vector import TextGenerationVectorEnv
 
-    kwargs.setdefault("turns", TicTacToeTurns(opponent, first, illegal))
+    _rules(opponent, first, illegal, random_moves, opening, kwargs)
     return TextGenerationVectorEnv(num_envs=num_envs, task=kwargs.pop("task", "tictactoe"), **kwargs)
+
+
+def _rules(opponent: str | Any, first: str, illegal: str, random_moves: int, opening: str,
+           kwargs: dict[str, Any]) -> None:
+    """Put the rules, and the window their openings need, into the environment's ``kwargs``."""
+    from textgym.tasks.tictactoe import TASK
+
+    kwargs.setdefault("turns", TicTacToeTurns(opponent, first, illegal, random_moves, opening))
+    if random_moves:  # each random move pair writes one agent cell and one opponent turn into the prompt
+        kwargs.setdefault("max_context", TASK.max_context + (TURN_TOKENS + 1) * random_moves)
 
 
 def random_transcripts(games: int, seed: int = 0) -> list[str]:
