@@ -29,6 +29,10 @@ def tictactoe_policy(seed: int = 0, symmetric: bool = True) -> MLPPolicy:
 TEXT_TICTACTOE_LM = LMConfig(learning_rate=1e-3, batch_episodes=128, num_minibatches=4, update_epochs=1,
                              gae_lambda=0.95, ent_coef=0.02, value_trunk_grad=True, symmetries=True)
 TEXT_TICTACTOE_ENVS = 32
+#: ``TEXT_TICTACTOE_LM``'s environment (``gym.make_vec("textgym/TextTicTacToe-v0", **TEXT_TICTACTOE_RULES)``): the
+#: mix opponent, occupied cells masked, no KL penalty (staying near random play is not the goal). Exploring starts
+#: (``random_moves=2, opening="class"``) did not lower the losses over 3 seeds (``benchmarks/text_tictactoe.py``).
+TEXT_TICTACTOE_RULES = {"opponent": "mix", "illegal": "mask", "kl_coef": 0.0, "ref_scoring": "episode"}
 
 
 #: PPO on ``textgym/TinyLanguage-v0`` (the KL coefficient is the env's), 32 envs.

@@ -4,14 +4,18 @@ Both agents train against the mix opponent (random or minimax per game) until th
 against minimax and at least 90% wins against random, scored exactly (every position, or for the
 language model every game history, both seats averaged) every ``--eval-every`` steps, or until the
 step budget. The language model starts as the kit's ``textgym/tictactoe-lm`` (random legal play) with
-the recipe ``agents.recipes.TEXT_TICTACTOE_LM`` (which trains on every episode's symmetric copies);
+the recipe ``agents.recipes.TEXT_TICTACTOE_LM`` (which trains on every episode's symmetric copies) in
+its environment ``agents.recipes.TEXT_TICTACTOE_RULES``, and once more with exploring starts (up to 2
+random moves a side before the agent's first, the opponent's openings a third each in the centre, a
+corner and an edge: ``random_moves=2, opening="class"``);
 the MLP with ``agents.recipes.TICTACTOE_PPO``, its policy averaged over the board's 8 symmetries, and
 once more without that averaging.
 Reports steps and training seconds to the bar (evaluation excluded), per seed, and the exact scores
 where each run stopped. Writes ``benchmarks/results/text_tictactoe.json`` and a plot of the learning
 curves next to it.
 
-Run: ``python benchmarks/text_tictactoe.py`` (3 seeds; ``--quick`` for a smoke run).
+Run: ``python benchmarks/text_tictactoe.py`` (3 seeds; ``--quick`` for a smoke run; ``--rows lm`` reruns
+one row and keeps the others from the results file).
 """
 
 from __future__ import annotations
@@ -30,11 +34,21 @@ import torch
 import textgym  # noqa: F401
 from agents.lm_ppo import LMPPO
 from agents.ppo import PPO
-from agents.recipes import TEXT_TICTACTOE_ENVS, TEXT_TICTACTOE_LM, TICTACTOE_ENVS, TICTACTOE_PPO, tictactoe_policy
+from agents.recipes import (
+    TEXT_TICTACTOE_ENVS,
+    TEXT_TICTACTOE_LM,
+    TEXT_TICTACTOE_RULES,
+    TICTACTOE_ENVS,
+    TICTACTOE_PPO,
+    tictactoe_policy,
+)
 from textgym.eval.tictactoe import exact_outcomes, exact_outcomes_with_history, text_policy
 from textgym.models import load_causal_lm, load_tokenizer
 
 WINS, LOSSES = 0.9, 0.0  # the bar: at least 90% wins against random, no loss against minimax
+#: The table's rows: --rows names and their labels.
+ROWS = {"mlp": "MLP PPO, board as numbers", "mlp-plain": "MLP PPO, no symmetry averaging",
+        "lm": "LM PPO, board as text", "lm-starts": "LM PPO, board as text, exploring starts"}
 
 
 def scores(outcomes: Callable[[str], dict]) -> dict[str, float]:
@@ -69,13 +83,15 @@ def mlp_run(seed: int, budget: int, every: int, symmetric: bool = True) -> dict:
     return train_to_bar(agent, envs, budget, every, lambda: scores(lambda o: exact_outcomes(greedy, o)))
 
 
-def lm_run(seed: int, budget: int, every: int) -> dict:
+def lm_run(seed: int, budget: int, every: int, exploring_starts: bool = False) -> dict:
     """LM PPO writing its moves, from the kit's random-play LM, illegal cells masked, no KL penalty."""
     torch.manual_seed(seed)
     tokenizer = load_tokenizer("textgym/tictactoe-lm")
     agent = LMPPO(load_causal_lm("textgym/tictactoe-lm"), tokenizer, dataclasses.replace(TEXT_TICTACTOE_LM, seed=seed))
-    envs = gym.make_vec("textgym/TextTicTacToe-v0", num_envs=TEXT_TICTACTOE_ENVS, opponent="mix", illegal="mask",
-                        vectorization_mode="vector_entry_point", kl_coef=0.0, ref_scoring="episode")
+    starts = {"random_moves": 2, "opening": "class"} if exploring_starts else {}
+    rules = {**TEXT_TICTACTOE_RULES, **starts}
+    envs = gym.make_vec("textgym/TextTicTacToe-v0", num_envs=TEXT_TICTACTOE_ENVS,
+                        vectorization_mode="vector_entry_point", **rules)
 
     def score() -> dict[str, float]:
         policy = text_policy(agent.model, tokenizer, legal_only=True)
@@ -93,7 +109,7 @@ def plot(runs: dict[str, list[dict]], path: Path) -> None:
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
     for ax, key in zip(axes, ("win vs random", "loss vs minimax"), strict=True):
-        for name, color in zip(runs, ("tab:blue", "tab:gray", "tab:orange"), strict=True):
+        for name, color in zip(runs, ("tab:blue", "tab:gray", "tab:orange", "tab:brown"), strict=True):
             for i, run in enumerate(runs[name]):
                 ax.plot([s for s, _, _ in run["curve"]], [c[key] for _, _, c in run["curve"]], color=color,
                         alpha=0.8, label=name if i == 0 else None)
@@ -115,29 +131,41 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--output", default="benchmarks/results/text_tictactoe.json")
     parser.add_argument("--quick", action="store_true", help="one seed, tiny budgets (a smoke run)")
+    parser.add_argument("--rows", default=",".join(ROWS), help=f"the rows to run, of {','.join(ROWS)}; the others "
+                        "are kept from --output when it has them")
     args = parser.parse_args()
+    rows = args.rows.split(",")
+    if unknown := set(rows) - set(ROWS):
+        parser.error(f"unknown rows {sorted(unknown)}; choose from {','.join(ROWS)}")
     if args.quick:
         args.seeds, args.mlp_budget, args.lm_budget, args.mlp_every, args.eval_every = 1, 2048, 1024, 1024, 512
     torch.set_num_threads(args.threads)
-    agents = {"MLP PPO, board as numbers": lambda seed: mlp_run(seed, args.mlp_budget, args.mlp_every),
-              "MLP PPO, no symmetry averaging": lambda seed: mlp_run(seed, args.mlp_budget, args.mlp_every, False),
-              "LM PPO, board as text": lambda seed: lm_run(seed, args.lm_budget, args.eval_every)}
-    runs: dict[str, list[dict]] = {name: [] for name in agents}
+    agents = {"mlp": lambda seed: mlp_run(seed, args.mlp_budget, args.mlp_every),
+              "mlp-plain": lambda seed: mlp_run(seed, args.mlp_budget, args.mlp_every, False),
+              "lm": lambda seed: lm_run(seed, args.lm_budget, args.eval_every),
+              "lm-starts": lambda seed: lm_run(seed, args.lm_budget, args.eval_every, True)}
+    out = Path(args.output)
+    before = json.loads(out.read_text()) if out.is_file() else {"runs": {}, "args": {}}
+    runs: dict[str, list[dict]] = {ROWS[row]: [] for row in rows}
     for seed in range(args.seeds):
-        for name, run in agents.items():
-            runs[name].append(run(seed))
+        for row in rows:
+            runs[ROWS[row]].append(agents[row](seed))
         for name, rs in runs.items():
             r = rs[-1]
             print(f"seed {seed} {name}: {'reached' if r['reached'] else 'not reached'} after {r['steps']} steps, "
                   f"{r['seconds']:.0f} s; wins vs random {r['win vs random']:.3f}, losses vs minimax "
                   f"{r['loss vs minimax']:.3f}", flush=True)
+    arguments = {name: vars(args) for name in runs}
+    for row, name in ROWS.items():  # rows not run this time: as the results file has them
+        if row not in rows and name in before["runs"]:
+            runs[name], arguments[name] = before["runs"][name], before["args"].get(name, before["args"])
+    runs = {name: runs[name] for name in ROWS.values() if name in runs}
     summary = {name: {"reached": f"{sum(r['reached'] for r in rs)}/{len(rs)}",
                       "median_steps": statistics.median(r["steps"] for r in rs),
                       "median_seconds": statistics.median(r["seconds"] for r in rs)} for name, rs in runs.items()}
     print(json.dumps(summary, indent=2))
-    out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"runs": runs, "summary": summary, "args": vars(args)}, indent=2) + "\n")
+    out.write_text(json.dumps({"runs": runs, "summary": summary, "args": arguments}, indent=2) + "\n")
     plot(runs, out.with_suffix(".png"))
     print(f"wrote {out} and {out.with_suffix('.png')}")
 

@@ -36,6 +36,7 @@ from agents.ppo import PPO  # noqa: E402
 from agents.recipes import (  # noqa: E402
     TEXT_TICTACTOE_ENVS,
     TEXT_TICTACTOE_LM,
+    TEXT_TICTACTOE_RULES,
     TICTACTOE_ENVS,
     TICTACTOE_PPO,
     tictactoe_policy,
@@ -80,8 +81,8 @@ def main() -> None:
     tokenizer = load_tokenizer("textgym/tictactoe-lm")
     lm = LMPPO(load_causal_lm("textgym/tictactoe-lm"), tokenizer,
                dataclasses.replace(TEXT_TICTACTOE_LM, seed=args.seed))
-    text_envs = gym.make_vec("textgym/TextTicTacToe-v0", num_envs=TEXT_TICTACTOE_ENVS, opponent="mix", illegal="mask",
-                             vectorization_mode="vector_entry_point", kl_coef=0.0, ref_scoring="episode")
+    text_envs = gym.make_vec("textgym/TextTicTacToe-v0", num_envs=TEXT_TICTACTOE_ENVS,
+                             vectorization_mode="vector_entry_point", **TEXT_TICTACTOE_RULES)
     writes = lambda o: exact_outcomes_with_history(text_policy(lm.model, tokenizer, legal_only=True), o)  # noqa: E731
     lm_curve = train(lm, text_envs, args.steps, every, lambda: summary(writes))
 
