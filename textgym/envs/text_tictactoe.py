@@ -229,10 +229,10 @@ def make_vector_env(num_envs: int = 1, opponent: str | Any = "mix", first: str =
 def _rules(opponent: str | Any, first: str, illegal: str, random_moves: int, opening: str,
            kwargs: dict[str, Any]) -> None:
     """Put the rules, and the window their openings need, into the environment's ``kwargs``."""
-    from textgym.tasks.tictactoe import TASK
-
     kwargs.setdefault("turns", TicTacToeTurns(opponent, first, illegal, random_moves, opening))
     if random_moves:  # each random move pair writes one agent cell and one opponent turn into the prompt
+        from textgym.tasks.tictactoe import TASK
+
         kwargs.setdefault("max_context", TASK.max_context + (TURN_TOKENS + 1) * random_moves)
 
 
