@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -39,7 +41,12 @@ def play(env, actions_for, steps):
     return rows
 
 
-@pytest.mark.parametrize("starts", [{}, {"random_moves": 2, "opening": "class"}], ids=["plain", "exploring-starts"])
+RESTARTS = [((4, 0, 8), False), ((0, 4, 8, 2), True), ((1, 4, 7), False)]
+
+
+@pytest.mark.parametrize("starts", [{}, {"random_moves": 2, "opening": "class"},
+                                    {"restart_share": 0.5, "restarts": RESTARTS}],
+                         ids=["plain", "exploring-starts", "restarts"])
 def test_vector_equals_single_envs(kit, starts):
     """Slot i of the vector env plays the game a single env seeded seed + i plays, move for move."""
     model, tokenizer = kit
@@ -185,6 +192,65 @@ def test_exploring_starts_begin_games_in_progress(kit):
     assert counts == {0, 1, 2}
     with pytest.raises(ValueError, match="random_moves must be 0 to 2"):
         TicTacToeTurns(random_moves=3)
+
+
+def test_restarts_begin_a_share_of_the_games_at_the_given_positions(kit):
+    """``restart_share``: that share of games begins at one of the restarts, its moves written as the prompt.
+
+    The other games begin as usual; the longest restarts fit the window, and their games are played
+    to the end (terminated, never truncated); :meth:`add_restarts` adds new positions once.
+    """
+    from textgym.envs import PromptTruncatedWarning
+
+    model, tokenizer = kit
+    longest = [((0, 1, 2, 4, 3, 5, 7), False), ((0, 4, 8, 2, 6, 3), True)]  # 7 moves; the agent's 4th move
+    texts = {tokenizer.decode(tokenizer(transcript(m, f).strip())["input_ids"]): (m, f) for m, f in RESTARTS + longest}
+    rules = TicTacToeTurns("random", illegal="mask", restart_share=0.5, restarts=RESTARTS)
+    assert rules.add_restarts(longest + RESTARTS[:1]) == 2 and len(rules.restarts) == 5
+    envs = gym.make_vec(ID, num_envs=200, vectorization_mode="vector_entry_point", model=model, tokenizer=tokenizer,
+                        turns=rules, kl_coef=0.0)
+    assert envs.turns is rules
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PromptTruncatedWarning)
+        obs, info = envs.reset(seed=0)
+        begun = [texts.get(tokenizer.decode(obs["input_ids"][slot][obs["attention_mask"][slot] == 1]))
+                 for slot in range(200)]
+        assert 0.4 < np.mean([b is not None for b in begun]) < 0.6 and {b for b in begun if b} == set(texts.values())
+        for slot, start in enumerate(begun):
+            if start:  # the mask offers the empty cells of the restart's board
+                allowed = sorted(int(tokenizer.decode([t])) - 1 for t in np.flatnonzero(info["action_mask"][slot]))
+                assert allowed == sorted(set(range(9)) - set(start[0]))
+        ended, rng = np.zeros(200, bool), np.random.default_rng(0)
+        for _ in range(5):  # no game has more than 5 agent moves
+            actions = [rng.choice(np.flatnonzero(mask)) for mask in info["action_mask"]]
+            obs, _, terminated, truncated, info = envs.step(np.array(actions))
+            assert not truncated.any()
+            ended |= terminated
+        assert ended.all()
+    with pytest.raises(ValueError, match="not a game in progress"):
+        rules.add_restarts([((4, 0), False)])  # the opponent, not the agent, is to move
+    with pytest.raises(ValueError, match="restart_share"):
+        TicTacToeTurns(restart_share=1.5)
+    with pytest.raises(ValueError, match="not both"):
+        gym.make(ID, model=model, tokenizer=tokenizer, turns=rules, opponent="minimax")
+
+
+def test_mistakes_are_the_non_optimal_moves_of_the_policys_own_games():
+    """``mistakes_with_history``: none for a minimax player; for a weaker one, each listed move is not optimal."""
+    from textgym.envs.tictactoe import optimal_moves
+    from textgym.eval.tictactoe import _board, mistakes_with_history
+
+    perfect = lambda games: [optimal_moves(_board(m, f))[0] for m, f in games]  # noqa: E731
+    first_empty = lambda games: [[c for c in range(9) if c not in m][0] for m, _ in games]  # noqa: E731
+    for opponent in ("random", "minimax"):
+        assert mistakes_with_history(perfect, opponent) == []
+        found = mistakes_with_history(first_empty, opponent)
+        assert found and len(set((m, f) for m, f, _ in found)) == len(found)
+        for moves, first, prob in found:
+            assert first_empty([(moves, first)])[0] not in optimal_moves(_board(moves, first)) and 0 < prob <= 1
+        TicTacToeTurns(restarts=[(m, f) for m, f, _ in found if len(m) <= 7])  # they are valid restarts
+    losses = exact_outcomes_with_history(first_empty, "minimax")["agent_first"]["loss"]
+    assert losses > 0 and any(first for _, first, _ in mistakes_with_history(first_empty, "minimax"))
 
 
 def test_class_openings_give_the_centre_a_third_of_the_games(kit):

@@ -158,6 +158,11 @@ class TextGenerationEnv(gym.Env):
         return self.core.tokenizer
 
     @property
+    def turns(self) -> Turns | None:
+        """The rules of the conversation (:class:`textgym.envs.turns.Turns`), or None: e.g. to add restarts."""
+        return self.core.turns
+
+    @property
     def symmetries(self):
         """The rules' symmetries as maps of token ids (:meth:`textgym.envs.turns.Turns.symmetries`), or None."""
         return None if self.core.turns is None else self.core.turns.symmetries(self.core.tokenizer)

@@ -16,6 +16,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from textgym.envs.core import GenerationCore
+from textgym.envs.turns import Turns
 
 
 class TextGenerationVectorEnv(VectorEnv):
@@ -85,6 +86,11 @@ class TextGenerationVectorEnv(VectorEnv):
         self._drawn: list[dict[int, str]] = []  # per group: round -> prompt, for rounds some slot has yet to start
         self._round = np.zeros(num_envs, dtype=np.int64)  # per slot: the round its next episode plays
         self._running = False
+
+    @property
+    def turns(self) -> Turns | None:
+        """The rules of the conversation (:class:`textgym.envs.turns.Turns`), or None: e.g. to add restarts."""
+        return self.core.turns
 
     @property
     def symmetries(self):

@@ -19,7 +19,7 @@ anything but a cell number loses the game (``illegal="loss"``), or is never offe
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +36,10 @@ OPENING_CLASSES = ((4,), (0, 2, 6, 8), (1, 3, 5, 7))
 MAX_RANDOM_MOVES = 2
 #: Tokens of an opponent's turn as the environment writes it (`` O 5 board . . . / . O . / . . . move``).
 TURN_TOKENS = 15
+#: The most tokens a game writes after its prompt: the agent's 5 cells and 4 of the opponent's turns.
+GAME_TOKENS = 5 + 4 * TURN_TOKENS
+#: The longest restart (``restart_share``): the opponent's 4 moves and the agent's 3, 63 tokens of prompt.
+MAX_RESTART_MOVES = 7
 
 
 def board_text(board: Sequence[int]) -> str:
@@ -75,6 +79,14 @@ def transcript(moves: Sequence[int], agent_first: bool) -> str:
     return text
 
 
+def _board(moves: Sequence[int], agent_first: bool) -> list[int]:
+    """The board (agent +1) after ``moves``, played in turn from whoever moved first."""
+    board, mark = [0] * 9, 1 if agent_first else -1
+    for cell in moves:
+        board[cell], mark = mark, -mark
+    return board
+
+
 @dataclass
 class _Game:
     board: list[int]
@@ -98,12 +110,19 @@ class TicTacToeTurns(Turns):
         opening: The opponent's first move on an empty board: by its own rule (``"cell"``), or
             ``"class"``: the centre, a corner or an edge, a third of the games each (the three
             openings up to symmetry, where a uniform cell gives the centre 1 game in 9).
+        restart_share: The share of games that begin at one of ``restarts`` (drawn uniformly), when
+            there are any: a curriculum of chosen positions, e.g. those where the policy erred
+            (:func:`textgym.eval.tictactoe.mistakes_with_history`), refreshed as training goes on
+            (:meth:`add_restarts`). The game so far is the prompt (state, not the agent's actions);
+            the window grows to hold it (:func:`make_env`).
+        restarts: Game histories to restart from, ``(moves, agent_first)``: see :meth:`add_restarts`.
     """
 
     max_turn_tokens = 1
 
     def __init__(self, opponent: str | Any = "mix", first: str = "random", illegal: str = "loss",
-                 random_moves: int = 0, opening: str = "cell") -> None:
+                 random_moves: int = 0, opening: str = "cell", restart_share: float = 0.0,
+                 restarts: Iterable[tuple[Sequence[int], bool]] = ()) -> None:
         if not callable(opponent) and opponent not in OPPONENTS:
             raise ValueError(f"unknown opponent {opponent!r}; use one of {OPPONENTS} or a callable f(board) -> cell")
         for name, value, allowed in (("first", first, ("agent", "opponent", "random")),
@@ -113,16 +132,43 @@ class TicTacToeTurns(Turns):
         if not 0 <= random_moves <= MAX_RANDOM_MOVES:
             raise ValueError(f"random_moves must be 0 to {MAX_RANDOM_MOVES} (random moves by each side before the "
                              f"agent's first), got {random_moves}")
+        if not 0.0 <= restart_share <= 1.0:
+            raise ValueError(f"restart_share must be a share of games, 0 to 1, got {restart_share}")
         self.opponent, self.first, self.illegal = opponent, first, illegal
-        self.random_moves, self.opening = random_moves, opening
+        self.random_moves, self.opening, self.restart_share = random_moves, opening, restart_share
+        self.restarts: list[tuple[tuple[int, ...], bool]] = []
+        self._restart_set: set[tuple[tuple[int, ...], bool]] = set()
+        self.add_restarts(restarts)
+
+    def add_restarts(self, histories: Iterable[tuple[Sequence[int], ...]]) -> int:
+        """Add game histories for ``restart_share`` of the games to begin at; returns how many were new.
+
+        Each history is ``(moves, agent_first, ...)``: the cells (0-8) played so far from the first
+        mover on, whose move it is decided by ``agent_first`` (the rows of
+        :func:`textgym.eval.tictactoe.mistakes_with_history` fit as they are). Positions stay once
+        added, so a position the policy has since learned keeps being played and is not unlearned.
+        """
+        added = 0
+        for history in histories:
+            moves, agent_first = tuple(int(cell) for cell in history[0]), bool(history[1])
+            board = _board(moves, agent_first)
+            if (len(set(moves)) != len(moves) or not all(0 <= c < 9 for c in moves) or len(moves) > MAX_RESTART_MOVES
+                    or len(moves) % 2 != (0 if agent_first else 1) or winner(board) != 0):
+                raise ValueError(f"restart {moves} (agent first: {agent_first}) is not a game in progress with the "
+                                 f"agent to move: distinct cells 0-8, at most {MAX_RESTART_MOVES} of them, an even "
+                                 "number when the agent moved first and odd otherwise, and no line of three")
+            if (moves, agent_first) not in self._restart_set:
+                self._restart_set.add((moves, agent_first))
+                self.restarts.append((moves, agent_first))
+                added += 1
+        return added
 
     def begin(self, prompt: str, rng: np.random.Generator) -> tuple[_Game, Reply]:
         """A new game: the random moves of an exploring start, if any, then the opponent's first move when it starts."""
+        if self.restart_share and self.restarts and rng.random() < self.restart_share:
+            return self._restart(rng)
         agent_first = self.first == "agent" or (self.first == "random" and rng.random() < 0.5)
-        opponent = self.opponent
-        if opponent == "mix":
-            opponent = "random" if rng.random() < 0.5 else "minimax"
-        game = _Game([0] * 9, rng, opponent)
+        game = _Game([0] * 9, rng, self._game_opponent(rng))
         count = int(rng.integers(self.random_moves + 1)) if self.random_moves else 0
         while True:
             game.board, moves, mover = [0] * 9, [], 1 if agent_first else -1
@@ -135,6 +181,18 @@ class TicTacToeTurns(Turns):
             if winner(game.board) == 0 and 0 in game.board:
                 break  # else the opponent's move ended the game: draw the start again
         return game, Reply(transcript(moves, agent_first), allowed=self._allowed(game))
+
+    def _restart(self, rng: np.random.Generator) -> tuple[_Game, Reply]:
+        """A game that begins at one of the restarts, drawn uniformly."""
+        moves, agent_first = self.restarts[int(rng.integers(len(self.restarts)))]
+        game = _Game(list(_board(moves, agent_first)), rng, self._game_opponent(rng))
+        return game, Reply(transcript(moves, agent_first), allowed=self._allowed(game))
+
+    def _game_opponent(self, rng: np.random.Generator) -> Any:
+        """This game's opponent: ``mix`` draws random or minimax."""
+        if self.opponent == "mix":
+            return "random" if rng.random() < 0.5 else "minimax"
+        return self.opponent
 
     def reply(self, state: _Game, text: str) -> Reply:
         """Play the agent's cell, then the opponent's answer; the game's result when it ends."""
@@ -202,38 +260,49 @@ class TicTacToeTurns(Turns):
         return [str(cell + 1) for cell in legal_moves(game.board)] if self.illegal == "mask" else None
 
 
-def make_env(opponent: str | Any = "mix", first: str = "random", illegal: str = "loss", random_moves: int = 0,
-             opening: str = "cell", **kwargs: Any):
+#: The keywords of :func:`make_env` that are the rules' (:class:`TicTacToeTurns`), not the text environment's.
+RULE_OPTIONS = ("opponent", "first", "illegal", "random_moves", "opening", "restart_share", "restarts")
+
+
+def make_env(**kwargs: Any):
     """The entry point of ``gym.make("textgym/TextTicTacToe-v0", opponent=..., first=..., illegal=...)``.
 
-    The rules' options (:class:`TicTacToeTurns`) sit next to the text environment's own (``model``,
-    ``kl_coef``, ...). With ``random_moves``, the window grows by what an exploring start can write
-    before the agent's first move (the positions a model reads still end with the game: at most 79
-    tokens).
+    The rules' options (:class:`TicTacToeTurns`: ``opponent``, ``first``, ``illegal``,
+    ``random_moves``, ``opening``, ``restart_share``, ``restarts``) sit next to the text environment's
+    own (``model``, ``kl_coef``, ...), or the rules come whole as ``turns=``. With ``random_moves``
+    the window grows by what an exploring start can write before the agent's first move; with
+    ``restart_share``, to hold the longest restart (63 tokens of prompt) and the longest game after
+    it (65): 128 positions, the kit model's. A game writes at most 78 tokens in all.
     """
     from textgym.envs.text_generation import TextGenerationEnv
 
-    _rules(opponent, first, illegal, random_moves, opening, kwargs)
+    _rules(kwargs)
     return TextGenerationEnv(task=kwargs.pop("task", "tictactoe"), **kwargs)
 
 
-def make_vector_env(num_envs: int = 1, opponent: str | Any = "mix", first: str = "random", illegal: str = "loss",
-                    random_moves: int = 0, opening: str = "cell", **kwargs: Any):
+def make_vector_env(num_envs: int = 1, **kwargs: Any):
     """The vector form of :func:`make_env` (``gym.make_vec(..., vectorization_mode="vector_entry_point")``)."""
     from textgym.envs.text_generation_vector import TextGenerationVectorEnv
 
-    _rules(opponent, first, illegal, random_moves, opening, kwargs)
+    _rules(kwargs)
     return TextGenerationVectorEnv(num_envs=num_envs, task=kwargs.pop("task", "tictactoe"), **kwargs)
 
 
-def _rules(opponent: str | Any, first: str, illegal: str, random_moves: int, opening: str,
-           kwargs: dict[str, Any]) -> None:
+def _rules(kwargs: dict[str, Any]) -> None:
     """Put the rules, and the window their openings need, into the environment's ``kwargs``."""
-    kwargs.setdefault("turns", TicTacToeTurns(opponent, first, illegal, random_moves, opening))
-    if random_moves:  # each random move pair writes one agent cell and one opponent turn into the prompt
-        from textgym.tasks.tictactoe import TASK
+    options = {name: kwargs.pop(name) for name in RULE_OPTIONS if name in kwargs}
+    if "turns" in kwargs and options:
+        raise ValueError(f"pass the rules' options ({', '.join(options)}) or turns=, not both: they are the rules' own")
+    rules = kwargs.setdefault("turns", TicTacToeTurns(**options))
+    if not isinstance(rules, TicTacToeTurns):
+        return
+    from textgym.tasks.tictactoe import TASK
 
-        kwargs.setdefault("max_context", TASK.max_context + (TURN_TOKENS + 1) * random_moves)
+    if rules.restart_share:  # the longest restart: the opponent's first turn, then 3 more turns and the agent's cells
+        kwargs.setdefault("max_new_tokens", GAME_TOKENS)
+        kwargs.setdefault("max_context", TURN_TOKENS + 3 * (TURN_TOKENS + 1) + GAME_TOKENS)
+    elif rules.random_moves:  # each random move pair writes one agent cell and one opponent turn into the prompt
+        kwargs.setdefault("max_context", TASK.max_context + (TURN_TOKENS + 1) * rules.random_moves)
 
 
 def random_transcripts(games: int, seed: int = 0) -> list[str]:

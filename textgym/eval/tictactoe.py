@@ -153,6 +153,50 @@ def exact_outcomes_with_history(policy: HistoryPolicy, opponent: str) -> dict[st
             "mean": as_dict((result["agent_first"] + result["opponent_first"]) / 2)}
 
 
+def mistakes_with_history(policy: HistoryPolicy, opponent: str) -> list[tuple[tuple[int, ...], bool, float]]:
+    """Where a deterministic policy plays a move that is not optimal, in the games it plays against ``opponent``.
+
+    A move is a mistake when it lowers the position's game-theoretic value (a draw thrown into a loss, a
+    win into a draw or a loss: :func:`textgym.envs.tictactoe.optimal_moves`). The game tree is walked
+    as :func:`exact_outcomes_with_history` walks it, so only positions the policy's own games reach
+    are listed, each once.
+
+    Args:
+        policy: Batched and deterministic (e.g. greedy); an occupied cell, or -1 (not a move), is a mistake.
+        opponent: ``"random"`` or ``"minimax"``.
+
+    Returns:
+        ``(moves, agent_first, probability)`` per mistake: the game so far (cells 0-8 from the first
+        mover on), the seat, and the probability that a game in that seat reaches the position. The
+        histories are what ``TicTacToeTurns(restart_share=...)`` restarts games from.
+
+    Example:
+        >>> first_empty = lambda games: [[m for m in range(9) if m not in moves][0] for moves, _ in games]
+        >>> mistakes_with_history(first_empty, "minimax")[0]  # 1 after 0, centre, 1, 2: the block is 6
+        ((0, 4, 1, 2), True, 1.0)
+    """
+    if opponent not in ("random", "minimax"):
+        raise ValueError(f"exact evaluation knows the 'random' and 'minimax' opponents, got {opponent!r}")
+    found = []
+    for agent_first in (True, False):
+        ended = np.zeros(3)  # the walk's finished games (not needed here)
+        frontier = [((), 1.0)] if agent_first else _opponent_replies((), (0,) * 9, 1.0, opponent, ended)
+        while frontier:
+            cells = policy([(moves, agent_first) for moves, _ in frontier])
+            next_frontier = []
+            for (moves, prob), cell in zip(frontier, cells, strict=True):
+                board = _board(moves, agent_first)
+                if cell not in optimal_moves(board):
+                    found.append((moves, agent_first, prob))
+                if cell < 0 or board[cell] != 0:
+                    continue
+                after = board[:cell] + (1,) + board[cell + 1:]
+                if winner(after) == 0 and 0 in after:
+                    next_frontier += _opponent_replies((*moves, cell), after, prob, opponent, ended)
+            frontier = next_frontier
+    return found
+
+
 def _board(moves: tuple[int, ...], agent_first: bool) -> tuple[int, ...]:
     """The board (agent +1) after ``moves``, played alternately from whoever moved first."""
     board, mark = [0] * 9, 1 if agent_first else -1
