@@ -33,6 +33,10 @@ TEXT_TICTACTOE_ENVS = 32
 #: mix opponent, occupied cells masked, no KL penalty (staying near random play is not the goal). Exploring starts
 #: (``random_moves=2, opening="class"``) did not lower the losses over 3 seeds (``benchmarks/text_tictactoe.py``).
 TEXT_TICTACTOE_RULES = {"opponent": "mix", "illegal": "mask", "kl_coef": 0.0, "ref_scoring": "episode"}
+#: The share of games that begin at the greedy LM's mistakes against minimax, and on the lines that correct them
+#: (``restart_share``; the training loop refreshes ``envs.turns.restarts`` with
+#: :func:`textgym.eval.tictactoe.mistakes_with_history` at every evaluation).
+TEXT_TICTACTOE_RESTART_SHARE = 0.5
 
 
 #: PPO on ``textgym/TinyLanguage-v0`` (the KL coefficient is the env's), 32 envs.

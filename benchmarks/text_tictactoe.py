@@ -7,7 +7,10 @@ step budget. The language model starts as the kit's ``textgym/tictactoe-lm`` (ra
 the recipe ``agents.recipes.TEXT_TICTACTOE_LM`` (which trains on every episode's symmetric copies) in
 its environment ``agents.recipes.TEXT_TICTACTOE_RULES``, and once more with exploring starts (up to 2
 random moves a side before the agent's first, the opponent's openings a third each in the centre, a
-corner and an edge: ``random_moves=2, opening="class"``);
+corner and an edge: ``random_moves=2, opening="class"``), and once more with restarts at its mistakes
+(half of the games begin where the greedy policy, at the last evaluation, plays a move that is not
+optimal against minimax, or on the lines that correct such a move: ``restart_share=0.5`` and
+:func:`textgym.eval.tictactoe.mistakes_with_history`);
 the MLP with ``agents.recipes.TICTACTOE_PPO``, its policy averaged over the board's 8 symmetries, and
 once more without that averaging.
 Reports steps and training seconds to the bar (evaluation excluded), per seed, and the exact scores
@@ -37,18 +40,21 @@ from agents.ppo import PPO
 from agents.recipes import (
     TEXT_TICTACTOE_ENVS,
     TEXT_TICTACTOE_LM,
+    TEXT_TICTACTOE_RESTART_SHARE,
     TEXT_TICTACTOE_RULES,
     TICTACTOE_ENVS,
     TICTACTOE_PPO,
     tictactoe_policy,
 )
-from textgym.eval.tictactoe import exact_outcomes, exact_outcomes_with_history, text_policy
+from textgym.eval.tictactoe import exact_outcomes, exact_outcomes_with_history, mistakes_with_history, text_policy
 from textgym.models import load_causal_lm, load_tokenizer
 
 WINS, LOSSES = 0.9, 0.0  # the bar: at least 90% wins against random, no loss against minimax
 #: The table's rows: --rows names and their labels.
 ROWS = {"mlp": "MLP PPO, board as numbers", "mlp-plain": "MLP PPO, no symmetry averaging",
-        "lm": "LM PPO, board as text", "lm-starts": "LM PPO, board as text, exploring starts"}
+        "lm": "LM PPO, board as text", "lm-starts": "LM PPO, board as text, exploring starts",
+        "lm-restarts": "LM PPO, board as text, restarts at its mistakes"}
+COLORS = ("tab:blue", "tab:gray", "tab:orange", "tab:brown", "tab:red")  # the rows' colours in the plot
 
 
 def scores(outcomes: Callable[[str], dict]) -> dict[str, float]:
@@ -83,18 +89,27 @@ def mlp_run(seed: int, budget: int, every: int, symmetric: bool = True) -> dict:
     return train_to_bar(agent, envs, budget, every, lambda: scores(lambda o: exact_outcomes(greedy, o)))
 
 
-def lm_run(seed: int, budget: int, every: int, exploring_starts: bool = False) -> dict:
-    """LM PPO writing its moves, from the kit's random-play LM, illegal cells masked, no KL penalty."""
+def lm_run(seed: int, budget: int, every: int, exploring_starts: bool = False, restarts: bool = False) -> dict:
+    """LM PPO writing its moves, from the kit's random-play LM, illegal cells masked, no KL penalty.
+
+    With ``restarts``, every evaluation also sets the games' restarts to the greedy policy's mistakes
+    against minimax, with the lines that correct them (:func:`mistakes_with_history`).
+    """
     torch.manual_seed(seed)
     tokenizer = load_tokenizer("textgym/tictactoe-lm")
     agent = LMPPO(load_causal_lm("textgym/tictactoe-lm"), tokenizer, dataclasses.replace(TEXT_TICTACTOE_LM, seed=seed))
-    starts = {"random_moves": 2, "opening": "class"} if exploring_starts else {}
-    rules = {**TEXT_TICTACTOE_RULES, **starts}
+    rules = dict(TEXT_TICTACTOE_RULES)
+    if exploring_starts:
+        rules.update(random_moves=2, opening="class")
+    if restarts:
+        rules.update(restart_share=TEXT_TICTACTOE_RESTART_SHARE)
     envs = gym.make_vec("textgym/TextTicTacToe-v0", num_envs=TEXT_TICTACTOE_ENVS,
                         vectorization_mode="vector_entry_point", **rules)
 
     def score() -> dict[str, float]:
         policy = text_policy(agent.model, tokenizer, legal_only=True)
+        if restarts:
+            envs.turns.restarts = mistakes_with_history(policy, "minimax")
         return scores(lambda o: exact_outcomes_with_history(policy, o))
 
     return train_to_bar(agent, envs, budget, every, score)
@@ -109,7 +124,8 @@ def plot(runs: dict[str, list[dict]], path: Path) -> None:
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
     for ax, key in zip(axes, ("win vs random", "loss vs minimax"), strict=True):
-        for name, color in zip(runs, ("tab:blue", "tab:gray", "tab:orange", "tab:brown"), strict=True):
+        for name in runs:
+            color = COLORS[list(ROWS.values()).index(name)]
             for i, run in enumerate(runs[name]):
                 ax.plot([s for s, _, _ in run["curve"]], [c[key] for _, _, c in run["curve"]], color=color,
                         alpha=0.8, label=name if i == 0 else None)
@@ -143,7 +159,8 @@ def main() -> None:
     agents = {"mlp": lambda seed: mlp_run(seed, args.mlp_budget, args.mlp_every),
               "mlp-plain": lambda seed: mlp_run(seed, args.mlp_budget, args.mlp_every, False),
               "lm": lambda seed: lm_run(seed, args.lm_budget, args.eval_every),
-              "lm-starts": lambda seed: lm_run(seed, args.lm_budget, args.eval_every, True)}
+              "lm-starts": lambda seed: lm_run(seed, args.lm_budget, args.eval_every, True),
+              "lm-restarts": lambda seed: lm_run(seed, args.lm_budget, args.eval_every, restarts=True)}
     out = Path(args.output)
     before = json.loads(out.read_text()) if out.is_file() else {"runs": {}, "args": {}}
     runs: dict[str, list[dict]] = {ROWS[row]: [] for row in rows}

@@ -198,15 +198,16 @@ def test_restarts_begin_a_share_of_the_games_at_the_given_positions(kit):
     """``restart_share``: that share of games begins at one of the restarts, its moves written as the prompt.
 
     The other games begin as usual; the longest restarts fit the window, and their games are played
-    to the end (terminated, never truncated); :meth:`add_restarts` adds new positions once.
+    to the end (terminated, never truncated); setting ``restarts`` again replaces them.
     """
     from textgym.envs import PromptTruncatedWarning
 
     model, tokenizer = kit
     longest = [((0, 1, 2, 4, 3, 5, 7), False), ((0, 4, 8, 2, 6, 3), True)]  # 7 moves; the agent's 4th move
     texts = {tokenizer.decode(tokenizer(transcript(m, f).strip())["input_ids"]): (m, f) for m, f in RESTARTS + longest}
-    rules = TicTacToeTurns("random", illegal="mask", restart_share=0.5, restarts=RESTARTS)
-    assert rules.add_restarts(longest + RESTARTS[:1]) == 2 and len(rules.restarts) == 5
+    rules = TicTacToeTurns("random", illegal="mask", restart_share=0.5, restarts=longest)
+    rules.restarts = RESTARTS + longest
+    assert rules.restarts == [((4, 0, 8), False), ((0, 4, 8, 2), True), ((1, 4, 7), False), *longest]
     envs = gym.make_vec(ID, num_envs=200, vectorization_mode="vector_entry_point", model=model, tokenizer=tokenizer,
                         turns=rules, kl_coef=0.0)
     assert envs.turns is rules
@@ -228,7 +229,7 @@ def test_restarts_begin_a_share_of_the_games_at_the_given_positions(kit):
             ended |= terminated
         assert ended.all()
     with pytest.raises(ValueError, match="not a game in progress"):
-        rules.add_restarts([((4, 0), False)])  # the opponent, not the agent, is to move
+        rules.restarts = [((4, 0), False)]  # the opponent, not the agent, is to move
     with pytest.raises(ValueError, match="restart_share"):
         TicTacToeTurns(restart_share=1.5)
     with pytest.raises(ValueError, match="not both"):
@@ -249,8 +250,16 @@ def test_mistakes_are_the_non_optimal_moves_of_the_policys_own_games():
         for moves, first, prob in found:
             assert first_empty([(moves, first)])[0] not in optimal_moves(_board(moves, first)) and 0 < prob <= 1
         TicTacToeTurns(restarts=[(m, f) for m, f, _ in found if len(m) <= 7])  # they are valid restarts
+    own = mistakes_with_history(first_empty, "minimax", corrections=False)
+    assert set(own) < set(found)  # the corrected lines hold more
+    for moves, first, _ in own:  # the policy's own games: each mistake's line, the policy's moves
+        board, mark = [0] * 9, 1 if first else -1
+        for i, cell in enumerate(moves):
+            if mark == 1:
+                assert first_empty([(moves[:i], first)])[0] == cell
+            board[cell], mark = mark, -mark
     losses = exact_outcomes_with_history(first_empty, "minimax")["agent_first"]["loss"]
-    assert losses > 0 and any(first for _, first, _ in mistakes_with_history(first_empty, "minimax"))
+    assert losses > 0 and any(first for _, first, _ in own)
 
 
 def test_class_openings_give_the_centre_a_third_of_the_games(kit):

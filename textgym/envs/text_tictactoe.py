@@ -113,9 +113,9 @@ class TicTacToeTurns(Turns):
         restart_share: The share of games that begin at one of ``restarts`` (drawn uniformly), when
             there are any: a curriculum of chosen positions, e.g. those where the policy erred
             (:func:`textgym.eval.tictactoe.mistakes_with_history`), refreshed as training goes on
-            (:meth:`add_restarts`). The game so far is the prompt (state, not the agent's actions);
+            (by setting :attr:`restarts`). The game so far is the prompt (state, not the agent's actions);
             the window grows to hold it (:func:`make_env`).
-        restarts: Game histories to restart from, ``(moves, agent_first)``: see :meth:`add_restarts`.
+        restarts: Game histories to restart from, ``(moves, agent_first)``: see :attr:`restarts`.
     """
 
     max_turn_tokens = 1
@@ -136,36 +136,36 @@ class TicTacToeTurns(Turns):
             raise ValueError(f"restart_share must be a share of games, 0 to 1, got {restart_share}")
         self.opponent, self.first, self.illegal = opponent, first, illegal
         self.random_moves, self.opening, self.restart_share = random_moves, opening, restart_share
-        self.restarts: list[tuple[tuple[int, ...], bool]] = []
-        self._restart_set: set[tuple[tuple[int, ...], bool]] = set()
-        self.add_restarts(restarts)
+        self.restarts = restarts
 
-    def add_restarts(self, histories: Iterable[tuple[Sequence[int], ...]]) -> int:
-        """Add game histories for ``restart_share`` of the games to begin at; returns how many were new.
+    @property
+    def restarts(self) -> list[tuple[tuple[int, ...], bool]]:
+        """The game histories that ``restart_share`` of the games begin at, drawn uniformly.
 
-        Each history is ``(moves, agent_first, ...)``: the cells (0-8) played so far from the first
-        mover on, whose move it is decided by ``agent_first`` (the rows of
-        :func:`textgym.eval.tictactoe.mistakes_with_history` fit as they are). Positions stay once
-        added, so a position the policy has since learned keeps being played and is not unlearned.
+        Set it to any iterable of ``(moves, agent_first, ...)``: the cells (0-8) played so far from
+        the first mover on, whose move it is decided by ``agent_first`` (the rows of
+        :func:`textgym.eval.tictactoe.mistakes_with_history` fit as they are). Training can set it
+        again between updates, e.g. to the positions where its greedy policy errs now; a history
+        listed twice is drawn twice as often.
         """
-        added = 0
+        return list(self._restarts)
+
+    @restarts.setter
+    def restarts(self, histories: Iterable[tuple[Sequence[int], ...]]) -> None:
+        checked = []
         for history in histories:
             moves, agent_first = tuple(int(cell) for cell in history[0]), bool(history[1])
-            board = _board(moves, agent_first)
             if (len(set(moves)) != len(moves) or not all(0 <= c < 9 for c in moves) or len(moves) > MAX_RESTART_MOVES
-                    or len(moves) % 2 != (0 if agent_first else 1) or winner(board) != 0):
+                    or len(moves) % 2 != (0 if agent_first else 1) or winner(_board(moves, agent_first)) != 0):
                 raise ValueError(f"restart {moves} (agent first: {agent_first}) is not a game in progress with the "
                                  f"agent to move: distinct cells 0-8, at most {MAX_RESTART_MOVES} of them, an even "
                                  "number when the agent moved first and odd otherwise, and no line of three")
-            if (moves, agent_first) not in self._restart_set:
-                self._restart_set.add((moves, agent_first))
-                self.restarts.append((moves, agent_first))
-                added += 1
-        return added
+            checked.append((moves, agent_first))
+        self._restarts = checked
 
     def begin(self, prompt: str, rng: np.random.Generator) -> tuple[_Game, Reply]:
         """A new game: the random moves of an exploring start, if any, then the opponent's first move when it starts."""
-        if self.restart_share and self.restarts and rng.random() < self.restart_share:
+        if self.restart_share and self._restarts and rng.random() < self.restart_share:
             return self._restart(rng)
         agent_first = self.first == "agent" or (self.first == "random" and rng.random() < 0.5)
         game = _Game([0] * 9, rng, self._game_opponent(rng))
@@ -184,7 +184,7 @@ class TicTacToeTurns(Turns):
 
     def _restart(self, rng: np.random.Generator) -> tuple[_Game, Reply]:
         """A game that begins at one of the restarts, drawn uniformly."""
-        moves, agent_first = self.restarts[int(rng.integers(len(self.restarts)))]
+        moves, agent_first = self._restarts[int(rng.integers(len(self._restarts)))]
         game = _Game(list(_board(moves, agent_first)), rng, self._game_opponent(rng))
         return game, Reply(transcript(moves, agent_first), allowed=self._allowed(game))
 

@@ -153,17 +153,23 @@ def exact_outcomes_with_history(policy: HistoryPolicy, opponent: str) -> dict[st
             "mean": as_dict((result["agent_first"] + result["opponent_first"]) / 2)}
 
 
-def mistakes_with_history(policy: HistoryPolicy, opponent: str) -> list[tuple[tuple[int, ...], bool, float]]:
+def mistakes_with_history(policy: HistoryPolicy, opponent: str,
+                          corrections: bool = True) -> list[tuple[tuple[int, ...], bool, float]]:
     """Where a deterministic policy plays a move that is not optimal, in the games it plays against ``opponent``.
 
     A move is a mistake when it lowers the position's game-theoretic value (a draw thrown into a loss, a
     win into a draw or a loss: :func:`textgym.envs.tictactoe.optimal_moves`). The game tree is walked
     as :func:`exact_outcomes_with_history` walks it, so only positions the policy's own games reach
-    are listed, each once.
+    are listed, each once. A policy that learns to correct a mistake will then play on from the
+    optimal moves, where its play is so far unseen; with ``corrections`` the walk follows those
+    moves too and lists the mistakes there (the reason a corrected move can look no better to the
+    learner: it loses later anyway).
 
     Args:
         policy: Batched and deterministic (e.g. greedy); an occupied cell, or -1 (not a move), is a mistake.
         opponent: ``"random"`` or ``"minimax"``.
+        corrections: Also walk on from the optimal moves at each mistake (each with an equal share of
+            the mistake's probability).
 
     Returns:
         ``(moves, agent_first, probability)`` per mistake: the game so far (cells 0-8 from the first
@@ -186,13 +192,15 @@ def mistakes_with_history(policy: HistoryPolicy, opponent: str) -> list[tuple[tu
             next_frontier = []
             for (moves, prob), cell in zip(frontier, cells, strict=True):
                 board = _board(moves, agent_first)
-                if cell not in optimal_moves(board):
+                best = optimal_moves(board)
+                played = [(cell, prob)] if 0 <= cell < 9 and board[cell] == 0 else []
+                if cell not in best:
                     found.append((moves, agent_first, prob))
-                if cell < 0 or board[cell] != 0:
-                    continue
-                after = board[:cell] + (1,) + board[cell + 1:]
-                if winner(after) == 0 and 0 in after:
-                    next_frontier += _opponent_replies((*moves, cell), after, prob, opponent, ended)
+                    played += [(move, prob / len(best)) for move in best] if corrections else []
+                for move, share in played:
+                    after = board[:move] + (1,) + board[move + 1:]
+                    if winner(after) == 0 and 0 in after:
+                        next_frontier += _opponent_replies((*moves, move), after, share, opponent, ended)
             frontier = next_frontier
     return found
 
