@@ -79,8 +79,12 @@ def transcript(moves: Sequence[int], agent_first: bool) -> str:
     return text
 
 
-def _board(moves: Sequence[int], agent_first: bool) -> list[int]:
-    """The board (agent +1) after ``moves``, played in turn from whoever moved first."""
+def board_after(moves: Sequence[int], agent_first: bool) -> list[int]:
+    """The board (agent +1) after ``moves`` (cells 0-8), played in turn from whoever moved first.
+
+    >>> board_after([4, 0], agent_first=True)
+    [-1, 0, 0, 0, 1, 0, 0, 0, 0]
+    """
     board, mark = [0] * 9, 1 if agent_first else -1
     for cell in moves:
         board[cell], mark = mark, -mark
@@ -156,7 +160,7 @@ class TicTacToeTurns(Turns):
         for history in histories:
             moves, agent_first = tuple(int(cell) for cell in history[0]), bool(history[1])
             if (len(set(moves)) != len(moves) or not all(0 <= c < 9 for c in moves) or len(moves) > MAX_RESTART_MOVES
-                    or len(moves) % 2 != (0 if agent_first else 1) or winner(_board(moves, agent_first)) != 0):
+                    or len(moves) % 2 != (0 if agent_first else 1) or winner(board_after(moves, agent_first)) != 0):
                 raise ValueError(f"restart {moves} (agent first: {agent_first}) is not a game in progress with the "
                                  f"agent to move: distinct cells 0-8, at most {MAX_RESTART_MOVES} of them, an even "
                                  "number when the agent moved first and odd otherwise, and no line of three")
@@ -185,7 +189,7 @@ class TicTacToeTurns(Turns):
     def _restart(self, rng: np.random.Generator) -> tuple[_Game, Reply]:
         """A game that begins at one of the restarts, drawn uniformly."""
         moves, agent_first = self._restarts[int(rng.integers(len(self._restarts)))]
-        game = _Game(list(_board(moves, agent_first)), rng, self._game_opponent(rng))
+        game = _Game(board_after(moves, agent_first), rng, self._game_opponent(rng))
         return game, Reply(transcript(moves, agent_first), allowed=self._allowed(game))
 
     def _game_opponent(self, rng: np.random.Generator) -> Any:

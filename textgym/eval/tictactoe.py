@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from textgym.envs.text_tictactoe import board_after
 from textgym.envs.tictactoe import TicTacToeEnv, flip, legal_moves, observation, optimal_moves, winner
 
 #: A batched policy: observations (M, 18) and action masks (M, 9) -> cells (M,).
@@ -207,10 +208,7 @@ def mistakes_with_history(policy: HistoryPolicy, opponent: str,
 
 def _board(moves: tuple[int, ...], agent_first: bool) -> tuple[int, ...]:
     """The board (agent +1) after ``moves``, played alternately from whoever moved first."""
-    board, mark = [0] * 9, 1 if agent_first else -1
-    for cell in moves:
-        board[cell], mark = mark, -mark
-    return tuple(board)
+    return tuple(board_after(moves, agent_first))
 
 
 def _opponent_replies(moves: tuple[int, ...], board: tuple[int, ...], prob: float, opponent: str,
