@@ -300,12 +300,12 @@ def _rules(kwargs: dict[str, Any]) -> None:
     rules = kwargs.setdefault("turns", TicTacToeTurns(**options))
     if not isinstance(rules, TicTacToeTurns):
         return
-    from textgym.tasks.tictactoe import TASK
-
     if rules.restart_share:  # the longest restart: the opponent's first turn, then 3 more turns and the agent's cells
         kwargs.setdefault("max_new_tokens", GAME_TOKENS)
         kwargs.setdefault("max_context", TURN_TOKENS + 3 * (TURN_TOKENS + 1) + GAME_TOKENS)
     elif rules.random_moves:  # each random move pair writes one agent cell and one opponent turn into the prompt
+        from textgym.tasks.tictactoe import TASK
+
         kwargs.setdefault("max_context", TASK.max_context + (TURN_TOKENS + 1) * rules.random_moves)
 
 
