@@ -21,6 +21,7 @@ from textgym.models.kv import SlotKVCache
 from textgym.models.logprobs import completion_logprobs, token_logprobs
 from textgym.models.sampling import sample_tokens
 from textgym.models.tiny import random_causal_lm, word_tokenizer
+from textgym.rewards.classifier import POOLINGS, pooled_rewards
 
 TOKENIZER = word_tokenizer([f"w{i}" for i in range(1, 40)])
 
@@ -85,6 +86,23 @@ def test_teacher_forced_logprobs_on_the_device(fake_cuda, name):
         scores = token_logprobs(model, ids, mask, 3, num_actions=40, entropy=True, hidden=True, budget=64)
         assert {scores.logprobs.device.type, scores.entropy.device.type, scores.hidden.device.type} == {"cuda"}
         completion_logprobs(model, [[1, 2], [3]], [[4, 5], [6, 7, 8]], pad_id=0, num_actions=40)
+
+
+@pytest.mark.parametrize("name", ["gpt2", "qwen2"])
+@pytest.mark.parametrize("pooling", POOLINGS)
+def test_reward_model_scores_on_the_device(fake_cuda, name, pooling):
+    """A reward model's pooled scores, the answer-sum mask included, come out on the device."""
+    from transformers import GPT2Config, GPT2ForSequenceClassification, Qwen2ForSequenceClassification
+
+    model = (GPT2ForSequenceClassification(GPT2Config(vocab_size=40, n_layer=1, n_embd=16, n_head=2, num_labels=1,
+                                                      pad_token_id=0)) if name == "gpt2" else
+             Qwen2ForSequenceClassification(Qwen2Config(vocab_size=48, hidden_size=32, num_hidden_layers=1,
+                                                        num_attention_heads=4, num_key_value_heads=2,
+                                                        intermediate_size=64, num_labels=1, pad_token_id=0))).eval()
+    with fake_cuda:
+        fake_cuda.module(model)
+        ids, mask, start = cuda([[3, 4, 5, 0], [6, 7, 8, 9]], [[1, 1, 1, 0], [1, 1, 1, 1]], [1, 2])
+        assert pooled_rewards(model, ids, mask, pooling, start).device.type == "cuda"
 
 
 def batch_of_episodes() -> list[Episode]:

@@ -10,6 +10,7 @@ import pytest
 from textgym.data import synthetic
 from textgym.data.preferences import rankings_to_pairs
 from textgym.rewards import RewardModel, score_batch
+from textgym.rewards.classifier import POOLINGS
 from textgym.rewards.training import RewardTrainingConfig, pair_texts, train_reward_model
 
 
@@ -20,20 +21,50 @@ def pairs():
     return rankings_to_pairs(data["train"]).shuffle(seed=0), rankings_to_pairs(data["test"])
 
 
-def test_training_raises_held_out_pairwise_accuracy(pairs, tmp_path):
-    """Training lifts held-out pairwise accuracy to 85% and lowers the loss; the saved model prefers chosen."""
+@pytest.mark.parametrize("pooling", POOLINGS)
+def test_training_raises_held_out_pairwise_accuracy(pairs, tmp_path, pooling):
+    """Training lifts held-out accuracy to 85% and lowers the loss; the saved model scores as it was trained."""
     train, test = pairs
-    cfg = RewardTrainingConfig(output_dir=str(tmp_path / "rm"), epochs=1, batch_size=16)
+    cfg = RewardTrainingConfig(output_dir=str(tmp_path / "rm"), epochs=1, batch_size=16, pooling=pooling)
     metrics = train_reward_model(train.select(range(480)), test.select(range(200)), cfg)
     assert metrics["after"]["accuracy"] >= 0.85 > metrics["before"]["accuracy"]
     assert metrics["after"]["loss"] < metrics["before"]["loss"]
     saved = json.loads((tmp_path / "rm" / "reward_metrics.json").read_text())
     assert saved["after"] == metrics["after"]
     reward = RewardModel(str(tmp_path / "rm"))
-    rows = test.select(range(40))
+    assert reward.pooling == pooling
+    rows = test.select(range(200))
     chosen = score_batch(reward, rows["prompt"], rows["chosen"])
     rejected = score_batch(reward, rows["prompt"], rows["rejected"])
-    assert (chosen > rejected).mean() >= 0.8
+    assert (chosen > rejected).mean() == pytest.approx(metrics["after"]["accuracy"], abs=0.01)
+
+
+def test_an_answer_sum_reward_adds_up_the_answers_tokens(pairs, tmp_path):
+    """An answer-sum reward sums the per-token head over the answer: 0 for an empty one, the same in any batch."""
+    import torch
+
+    train, test = pairs
+    cfg = RewardTrainingConfig(output_dir=str(tmp_path / "rm"), batch_size=16, pooling="answer-sum")
+    train_reward_model(train.select(range(64)), test.select(range(16)), cfg)
+    reward = RewardModel(str(tmp_path / "rm"))
+    prompt, answers = test[0]["prompt"], [test[0]["chosen"], test[0]["rejected"], " Sure."]
+    together = score_batch(reward, [prompt] * 3, answers)
+    alone = [score_batch(reward, [prompt], [a])[0] for a in answers]
+    np.testing.assert_allclose(together, alone, rtol=1e-4, atol=1e-5)
+    assert score_batch(reward, [prompt], [""])[0] == 0.0
+    start = len(reward.tokenizer(prompt)["input_ids"])
+    ids = reward.tokenizer(prompt + answers[0], return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        per_token = reward.model.score(reward.model.base_model(ids).last_hidden_state)[0, :, 0]
+    assert together[0] == pytest.approx(per_token[start:].sum().item(), rel=1e-4)
+
+
+def test_an_unknown_pooling_is_refused_before_training(pairs, tmp_path):
+    """A pooling textgym cannot read back is refused, naming the choices, and nothing is written."""
+    train, test = pairs
+    with pytest.raises(ValueError, match="pooling must be one of"):
+        train_reward_model(train, test, RewardTrainingConfig(output_dir=str(tmp_path / "rm"), pooling="mean"))
+    assert not (tmp_path / "rm").exists()
 
 
 @pytest.mark.parametrize(("disable", "expected"), [(True, 0.0), (False, 0.1)])

@@ -14,6 +14,57 @@ from textgym.rewards.base import Reward
 TextPart = Literal["completion", "prompt+completion"]
 
 
+#: How a reward model reads one score off its per-token head (saved in its config as ``reward_pooling``):
+#: ``"last"``, the head on the last token (the layout TRL's ``RewardTrainer`` trains and reads), or
+#: ``"answer-sum"``, the head on every token of the answer, summed: a reward per token whose sum scores the answer.
+POOLINGS = ("last", "answer-sum")
+
+
+def reward_pooling(config: Any) -> str:
+    """The pooling a reward model was trained with (``"last"`` when its config names none)."""
+    pooling = getattr(config, "reward_pooling", "last")
+    if pooling not in POOLINGS:
+        raise ValueError(f"the reward model's config names reward_pooling {pooling!r}; textgym reads {POOLINGS}")
+    return pooling
+
+
+def answer_starts(tokenizer: PreTrainedTokenizerBase, before: list[str], device: Any = None) -> torch.Tensor:
+    """The position of each answer's first token: how many tokens the text before it (a prompt, or "") takes."""
+    return torch.tensor([len(ids) for ids in tokenizer(before)["input_ids"]], device=device)
+
+
+def pooled_rewards(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor, pooling: str,
+                   answer_start: torch.Tensor | None = None) -> torch.Tensor:
+    """One fp32 reward per row of a right-padded batch, read as ``pooling`` says (see :data:`POOLINGS`).
+
+    ``"answer-sum"`` runs the trunk (``model.base_model``) and the scalar head (``model.score``, as
+    transformers' causal-LM sequence classifiers name it) on every token and sums the head over the
+    answer: the tokens from ``answer_start`` to the last one that is not padding.
+
+    >>> from transformers import GPT2Config, GPT2ForSequenceClassification
+    >>> model = GPT2ForSequenceClassification(GPT2Config(vocab_size=8, n_layer=1, n_embd=8, n_head=1, num_labels=1,
+    ...                                                  pad_token_id=0)).eval()
+    >>> ids, mask = torch.tensor([[5, 6, 7], [5, 6, 0]]), torch.tensor([[1, 1, 1], [1, 1, 0]])
+    >>> sums = pooled_rewards(model, ids, mask, "answer-sum", torch.tensor([1, 1]))
+    >>> per_token = model.score(model.transformer(ids, attention_mask=mask).last_hidden_state)[..., 0]
+    >>> torch.allclose(sums, torch.stack([per_token[0, 1:].sum(), per_token[1, 1]]))
+    True
+    """
+    if pooling == "last":
+        return model(input_ids=input_ids, attention_mask=attention_mask).logits[:, 0].float()
+    if pooling != "answer-sum":
+        raise ValueError(f"unknown pooling {pooling!r}; use one of {POOLINGS}")
+    head = getattr(model, "score", None)
+    if head is None or answer_start is None:
+        raise ValueError("answer-sum pooling needs a causal LM's sequence classifier (a scalar head named `score`, "
+                         "as AutoModelForSequenceClassification builds on GPT-2, Llama or Qwen) and the answers' "
+                         "start positions")
+    per_token = head(model.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state)[..., 0]
+    positions = torch.arange(per_token.shape[1], device=per_token.device)
+    answer = attention_mask.bool() & (positions[None, :] >= answer_start[:, None])
+    return (per_token.float() * answer).sum(1)
+
+
 class _SequenceScorer(Reward):
     """Loads a sequence classifier and runs it over texts in padded batches."""
 
@@ -29,16 +80,23 @@ class _SequenceScorer(Reward):
         self.tokenizer = load_tokenizer(model) if tokenizer is None else tokenizer
         self.text, self.batch_size, self.max_length = text, batch_size, max_length
 
+    def _texts(self, prompts: list[str], completions: list[str]) -> tuple[list[str], list[str]]:
+        """What is read before the answer ("" or the prompt) and the whole text, for each pair."""
+        before = [""] * len(completions) if self.text == "completion" else list(prompts)
+        return before, [b + c for b, c in zip(before, completions, strict=True)]
+
+    def _encode(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        """One right-padded batch on the model's device; an empty text is read as EOS."""
+        enc = self.tokenizer([t if t else self.tokenizer.eos_token or " " for t in texts], padding=True,
+                             truncation=True, max_length=self.max_length, padding_side="right", return_tensors="pt")
+        return {k: v.to(model_device(self.model)) for k, v in enc.items()}
+
     @torch.no_grad()
     def logits(self, prompts: list[str], completions: list[str]) -> torch.Tensor:
         """Classifier logits of each text, shape (B, num_labels), fp32 on the host. An empty text is read as EOS."""
-        texts = completions if self.text == "completion" else [p + c for p, c in zip(prompts, completions, strict=True)]
-        device, out = model_device(self.model), []
-        for start in range(0, len(texts), self.batch_size):
-            batch = [t if t else self.tokenizer.eos_token or " " for t in texts[start:start + self.batch_size]]
-            enc = self.tokenizer(batch, padding=True, truncation=True, max_length=self.max_length,
-                                 padding_side="right", return_tensors="pt")
-            out.append(self.model(**{k: v.to(device) for k, v in enc.items()}).logits.float())  # (b, num_labels)
+        _, texts = self._texts(prompts, completions)
+        out = [self.model(**self._encode(texts[start:start + self.batch_size])).logits.float()  # (b, num_labels)
+               for start in range(0, len(texts), self.batch_size)]
         return torch.cat(out).cpu()  # one transfer per call
 
 
@@ -91,7 +149,8 @@ class RewardModel(_SequenceScorer):
     This is the layout :func:`textgym.rewards.training.train_reward_model` and TRL's
     ``RewardTrainer`` both save (``AutoModelForSequenceClassification`` with ``num_labels=1``), so a
     model trained by either scores here. By default it reads ``prompt + completion``, the text it
-    was trained on.
+    was trained on. A model trained with ``pooling="answer-sum"`` (its config says so) sums its head
+    over the answer's tokens instead of reading the last one (:data:`POOLINGS`).
 
     Args:
         model: The reward model, or its embedded name, hub name or path.
@@ -124,7 +183,17 @@ class RewardModel(_SequenceScorer):
             raise ValueError(f"a reward model has one output (num_labels=1); this model has "
                              f"{self.model.config.num_labels}: use ClassifierReward with a label instead")
         self.name = name
+        self.pooling = reward_pooling(self.model.config)
 
     def score(self, prompts: list[str], completions: list[str]) -> np.ndarray:
         """The scalar reward of each text."""
-        return self.logits(prompts, completions)[:, 0].double().numpy()
+        if self.pooling == "last":
+            return self.logits(prompts, completions)[:, 0].double().numpy()
+        before, texts = self._texts(prompts, completions)
+        out = []
+        with torch.no_grad():
+            for start in range(0, len(texts), self.batch_size):
+                enc = self._encode(texts[start:start + self.batch_size])
+                begins = answer_starts(self.tokenizer, before[start:start + self.batch_size], enc["input_ids"].device)
+                out.append(pooled_rewards(self.model, enc["input_ids"], enc["attention_mask"], "answer-sum", begins))
+        return torch.cat(out).cpu().double().numpy()

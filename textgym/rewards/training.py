@@ -32,6 +32,7 @@ from textgym.models import (
     quiet_transformers,
     resolve,
 )
+from textgym.rewards.classifier import POOLINGS, answer_starts, pooled_rewards, reward_pooling
 
 
 @dataclass
@@ -54,6 +55,10 @@ class RewardTrainingConfig:
     """Seed of the head's initialisation and the data order."""
     disable_dropout: bool = True
     """Train without the model's dropout, as TRL's ``RewardTrainer`` does by default."""
+    pooling: str = "last"
+    """How the score is read off the head: ``"last"`` (the last token, TRL's layout) or ``"answer-sum"`` (the
+    head summed over the answer's tokens, so each part of an answer adds its own share: it learns faster which
+    part of an answer a ranking turned on). Saved in the model's config; :class:`RewardModel` reads it."""
 
 
 def pair_texts(row: dict) -> tuple[str, str]:
@@ -77,7 +82,15 @@ class _PairCollator:
         texts = [pair_texts(r) for r in rows]
         enc = self.tokenizer([c for c, _ in texts] + [r for _, r in texts], padding=True, truncation=True,
                              max_length=self.max_length, padding_side="right", return_tensors="pt")
-        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+        # Both texts of a pair begin with the prompt: the answer starts where the prompt's tokens end.
+        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"],
+                "answer_start": answer_starts(self.tokenizer, [r["prompt"] for r in rows] * 2)}
+
+
+def _rewards(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The batch's rewards, (2B,) chosen first, pooled as the model's config says."""
+    return pooled_rewards(model, batch["input_ids"], batch["attention_mask"], reward_pooling(model.config),
+                          batch["answer_start"])
 
 
 def pairwise_loss(rewards: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -94,7 +107,7 @@ def pairwise_loss(rewards: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 class _PairwiseTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        rewards = model(**inputs).logits[:, 0]  # (2B,)
+        rewards = _rewards(model, inputs)  # (2B,)
         loss, _ = pairwise_loss(rewards)
         return (loss, {"rewards": rewards}) if return_outputs else loss
 
@@ -108,7 +121,7 @@ def evaluate_pairs(model, tokenizer, pairs: datasets.Dataset, batch_size: int = 
     for start in range(0, len(pairs), batch_size):
         rows = pairs.select(range(start, min(start + batch_size, len(pairs))))
         batch = {k: v.to(device) for k, v in collate(list(rows)).items()}
-        loss, acc = pairwise_loss(model(**batch).logits[:, 0].float())
+        loss, acc = pairwise_loss(_rewards(model, batch))
         losses.append(loss.item() * len(rows))
         correct += acc.item() * len(rows)
     return {"accuracy": correct / len(pairs), "loss": sum(losses) / len(pairs), "pairs": len(pairs)}
@@ -122,6 +135,8 @@ def train_reward_model(train: datasets.Dataset, test: datasets.Dataset, cfg: Rew
         test: Held-out pairs in the same format.
         cfg: Model, budget and output folder.
     """
+    if cfg.pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {POOLINGS}, got {cfg.pooling!r}")
     for name, data in (("train", train), ("test", test)):
         missing = {"prompt", "chosen", "rejected"} - set(data.column_names)
         if missing:
@@ -136,6 +151,7 @@ def train_reward_model(train: datasets.Dataset, test: datasets.Dataset, cfg: Rew
         model = AutoModelForSequenceClassification.from_pretrained(resolve(cfg.base_model), num_labels=1,
                                                                    trust_remote_code=False)
     model.config.pad_token_id = tokenizer.pad_token_id
+    model.config.reward_pooling = cfg.pooling
     if cfg.disable_dropout:
         disable_dropout(model)
     before = evaluate_pairs(model, tokenizer, test, max_length=cfg.max_length)
