@@ -68,17 +68,22 @@ def test_a_labeler_who_stops_early_stops_the_loop_and_the_rerun_goes_on(tmp_path
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::textgym.rewards.DeadRewardWarning")
 def test_a_judge_threshold_stops_the_loop(tmp_path):
-    """A threshold the first round meets ends the loop there, whatever ``rounds`` says."""
-    rows = run_loop(dataclasses.replace(TINY, out=str(tmp_path / "loop"), rounds=3, judge_threshold=0.0),
-                    progress=False)
+    """A threshold the first round meets ends the loop there; its reward models pool as ``rm_pooling`` says."""
+    rows = run_loop(dataclasses.replace(TINY, out=str(tmp_path / "loop"), rounds=3, judge_threshold=0.0,
+                                        rm_pooling="answer-sum"), progress=False)
     assert [r["round"] for r in rows] == [0, 1]
     assert not (tmp_path / "loop" / "round-02").exists()
+    for round_ in ("round-00", "round-01"):
+        config = json.loads((tmp_path / "loop" / round_ / "reward_model" / "config.json").read_text())
+        assert config["reward_pooling"] == "answer-sum"
 
 
 @pytest.mark.parametrize(("change", "message"), [
     ({"k": 1}, "k must be >= 2"), ({"feedback": "crowd"}, "unknown feedback"), ({"task": "sentiment"}, "no RLHF"),
     ({"feedback": "judge:nonsense"}, "nonsense"), ({"rounds": 0}, "rounds must be >= 1"),
     ({"rm_epochs": 0}, "rm_epochs must be > 0"),
+    ({"rm_pooling": "mean"}, "rm_pooling must be one of last, answer-sum"),
+    ({"corrections": True, "feedback": "terminal"}, "corrections come from the simulated labeler only"),
 ])
 def test_bad_loop_configs_are_named_before_anything_is_created(tmp_path, change, message):
     """Each bad value is an error that names it, and no folder is created."""
@@ -124,3 +129,16 @@ def test_the_simulated_labeler_ranks_by_the_hidden_utility_with_seeded_noise(tmp
     noisy = [row["ranking"] for row in read_rankings(tmp_path / "a.jsonl")]
     assert noisy == [row["ranking"] for row in read_rankings(tmp_path / "b.jsonl")]
     assert 0 < sum(r != [1, 2, 3] for r in noisy) < 40  # noise flips some rankings, not all
+
+
+def test_the_simulated_labeler_corrects_what_it_can_fix(tmp_path):
+    """With the task's corrections, an answer with another question's tip gets its edit; the others none."""
+    from textgym.tasks import get_task
+
+    prompt = "\n\nHuman: How do I sleep better?\n\nAssistant:"
+    answers = [" Try to skip coffee after lunch.", " Try to skip coffee after lunch and pick a dessert you can buy.",
+               " Who cares?"]
+    label_simulated([Item(0, prompt, answers)], tmp_path / "r.jsonl", utility, show=lambda _: None,
+                    correct=get_task("helpfulness").correct)
+    row = read_rankings(tmp_path / "r.jsonl")[0]
+    assert row["corrections"] == [{"index": 1, "completion": " Try to skip coffee after lunch."}]

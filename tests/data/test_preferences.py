@@ -73,3 +73,16 @@ def test_append_and_drop_last_row(tmp_path):
     append_row(path, {"a": 2})
     assert drop_last_row(path) == {"a": 2}
     assert path.read_text() == '{"a": 1}\n'
+
+
+def test_corrections_become_pairs_and_bad_ones_are_refused(tmp_path):
+    """Each correction is one more pair, the edit over the completion it edits; a bad index names the row."""
+    row = {"prompt": "p", "completions": ["a x", "b"], "ranking": [2, 1],
+           "corrections": [{"index": 0, "completion": "a"}]}
+    pairs = rankings_to_pairs(read_rankings(write_jsonl(tmp_path / "r.jsonl", [row])))
+    assert {(p["chosen"], p["rejected"]) for p in pairs} == {("b", "a x"), ("a", "a x")}
+    for bad, message in (({"index": 2, "completion": "a"}, "correction .* must name the index \\(0 to 1\\)"),
+                         ({"index": 0, "completion": " "}, "the correction of completion 1 is empty")):
+        path = write_jsonl(tmp_path / "bad.jsonl", [{**row, "corrections": [bad]}])
+        with pytest.raises(ValueError, match=f"bad.jsonl:1: {message}"):
+            read_rankings(path)

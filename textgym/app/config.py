@@ -132,6 +132,9 @@ class LoopConfig:
     noise: float = 0.5
     """Simulated labeler: std of the Gaussian noise added to each answer's hidden utility before ranking
     (utility units: 1 = one good tip; 0 = a perfect labeler)."""
+    corrections: bool = False
+    """Simulated labeler: also correct each answer it can fix by striking words out (for helpfulness: other
+    questions' tips and stray facts); each correction is a preference, the edited answer over the original."""
     max_new_tokens: int = 48
     """Longest answer in tokens."""
     rounds: int = 3
@@ -144,6 +147,9 @@ class LoopConfig:
     """Pairs from the task's own rankings that train the first reward model (round 0's feedback)."""
     rm_epochs: float = 1.0
     """Passes of each round's reward-model training over the seed pairs and every ranking so far."""
+    rm_pooling: str = "last"
+    """How each round's reward model reads its score: last (the head on the last token) or answer-sum (the head
+    summed over the answer's tokens: each part of an answer adds its own share)."""
     agent: str = "ppo"
     """The RL algorithm of each round (any of textgym train's)."""
     steps_per_round: int = 12_000

@@ -196,19 +196,27 @@ def label_with_judge(items: Iterable[Item], output: str | Path, judge: RewardFun
 
 
 def label_simulated(items: Iterable[Item], output: str | Path, utility: Callable[[list[str], list[str]], Any],
-                    noise: float = 0.0, seed: int = 0, show: Callable[[str], None] = print) -> int:
+                    noise: float = 0.0, seed: int = 0, show: Callable[[str], None] = print,
+                    correct: Callable[[str, str], str | None] | None = None) -> int:
     """Rank each item as a simulated labeler would: by a hidden utility, plus Gaussian noise; returns rows written.
 
     Each completion's utility gets noise of standard deviation ``noise`` (in the utility's units; 0: a
     perfect labeler) before ranking, drawn from a generator seeded by ``(seed, item id)``, so a rerun
-    ranks an item the same way. Rows keep the noiseless utilities under ``"utility"``.
+    ranks an item the same way. Rows keep the noiseless utilities under ``"utility"``. With ``correct``
+    (a task's :attr:`~textgym.tasks.Task.correct`), the labeler also edits each completion it can fix:
+    an edit the utility values above the original is kept under ``"corrections"``.
     """
     count = 0
     for item in items:
         values = np.asarray(utility([item.prompt] * len(item.completions), item.completions), dtype=float)
         noisy = values + np.random.default_rng([seed, item.id]).normal(0.0, noise, len(values)) if noise else values
-        append_row(output, answer_row(item, ranking=ranks_from_scores(noisy), source="simulated",
-                                      utility=[round(float(v), 6) for v in values]))
+        fields = {"utility": [round(float(v), 6) for v in values]}
+        if correct is not None:
+            edits = {i: edited for i, text in enumerate(item.completions) if (edited := correct(item.prompt, text))}
+            better = utility([item.prompt] * len(edits), list(edits.values())) if edits else []
+            fields["corrections"] = [{"index": i, "completion": edited} for (i, edited), value
+                                     in zip(edits.items(), better, strict=True) if value > values[i]]
+        append_row(output, answer_row(item, ranking=ranks_from_scores(noisy), source="simulated", **fields))
         count += 1
     show(f"{count} simulated rankings saved to {output}")
     return count

@@ -11,7 +11,9 @@ in every round, the frozen reference of the KL penalty) and trains the first rew
 3. trains a reward model on the seed pairs and every ranking of every round so far;
 4. runs RL (any agent of the harness) from the current policy, with the KL to the SFT model;
 5. evaluates the new policy on held-out prompts: the round's reward, the hidden utility (when the
-   task has one), the task's judge, the off-topic share, the KL to the SFT model, perplexity.
+   task has one), the task's judge, the off-topic share, the KL to the SFT model, perplexity; and the
+   round's reward model by the task's audit (how often it scores the helpful answer above another
+   question's tips, on held-out rankings).
 
 It stops after ``rounds`` rounds, or as soon as the judge or the reward reaches its threshold. The
 loop folder holds ``sft/``, ``round-00/`` (the first reward model and the SFT model's evaluation),
@@ -41,7 +43,7 @@ from textgym.tasks import Task, get_task
 
 #: The per-round metrics of ``rounds.csv`` and the report, in order.
 COLUMNS = ("round", "labels", "reward", "utility", "judge", "off_topic_tips_rate", "kl_to_sft", "perplexity_heldout",
-           "distinct_2")
+           "distinct_2", "rm_audit_off_topic")
 
 
 def feedback_source(cfg: LoopConfig, task: Task) -> Callable[[list[Any], Path], int]:
@@ -57,7 +59,14 @@ def feedback_source(cfg: LoopConfig, task: Task) -> Callable[[list[Any], Path], 
         if task.utility is None:
             raise ValueError(f"the {task.name} task has no hidden utility for a simulated labeler; use "
                              "feedback terminal, web or judge:SPEC")
-        return lambda items, out: feedback.label_simulated(items, out, task.utility, cfg.noise, cfg.seed, show=quiet)
+        if cfg.corrections and task.correct is None:
+            raise ValueError(f"the {task.name} task has no simulated corrections; drop --corrections")
+        correct = task.correct if cfg.corrections else None
+        return lambda items, out: feedback.label_simulated(items, out, task.utility, cfg.noise, cfg.seed, show=quiet,
+                                                           correct=correct)
+    if cfg.corrections:
+        raise ValueError(f"corrections come from the simulated labeler only; feedback {cfg.feedback} ranks without "
+                         "them: drop --corrections")
     if cfg.feedback == "terminal":
         return lambda items, out: feedback.label_interactive(items, out)
     if cfg.feedback == "web":
@@ -85,6 +94,10 @@ def check_loop_config(cfg: LoopConfig) -> Task:
             raise ValueError(f"{name} must be >= 1, got {getattr(cfg, name)}")
     if cfg.k < 2:
         raise ValueError(f"k must be >= 2 (a ranking compares completions), got {cfg.k}")
+    from textgym.rewards.classifier import POOLINGS
+
+    if cfg.rm_pooling not in POOLINGS:
+        raise ValueError(f"rm_pooling must be one of {', '.join(POOLINGS)}, got {cfg.rm_pooling!r}")
     if cfg.rm_epochs <= 0:
         raise ValueError(f"rm_epochs must be > 0, got {cfg.rm_epochs}")
     for name in ("noise", "kl_coef", "learning_rate", "seed_pairs"):
@@ -208,7 +221,8 @@ def run_loop(cfg: LoopConfig, progress: bool = True) -> list[dict[str, float]]:
         if not reward.is_dir():
             say(f"round {round_}: reward model on {cfg.seed_pairs} seed pairs and {len(labels)} rankings", flush=True)
             train_rm = functools.partial(reward_model, task, sft, pairs=cfg.seed_pairs, seed=cfg.seed,
-                                         extra=rankings_to_pairs(labels), epochs=cfg.rm_epochs)
+                                         extra=rankings_to_pairs(labels), epochs=cfg.rm_epochs,
+                                         pooling=cfg.rm_pooling)
             _atomic_folder(reward, train_rm)
         if round_ > 0:
             say(f"round {round_}: {cfg.agent.upper()} from the current policy, KL to the SFT model", flush=True)
@@ -219,7 +233,8 @@ def run_loop(cfg: LoopConfig, progress: bool = True) -> list[dict[str, float]]:
                               eval_prompts=0, out=str(folder / "rl"), tensorboard=False, threads=cfg.threads)
             train(run, resume=(folder / "rl" / "config.json").is_file(), progress=False)
             policy = folder / "rl" / "policy"
-        row = {"round": round_, "labels": len(labels), **evaluate_round(cfg, task, policy, sft, reward)}
+        row = {"round": round_, "labels": len(labels), **evaluate_round(cfg, task, policy, sft, reward),
+               "rm_audit_off_topic": _audit_off_topic(reward)}
         atomic_write(done, json.dumps(row, indent=2))
         rows.append(row)
         say(f"round {round_}: " + ", ".join(f"{k} {row[k]:.3f}" for k in COLUMNS[2:]), flush=True)
@@ -229,6 +244,12 @@ def run_loop(cfg: LoopConfig, progress: bool = True) -> list[dict[str, float]]:
     write_report(cfg, out, rows)
     say(f"report: {out / 'report.md'} ({(time.perf_counter() - began) / 60:.1f} minutes)", flush=True)
     return rows
+
+
+def _audit_off_topic(reward: Path) -> float:
+    """The reward model's audit against another question's tips (saved with it); NaN for a task without one."""
+    metrics = json.loads((reward / "reward_metrics.json").read_text())
+    return float(metrics.get("accuracy_by_rejected_kind", {}).get("off-topic tips", float("nan")))
 
 
 def _reached(cfg: LoopConfig, row: dict[str, float]) -> bool:
@@ -247,20 +268,20 @@ def write_report(cfg: LoopConfig, out: Path, rows: list[dict[str, float]]) -> No
     with open(out / ".rounds.csv.tmp", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=COLUMNS)
         writer.writeheader()
-        writer.writerows({k: row[k] for k in COLUMNS} for row in rows)
+        writer.writerows({k: row.get(k, float("nan")) for k in COLUMNS} for row in rows)  # a column added since: NaN
     (out / ".rounds.csv.tmp").replace(out / "rounds.csv")
     lines = [f"# RLHF loop: {cfg.task}, feedback {cfg.feedback}" + (f" (noise {cfg.noise})" if cfg.feedback ==
                                                                        "simulated" else ""), "",
              f"{cfg.prompts_per_round} prompts x {cfg.k} answers ranked per round, {cfg.steps_per_round:,} RL steps "
              f"per round, kl_coef {cfg.kl_coef}; round 0 is the SFT model with the first reward model.", "",
              "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(str(row[k]) if k in ("round", "labels") else f"{row[k]:.3f}" for k in COLUMNS) + " |"
-              for row in rows]
+    lines += ["| " + " | ".join(str(row[k]) if k in ("round", "labels") else f"{row.get(k, float('nan')):.3f}"
+                                for k in COLUMNS) + " |" for row in rows]
     atomic_write(out / "report.md", "\n".join(lines) + "\n")
     metrics = COLUMNS[2:]
     fig, axes = plt.subplots(2, 4, figsize=(13, 5.5))
     for ax, key in zip(axes.flat, metrics, strict=False):
-        ax.plot([r["round"] for r in rows], [r[key] for r in rows], "o-")
+        ax.plot([r["round"] for r in rows], [r.get(key, float("nan")) for r in rows], "o-")
         ax.set(title=key, xlabel="round")
         ax.set_xticks([r["round"] for r in rows])
     for ax in list(axes.flat)[len(metrics):]:

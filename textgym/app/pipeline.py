@@ -64,11 +64,12 @@ def supervised_fine_tuning(task: Task, out: Path, examples: int, epochs: int, se
 
 
 def reward_model(task: Task, base: Path, out: Path, pairs: int, seed: int, extra: Any = None,
-                 epochs: float = 1.0) -> dict:
+                 epochs: float = 1.0, pooling: str = "last") -> dict:
     """Rankings -> pairs -> a reward model on ``base``'s trunk, saved to ``out``; returns its metrics and audit.
 
     ``extra``: more pairs (a ``datasets.Dataset``) to train on beside ``pairs`` of the task's own;
-    ``epochs``: passes over them all.
+    ``epochs``: passes over them all; ``pooling``: how the score is read off the head
+    (:data:`textgym.rewards.classifier.POOLINGS`).
     """
     import datasets
 
@@ -85,9 +86,10 @@ def reward_model(task: Task, base: Path, out: Path, pairs: int, seed: int, extra
     held = rankings_to_pairs(task.rankings("test")).shuffle(seed=seed)
     metrics = train_reward_model(train, held.select(range(min(500, len(held)))),
                                  RewardTrainingConfig(base_model=str(base), output_dir=str(out), seed=seed,
-                                                      epochs=epochs))
+                                                      epochs=epochs, pooling=pooling))
     if task.audit is not None:
         metrics["accuracy_by_rejected_kind"] = task.audit(RewardModel(str(out)), task.rankings("test"))
+        (Path(out) / "reward_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")  # with the audit
     return metrics
 
 

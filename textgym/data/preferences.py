@@ -5,10 +5,13 @@ Two JSONL formats, one object per line:
 - rankings: ``{"prompt": str, "completions": [str, ...], "ranking": [int, ...]}`` where
   ``ranking[i]`` is the rank of ``completions[i]``: 1 is best, tied completions share a rank. A row
   with ``"skipped": true`` (and ``"ranking": null``) records a prompt a labeller passed over.
+  A row may also hold ``"corrections": [{"index": i, "completion": str}, ...]``: a labeller's edit of
+  ``completions[i]``, preferred to it.
 - pairs: ``{"prompt": str, "chosen": str, "rejected": str}``, answers without the prompt.
 
 A ranking of K completions yields every pair whose ranks differ, preferred first: K(K-1)/2 pairs
-when there are no ties (seeds 001 and 004: the labeller ranks, the reward model learns from pairs).
+when there are no ties (seeds 001 and 004: the labeller ranks, the reward model learns from pairs),
+and each correction one more: the edited answer over the one it edits.
 """
 
 from __future__ import annotations
@@ -75,6 +78,15 @@ def check_ranking_row(row: dict) -> None:
     if row.get("skipped"):
         return
     check_ranking(row.get("ranking"), len(completions))
+    corrections = row.get("corrections", [])
+    if not isinstance(corrections, list):
+        raise ValueError("'corrections' must be a list of {\"index\": i, \"completion\": edited answer}")
+    for correction in corrections:
+        index = correction.get("index") if isinstance(correction, dict) else None
+        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(completions):
+            raise ValueError(f"correction {correction!r} must name the index (0 to {len(completions) - 1}) of the "
+                             "completion it edits")
+        _check_text(correction.get("completion"), f"the correction of completion {index + 1}")
 
 
 def check_pair_row(row: dict) -> None:
@@ -104,10 +116,21 @@ def read_pairs(path: str | Path) -> list[dict]:
     return _read_checked(path, check_pair_row)
 
 
+def correction_pairs(row: dict) -> list[dict[str, str]]:
+    """A rankings row's corrections as pairs: each edited answer over the completion it edits.
+
+    >>> correction_pairs({"prompt": "p", "completions": ["a x", "b"], "ranking": [2, 1],
+    ...                   "corrections": [{"index": 0, "completion": "a"}]})
+    [{'prompt': 'p', 'chosen': 'a', 'rejected': 'a x'}]
+    """
+    return [{"prompt": row["prompt"], "chosen": c["completion"], "rejected": row["completions"][c["index"]]}
+            for c in row.get("corrections", [])]
+
+
 def rankings_to_pairs(rows: Iterable[dict]) -> datasets.Dataset:
-    """All pairs of all ranked (not skipped) rows, as a Dataset with prompt/chosen/rejected."""
+    """All pairs of all ranked (not skipped) rows and their corrections, as a Dataset with prompt/chosen/rejected."""
     pairs = [p for row in rows if not row.get("skipped") for p in
-             ranking_to_pairs(row["prompt"], row["completions"], row["ranking"])]
+             ranking_to_pairs(row["prompt"], row["completions"], row["ranking"]) + correction_pairs(row)]
     return datasets.Dataset.from_list(pairs) if pairs else datasets.Dataset.from_dict(
         {"prompt": [], "chosen": [], "rejected": []})
 

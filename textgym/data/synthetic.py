@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import random
+import re
 
 import datasets
 
@@ -268,6 +269,40 @@ def tips_given(prompt: str, answer: str) -> tuple[int, int] | None:
     own = sum(tip in answer for tip in TOPICS[topic][1])
     other = sum(tip in answer for t, (_, tips, _) in TOPICS.items() if t != topic for tip in tips)
     return own, other
+
+
+def strike_off_topic(prompt: str, answer: str) -> str | None:
+    r"""``answer`` with every tip for another question and every stray fact struck out, as a labeler would edit it.
+
+    A tip goes with the comma or "and" that joins it to the list, or as its own sentence ("Try to ...");
+    None when nothing is off topic, when a tip cannot be struck cleanly, or when no tip for the
+    question would be left.
+
+    Example:
+        >>> prompt = "\n\nHuman: How do I sleep better?\n\nAssistant:"
+        >>> strike_off_topic(prompt, " Try to skip coffee after lunch and pick a dessert you can buy. Good luck!")
+        ' Try to skip coffee after lunch. Good luck!'
+    """
+    found = tips_given(prompt, answer)
+    if found is None or not found[1] and not any(fact in answer for fact in OFF_TOPIC):
+        return None
+    topic = next(t for t, (questions, _, _) in TOPICS.items() if any(q in prompt for q in questions))
+    verbs = "|".join(map(re.escape, HELP_VERBS))
+    edited = answer
+    for tip in (tip for t, (_, tips, _) in TOPICS.items() if t != topic for tip in tips):
+        while tip in edited:
+            quoted = re.escape(tip)
+            for pattern in (rf"(,? and |, ){quoted}", rf"{quoted}(, and |, | and )", rf"\s*(?:{verbs}) {quoted}\."):
+                struck = re.sub(pattern, "", edited, count=1)
+                if struck != edited:
+                    edited = struck
+                    break
+            else:
+                return None  # the tip is part of something else: no clean edit
+    for fact in OFF_TOPIC:
+        edited = edited.replace(f" {fact}", "").replace(fact, "")
+    own, other = tips_given(prompt, edited)
+    return edited if own and not other else None
 
 
 def _dialogue(rng: random.Random, topic: str, curt_demonstrations: float) -> dict:

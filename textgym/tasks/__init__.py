@@ -70,6 +70,9 @@ class Task:
     utility: Callable[[list[str], list[str]], Any] | None = None
     """(prompts, completions) -> the hidden true utility of each answer: what a simulated labeler ranks by
     (``textgym loop --feedback simulated``), and what the loop reports beside the learned reward."""
+    correct: Callable[[str, str], str | None] | None = None
+    """(prompt, answer) -> the answer as a simulated labeler would correct it by striking words out, or None when
+    it would not (``textgym loop --corrections``: each correction is preferred to the answer it corrects)."""
     users: dict[str, Callable[[list[str], list[str]], Any]] = field(default_factory=dict)
     """Simulated users with tastes of their own, name -> utility like ``utility`` (``textgym personalize``)."""
 

@@ -153,5 +153,5 @@ TASK = Task(
     judge_higher_is_better={"judge/p_helpful": True}, named_rewards={"helpfulness": reward},
     classifier=ClassifierSpec("helpfulness-classifier", ("unhelpful", "helpful"), classifier_data),
     bench_cases={"helpfulness-rm": "rm:{rm}"}, demonstrations=demonstrations, rankings=rankings, audit=audit,
-    utility=utility, users={"brief": brief_utility, "thorough": utility},
+    utility=utility, correct=synthetic.strike_off_topic, users={"brief": brief_utility, "thorough": utility},
 )
