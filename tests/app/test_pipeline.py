@@ -26,7 +26,7 @@ def test_demo_runs_end_to_end_on_a_tiny_budget(tmp_path, capsys):
     assert (out / "rl" / "config.json").is_file() and (out / "rl" / "metrics.csv").is_file()  # the harness ran it
     for stage in ("sft", "rl"):
         assert set(metrics[stage]) >= {"reward", "kl_to_reference", "perplexity_heldout", "distinct_2",
-                                       "judge/p_helpful", "off_topic_tips_rate"}
+                                       "judge/p_helpful", "off_topic_tips_rate", "off_topic_tip_share"}
     assert metrics["sft"]["kl_to_reference"] == pytest.approx(0.0, abs=1e-4)  # the SFT model is the reference
     assert json.loads((out / "config.json").read_text())["ppo_steps"] == 512
     kinds = json.loads((out / "metrics.json").read_text())["reward_model"]["accuracy_by_rejected_kind"]

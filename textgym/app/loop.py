@@ -11,9 +11,9 @@ in every round, the frozen reference of the KL penalty) and trains the first rew
 3. trains a reward model on the seed pairs and every ranking of every round so far;
 4. runs RL (any agent of the harness) from the current policy, with the KL to the SFT model;
 5. evaluates the new policy on held-out prompts: the round's reward, the hidden utility (when the
-   task has one), the task's judge, the off-topic share, the KL to the SFT model, perplexity; and the
-   round's reward model by the task's audit (how often it scores the helpful answer above another
-   question's tips, on held-out rankings).
+   task has one), the task's judge, the off-topic shares (of answers, of tips), the KL to the SFT
+   model, perplexity; and the round's reward model by the task's audit (how often it scores the
+   helpful answer above another question's tips, on held-out rankings).
 
 It stops after ``rounds`` rounds, or as soon as the judge or the reward reaches its threshold. The
 loop folder holds ``sft/``, ``round-00/`` (the first reward model and the SFT model's evaluation),
@@ -42,8 +42,8 @@ from textgym.app.pipeline import env_id, reward_model, supervised_fine_tuning
 from textgym.tasks import Task, get_task
 
 #: The per-round metrics of ``rounds.csv`` and the report, in order.
-COLUMNS = ("round", "labels", "reward", "utility", "judge", "off_topic_tips_rate", "kl_to_sft", "perplexity_heldout",
-           "distinct_2", "rm_audit_off_topic")
+COLUMNS = ("round", "labels", "reward", "utility", "judge", "off_topic_tips_rate", "off_topic_tip_share", "kl_to_sft",
+           "perplexity_heldout", "distinct_2", "rm_audit_off_topic")
 
 
 def feedback_source(cfg: LoopConfig, task: Task) -> Callable[[list[Any], Path], int]:
@@ -161,6 +161,7 @@ def evaluate_round(cfg: LoopConfig, task: Task, policy: Path, sft: Path, reward:
     utility = float(np.mean(task.utility(result["prompts"], result["samples"]))) if task.utility else float("nan")
     return {"reward": result["reward"]["mean"], "utility": utility, "judge": judge,
             "off_topic_tips_rate": result.get("off_topic_tips_rate", float("nan")),
+            "off_topic_tip_share": result.get("off_topic_tip_share", float("nan")),
             "kl_to_sft": result["kl_to_reference"],
             "perplexity_heldout": result.get("perplexity_heldout", float("nan")), "distinct_2": result["distinct_2"]}
 
@@ -279,7 +280,7 @@ def write_report(cfg: LoopConfig, out: Path, rows: list[dict[str, float]]) -> No
                                 for k in COLUMNS) + " |" for row in rows]
     atomic_write(out / "report.md", "\n".join(lines) + "\n")
     metrics = COLUMNS[2:]
-    fig, axes = plt.subplots(2, 4, figsize=(13, 5.5))
+    fig, axes = plt.subplots(3, 3, figsize=(11, 8))
     for ax, key in zip(axes.flat, metrics, strict=False):
         ax.plot([r["round"] for r in rows], [r.get(key, float("nan")) for r in rows], "o-")
         ax.set(title=key, xlabel="round")

@@ -39,12 +39,30 @@ def off_topic_tips_rate(prompts: list[str], completions: list[str]) -> float:
     return float(np.mean(with_tips)) if with_tips else 0.0
 
 
+def off_topic_tip_share(prompts: list[str], completions: list[str]) -> float:
+    r"""Among all tips given, the share meant for another question.
+
+    The off-topic tips rate counts answers, so it grows with the tips per answer even when each tip is as
+    likely to fit the question as before; this share does not.
+
+    >>> p = "\n\nHuman: How do I sleep better?\n\nAssistant:"
+    >>> answers = [" Try to skip coffee after lunch.",
+    ...            " Try to skip coffee after lunch and pick a dessert you can buy."]
+    >>> off_topic_tip_share([p, p], answers), off_topic_tips_rate([p, p], answers)
+    (0.3333333333333333, 0.5)
+    """
+    found = [f for f in (synthetic.tips_given(p, c) for p, c in zip(prompts, completions, strict=True)) if f]
+    given = sum(own + other for own, other in found)
+    return sum(other for _, other in found) / given if given else 0.0
+
+
 def judge(prompts: list[str], completions: list[str], reward_name: str) -> dict[str, float]:
-    """The classifier's mean P(helpful) and the off-topic tips rate."""
+    """The classifier's mean P(helpful), the off-topic tips rate and the share of tips that are off topic."""
     classifier = ClassifierReward("textgym/helpfulness-classifier", label="helpful", output="probability",
                                   text="prompt+completion")
     return {"judge/p_helpful": float(score_batch(classifier, prompts, completions, warn_dead=False).mean()),
-            "off_topic_tips_rate": off_topic_tips_rate(prompts, completions)}
+            "off_topic_tips_rate": off_topic_tips_rate(prompts, completions),
+            "off_topic_tip_share": off_topic_tip_share(prompts, completions)}
 
 
 def classifier_data(split: str) -> tuple[list[str], list[int]]:
