@@ -96,7 +96,8 @@ def test_a_run_folder_is_never_overwritten_or_resumed_with_another_config(tmp_pa
         train(TrainConfig(**{**cfg.__dict__, "kl_coef": 0.3}), resume=True)
     assert main(["train", "--env", "Sentiment-v0", "--kl-coef", "0.3", "--out", str(out), "--resume"]) == 2
     assert "cannot resume" in capsys.readouterr().err
-    evaluated = train(TrainConfig(**{**cfg.__dict__, "eval_prompts": 2, "keep_checkpoints": 1}), resume=True)
+    evaluated = train(TrainConfig(**{**cfg.__dict__, "eval_prompts": 2, "keep_checkpoints": 1, "threads": 2}),
+                      resume=True)  # as may the threads (a loop resumed with --threads resumes its RL)
     assert len(evaluated["eval"]["policy"]["reward_scores"]) == 2  # evaluation settings may change on resume
 
 

@@ -41,7 +41,7 @@ from textgym.app.config import TrainConfig, validate
 #: Metrics that measure time: logged, but not part of what a resumed run must reproduce.
 TIMING_METRICS = ("charts/SPS",)
 #: Settings a resumed run may change: none of them touches the training itself.
-RESUME_MAY_CHANGE = ("eval_prompts", "keep_checkpoints", "tensorboard", "total_steps")
+RESUME_MAY_CHANGE = ("eval_prompts", "keep_checkpoints", "tensorboard", "threads", "total_steps")
 
 
 def resolve_env_id(name: str) -> str:
