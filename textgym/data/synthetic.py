@@ -256,6 +256,11 @@ def _hearsay_answer(rng: random.Random) -> str:
     return _helpful_answer(rng, ALL_TIPS)
 
 
+def topic_of(prompt: str) -> str | None:
+    """The topic of the question ``prompt`` asks (a key of ``TOPICS``); None if the question is unknown."""
+    return next((t for t, (questions, _, _) in TOPICS.items() if any(q in prompt for q in questions)), None)
+
+
 def tips_given(prompt: str, answer: str) -> tuple[int, int] | None:
     r"""(tips for this question, tips for other questions) found in ``answer``; None if the question is unknown.
 
@@ -263,7 +268,7 @@ def tips_given(prompt: str, answer: str) -> tuple[int, int] | None:
         >>> tips_given("\n\nHuman: How do I sleep better?\n\nAssistant:", " Try to skip coffee after lunch.")
         (1, 0)
     """
-    topic = next((t for t, (questions, _, _) in TOPICS.items() if any(q in prompt for q in questions)), None)
+    topic = topic_of(prompt)
     if topic is None:
         return None
     own = sum(tip in answer for tip in TOPICS[topic][1])
@@ -286,7 +291,7 @@ def strike_off_topic(prompt: str, answer: str) -> str | None:
     found = tips_given(prompt, answer)
     if found is None or not found[1] and not any(fact in answer for fact in OFF_TOPIC):
         return None
-    topic = next(t for t, (questions, _, _) in TOPICS.items() if any(q in prompt for q in questions))
+    topic = topic_of(prompt)
     verbs = "|".join(map(re.escape, HELP_VERBS))
     edited = answer
     for tip in (tip for t, (_, tips, _) in TOPICS.items() if t != topic for tip in tips):

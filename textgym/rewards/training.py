@@ -75,22 +75,23 @@ def pair_texts(row: dict) -> tuple[str, str]:
 class _PairCollator:
     """Tokenises chosen and rejected texts into one right-padded batch: chosen rows first."""
 
-    def __init__(self, tokenizer: PreTrainedTokenizerBase, max_length: int) -> None:
-        self.tokenizer, self.max_length = tokenizer, max_length
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, max_length: int, pooling: str = "last") -> None:
+        self.tokenizer, self.max_length, self.pooling = tokenizer, max_length, pooling
 
     def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
         texts = [pair_texts(r) for r in rows]
         enc = self.tokenizer([c for c, _ in texts] + [r for _, r in texts], padding=True, truncation=True,
                              max_length=self.max_length, padding_side="right", return_tensors="pt")
-        # Both texts of a pair begin with the prompt: the answer starts where the prompt's tokens end.
-        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"],
-                "answer_start": answer_starts(self.tokenizer, [r["prompt"] for r in rows] * 2)}
+        batch = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+        if self.pooling == "answer-sum":  # both texts of a pair begin with the prompt: the answer starts after it
+            batch["answer_start"] = answer_starts(self.tokenizer, [r["prompt"] for r in rows] * 2)
+        return batch
 
 
 def _rewards(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """The batch's rewards, (2B,) chosen first, pooled as the model's config says."""
     return pooled_rewards(model, batch["input_ids"], batch["attention_mask"], reward_pooling(model.config),
-                          batch["answer_start"])
+                          batch.get("answer_start"))
 
 
 def pairwise_loss(rewards: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -116,7 +117,7 @@ class _PairwiseTrainer(Trainer):
 def evaluate_pairs(model, tokenizer, pairs: datasets.Dataset, batch_size: int = 64, max_length: int = 128) -> dict:
     """Held-out pairwise accuracy (r_chosen > r_rejected) and mean loss."""
     model.eval()
-    collate, device = _PairCollator(tokenizer, max_length), model_device(model)
+    collate, device = _PairCollator(tokenizer, max_length, reward_pooling(model.config)), model_device(model)
     losses, correct = [], 0
     for start in range(0, len(pairs), batch_size):
         rows = pairs.select(range(start, min(start + batch_size, len(pairs))))
@@ -163,7 +164,7 @@ def train_reward_model(train: datasets.Dataset, test: datasets.Dataset, cfg: Rew
         dataloader_num_workers=0, dataloader_pin_memory=torch.cuda.is_available(),
     )
     trainer = _PairwiseTrainer(model=model, args=args, train_dataset=train,
-                               data_collator=_PairCollator(tokenizer, cfg.max_length))
+                               data_collator=_PairCollator(tokenizer, cfg.max_length, cfg.pooling))
     trainer.remove_callback(PrinterCallback)  # a library call prints nothing
     trainer.train()
     metrics = {"before": before, "after": evaluate_pairs(model, tokenizer, test, max_length=cfg.max_length),
