@@ -46,8 +46,9 @@ class Episode:
     """The value head's estimate of each state when the agent acted, or None."""
     agent_mask: np.ndarray | None = None
     """1 on the agent's tokens, 0 on the environment's (None: every token is the agent's)."""
-    turn_rewards: np.ndarray | None = None
-    """Where a conversation paid its turn rewards (None: the whole score at the last token)."""
+    token_scores: np.ndarray | None = None
+    """Where the score was earned, per completion token: a conversation's turn rewards, or a reward's parts
+    (``info["score_parts"]``); the rest of the score at the last agent token (None: all of it there)."""
     group: int = 0
     """Episodes with equal ``group`` answered the same prompt (:class:`textgym.envs.TextGenerationVectorEnv`)."""
     action_masks: np.ndarray | None = None
@@ -121,7 +122,7 @@ class EpisodeBatch:
             for name in ("logprobs", "values"):
                 if getattr(e, name) is not None:
                     per_token[name][row, cols] = getattr(e, name)
-            scores = np.zeros(len(e.completion_ids)) if e.turn_rewards is None else np.array(e.turn_rewards, float)
+            scores = np.zeros(len(e.completion_ids)) if e.token_scores is None else np.array(e.token_scores, float)
             scores[np.flatnonzero(agent)[-1]] += e.score - scores.sum()  # the rest of the score at the last agent token
             per_token["token_scores"][row, cols] = scores
         as_tensor = lambda a, dtype=torch.float32: torch.as_tensor(a, dtype=dtype).to(device)  # noqa: E731
@@ -236,7 +237,7 @@ class Rollout:
         logprobs[where], values[where] = seen[:, 0], seen[:, 1]
         episode = Episode(self._prompts[slot], completion, final["ref_logprobs"][slot], float(final["score"][slot]),
                           logprobs, values if self.sampler.last_values is not None else None, agent,
-                          final["turn_rewards"][slot] if "turn_rewards" in final else None, int(self.groups[slot]))
+                          _token_scores(final, slot), int(self.groups[slot]))
         masks = self._masks[slot]
         if any(m is not None for m in masks):
             width = next(len(m) for m in masks if m is not None)
@@ -245,3 +246,11 @@ class Rollout:
         group.append(episode)
         if len(group) == self.group_size:
             self._ready += self._pending.pop(episode.group)
+
+
+def _token_scores(final: dict[str, Any], slot: int) -> np.ndarray | None:
+    """Where a finished episode's score was earned, if the environment said: turn rewards or a reward's parts."""
+    for key in ("turn_rewards", "score_parts"):
+        if key in final and final["_" + key][slot]:
+            return final[key][slot]
+    return None

@@ -6,6 +6,7 @@ test exercises the pad == EOS case.
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -30,6 +31,31 @@ def tokenizer():
 def lm(tokenizer):
     """Provide a random two-layer tiny GPT-2 sized to the tokenizer's vocabulary."""
     return random_causal_lm(len(tokenizer), n_layer=2, n_embd=32, n_positions=64, seed=0)
+
+
+class WordParts:
+    """+1 for each occurrence of ``word``, earned where the word ends (a reward with ``parts``)."""
+
+    def __init__(self, word):
+        self.word, self.name = word, f"parts[{word}]"
+
+    def __call__(self, prompts, completions):
+        """The number of times the word occurs."""
+        return np.array([sum(v for _, v in self._ends(c)) for c in completions], float)
+
+    def parts(self, prompts, completions):
+        """One part of 1 at the end of each occurrence."""
+        return [tuple(map(np.array, zip(*self._ends(c)))) if self._ends(c) else ([], []) for c in completions]
+
+    def _ends(self, completion):
+        return [(i + len(self.word), 1.0) for i in range(len(completion)) if completion.startswith(self.word, i)
+                and completion[i + len(self.word):i + len(self.word) + 1] in ("", " ")]
+
+
+@pytest.fixture(scope="session")
+def word_parts():
+    """Provide :class:`WordParts`, a reward that earns its score in parts (for ``credit="token"``)."""
+    return WordParts
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from agents.lm import LMAgent, LMConfig
 from agents.lm_ppo import LMPPO
 from agents.policy import LMPolicy
 from agents.rollout import Episode, EpisodeBatch, Rollout, evaluate
+from agents.sampling import LMSampler
 from textgym.models.tiny import random_causal_lm
 from textgym.rewards import KeywordReward
 
@@ -93,6 +94,19 @@ def test_eos_logprob_is_kept_when_pad_is_eos(tokenizer):
     torch.testing.assert_close(logprobs[0], torch.stack([full[1, 5], full[2, 9], full[3, 0]]), atol=1e-4, rtol=0)
     assert batch.token_mask.tolist() == [[1, 1, 1], [0, 0, 1]]
     assert batch.token_scores.tolist() == [[0, 0, 1], [0, 0, 0]]  # the score at each episode's last token
+
+
+def test_token_credit_pays_each_part_of_the_score_at_its_token(tokenizer, word_parts):
+    """With credit="token" the rollout keeps the env's score_parts, and the batch pays each part where it was earned."""
+    lm = random_causal_lm(len(tokenizer), 1, 16, n_positions=64, seed=0)
+    envs = make(tokenizer, lm, num_envs=4, reward_fn=word_parts("w5"), credit="token")
+    episodes = Rollout(envs, LMSampler(lm, num_envs=4, pad_id=0, seed=0), seed=0).collect(32)
+    batch = EpisodeBatch.from_episodes(episodes, pad_id=0)
+    for row, episode in enumerate(episodes):
+        expected = np.isin(episode.completion_ids, [5]).astype(float)  # each w5 earns 1 at its own token
+        assert episode.token_scores.tolist() == expected.tolist() and episode.score == expected.sum()
+        assert batch.token_scores[row, batch.num_tokens - len(expected):].tolist() == expected.tolist()
+    assert sum(e.score for e in episodes) > 0  # a random policy says w5 now and then
 
 
 def test_save_load_plain_transformers_and_a_pipeline_that_generates(tokenizer, tmp_path):

@@ -99,6 +99,10 @@ def test_a_run_folder_is_never_overwritten_or_resumed_with_another_config(tmp_pa
     evaluated = train(TrainConfig(**{**cfg.__dict__, "eval_prompts": 2, "keep_checkpoints": 1, "threads": 2}),
                       resume=True)  # as may the threads (a loop resumed with --threads resumes its RL)
     assert len(evaluated["eval"]["policy"]["reward_scores"]) == 2  # evaluation settings may change on resume
+    saved = json.loads((out / "config.json").read_text())
+    del saved["config"]["credit"]  # a run started before textgym had this setting resumes with its default
+    (out / "config.json").write_text(json.dumps(saved))
+    train(TrainConfig(**{**cfg.__dict__, "total_steps": 128}), resume=True)
 
 
 @pytest.mark.parametrize(("flags", "message"), [
@@ -107,6 +111,9 @@ def test_a_run_folder_is_never_overwritten_or_resumed_with_another_config(tmp_pa
     (["--reward", "happiness"], "unknown reward 'happiness'; known rewards: helpfulness, lexicon-sentiment"),
     (["--agent", "dqn"], "unknown agent 'dqn'; known agents: ppo, rloo"),
     (["--total-steps", "0"], "total_steps must be >= 1"),
+    (["--credit", "dense"], "credit must be end or token"),
+    (["--credit", "token"], "credit=token needs a reward that scores per token: pass --reward rm:PATH"),
+    (["--credit", "token", "--reward", "length:3"], "length:3 does not"),
 ])
 def test_unknown_names_list_the_known_ones(tmp_path, capsys, flags, message):
     """An unknown env, reward or agent, or zero steps, exits 2 with the known names and creates no folder."""

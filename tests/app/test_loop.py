@@ -68,11 +68,12 @@ def test_a_labeler_who_stops_early_stops_the_loop_and_the_rerun_goes_on(tmp_path
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::textgym.rewards.DeadRewardWarning")
 def test_a_judge_threshold_stops_the_loop(tmp_path):
-    """A threshold the first round meets ends the loop there; its reward models pool as ``rm_pooling`` says."""
+    """A threshold the first round meets ends the loop there; reward models pool, and RL pays, as the config says."""
     rows = run_loop(dataclasses.replace(TINY, out=str(tmp_path / "loop"), rounds=3, judge_threshold=0.0,
-                                        rm_pooling="answer-sum"), progress=False)
+                                        rm_pooling="answer-sum", credit="token"), progress=False)
     assert [r["round"] for r in rows] == [0, 1]
     assert not (tmp_path / "loop" / "round-02").exists()
+    assert json.loads((tmp_path / "loop" / "round-01" / "rl" / "config.json").read_text())["config"]["credit"] == "token"
     for round_ in ("round-00", "round-01"):
         config = json.loads((tmp_path / "loop" / round_ / "reward_model" / "config.json").read_text())
         assert config["reward_pooling"] == "answer-sum"
@@ -83,6 +84,7 @@ def test_a_judge_threshold_stops_the_loop(tmp_path):
     ({"feedback": "judge:nonsense"}, "nonsense"), ({"rounds": 0}, "rounds must be >= 1"),
     ({"rm_epochs": 0}, "rm_epochs must be > 0"),
     ({"rm_pooling": "mean"}, "rm_pooling must be one of last, answer-sum"),
+    ({"credit": "dense"}, "credit must be end or token"),
     ({"corrections": True, "feedback": "terminal"}, "corrections come from the simulated labeler only"),
 ])
 def test_bad_loop_configs_are_named_before_anything_is_created(tmp_path, change, message):

@@ -224,6 +224,35 @@ def test_bad_construction(env_kwargs, tokenizer):
         make(env_kwargs, reward_fn=lambda p, c: 0)
 
 
+@pytest.mark.parametrize("ref_scoring", ["step", "episode"])
+def test_token_credit_places_each_part_at_the_token_that_earned_it(env_kwargs, ref_scoring, word_parts):
+    """credit="token": score_parts holds each part at the token that completed it; the step rewards stay the same."""
+    steps = {}
+    for credit in ("end", "token"):
+        env = make(env_kwargs, reward_fn=word_parts("w3"), credit=credit, ref_scoring=ref_scoring)
+        steps[credit] = run_episode(env, [3, 8, 3, 5, 9, 10], options={"prompt": "w1"})
+    info = steps["token"][-1][4]
+    assert info["completion"] == "w3 w8 w3 w5 w9 w10" and info["score"] == 2.0
+    assert info["score_parts"].tolist() == [1, 0, 1, 0, 0, 0]
+    assert "score_parts" not in steps["end"][-1][4]
+    assert [s[1] for s in steps["token"]] == pytest.approx([s[1] for s in steps["end"]])
+    env = make(env_kwargs, reward_fn=word_parts("w3"), credit="token")
+    info = run_episode(env, [3, EOS], options={"prompt": "w1"})[-1][4]
+    assert info["score_parts"].tolist() == [1, 0]  # the EOS earns nothing: the word was complete before it
+
+
+def test_token_credit_needs_a_reward_with_parts_and_one_completion(env_kwargs, word_parts):
+    """credit="token" is refused for a reward without parts, in a conversation, and for unknown values."""
+    from textgym.envs.text_tictactoe import TicTacToeTurns
+
+    with pytest.raises(TypeError, match="parts method"):
+        make(env_kwargs, credit="token")  # a KeywordReward
+    with pytest.raises(ValueError, match="credit must be one of"):
+        make(env_kwargs, credit="dense")
+    with pytest.raises(ValueError, match="conversation"):
+        make(env_kwargs, reward_fn=word_parts("w3"), credit="token", turns=TicTacToeTurns())
+
+
 def test_unknown_reset_option(env_kwargs):
     """An unknown reset option is refused."""
     env = make(env_kwargs)

@@ -67,3 +67,30 @@ def test_length_reward():
     np.testing.assert_array_equal(LengthReward(2)(["p"] * 3, ["", "a b", "a b c d"]), [-2, 0, -2])
     with pytest.raises(ValueError, match=">= 0 words"):
         LengthReward(-1)
+
+
+class GivenParts(Const):
+    """A reward whose ``parts`` are the given list, whatever it is asked to score."""
+
+    def parts(self, prompts, completions):
+        """Return the fixed parts."""
+        return self.values
+
+
+def test_score_parts_checks_what_a_reward_returns():
+    """Parts are summed into checked scores; a wrong count, offsets outside the text or a NaN part are named."""
+    from textgym.rewards import score_parts
+
+    good = [([1, 2], [0.5, 1.0]), ([], [])]
+    scores, parts = score_parts(GivenParts(good), ["p", "p"], ["ab", ""])
+    assert scores.tolist() == [1.5, 0.0] and parts[0][0].dtype == np.int64
+    with pytest.raises(ValueError, match="parts for 1 completions, not 2"):
+        score_parts(GivenParts(good[:1]), ["p", "p"], ["ab", ""])
+    with pytest.raises(ValueError, match="ends at character 3, outside its 2 characters"):
+        score_parts(GivenParts([([3], [1.0])]), ["p"], ["ab"])
+    with pytest.raises(ValueError, match="2 offsets"):
+        score_parts(GivenParts([([1, 2], [1.0])]), ["p"], ["ab"])
+    with pytest.raises(ValueError, match="'const' returned nan"):
+        score_parts(GivenParts([([1], [float("nan")])]), ["p"], ["ab"])
+    with pytest.raises(TypeError, match="no parts method"):
+        score_parts(Const([1.0]), ["p"], ["ab"])

@@ -44,6 +44,9 @@ class TrainConfig(LMConfig):
     """Longest completion in tokens; None: the task's."""
     kl_coef: float = 0.05
     """Beta of the KL penalty to the reference (the environment's; the agent uses the same)."""
+    credit: str = "end"
+    """Where the reward's score is paid: end (at the last token) or token (each part at the token that earned
+    it; needs a reward with parts, e.g. rm:PATH, whose head on each token is that token's part)."""
     dtype: str = "float32"
     """Weights of the policy and the reference: float32, bfloat16, float16 or auto (the saved dtype)."""
     lora_r: int = 0
@@ -152,6 +155,9 @@ class LoopConfig:
     summed over the answer's tokens: each part of an answer adds its own share)."""
     agent: str = "ppo"
     """The RL algorithm of each round (any of textgym train's)."""
+    credit: str = "end"
+    """Where RL pays the reward model's score: end (at the last token) or token (each token its part: with
+    answer-sum pooling the head on that token, with last the change it makes to the score)."""
     steps_per_round: int = 12_000
     """Environment steps of RL per round."""
     kl_coef: float = 0.1

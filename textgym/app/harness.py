@@ -90,10 +90,16 @@ def check_config(cfg: TrainConfig) -> dict[str, Any]:
         raise ValueError("reference and lora_r exclude each other: with LoRA the reference is the base model "
                          "with the adapters off")
     task = get_task(textgym.ENV_IDS[env_id][2].get("task", "sentiment"))
+    if cfg.credit not in ("end", "token"):
+        raise ValueError(f"credit must be end or token, got {cfg.credit!r}")
     if cfg.reward is not None:
         from textgym.rewards.named import make_reward
 
-        make_reward(cfg.reward)  # an unknown name or a missing reward model fails here
+        reward = make_reward(cfg.reward)  # an unknown name or a missing reward model fails here
+        if cfg.credit == "token" and not callable(getattr(reward, "parts", None)):
+            raise ValueError(f"credit=token needs a reward that scores per token (rm:PATH); {cfg.reward} does not")
+    elif cfg.credit == "token":
+        raise ValueError("credit=token needs a reward that scores per token: pass --reward rm:PATH")
     return {"env_id": env_id, "task": task.name, "model": cfg.model or DEFAULT_MODEL,
             "reward": cfg.reward or "(the task's)", "agent_class": f"{klass.__module__}:{klass.__qualname__}",
             "group_size": group_size, "max_new_tokens": cfg.max_new_tokens or task.max_new_tokens,
@@ -162,6 +168,8 @@ class RunFolder:
         if resume:
             before = json.loads(saved.read_text())["config"]
             now = json.loads(json.dumps(asdict(cfg)))
+            defaults = json.loads(json.dumps(asdict(type(cfg)())))  # a setting newer than the run: its default
+            before = {**{k: v for k, v in defaults.items() if k not in before}, **before}
             changed = [f"{k}: saved {before.get(k)!r}, now {now[k]!r}" for k in now
                        if before.get(k) != now[k] and k not in RESUME_MAY_CHANGE]
             if changed:
@@ -241,6 +249,8 @@ def build(cfg: TrainConfig, derived: dict, checkpoint: Path | None, accelerator:
         reference = load_causal_lm(cfg.reference or derived["model"], **loading).to(accelerator.device)
     env_kwargs: dict[str, Any] = {"model": reference, "tokenizer": agent.tokenizer, "kl_coef": cfg.kl_coef,
                                   "max_new_tokens": derived["max_new_tokens"], "ref_scoring": "episode"}
+    if cfg.credit != "end":
+        env_kwargs["credit"] = cfg.credit
     if cfg.reward is not None:
         env_kwargs["reward_fn"] = make_reward(cfg.reward)
     envs = gym.make_vec(derived["env_id"], num_envs=cfg.num_envs, group_size=derived["group_size"],

@@ -98,6 +98,8 @@ def check_loop_config(cfg: LoopConfig) -> Task:
 
     if cfg.rm_pooling not in POOLINGS:
         raise ValueError(f"rm_pooling must be one of {', '.join(POOLINGS)}, got {cfg.rm_pooling!r}")
+    if cfg.credit not in ("end", "token"):
+        raise ValueError(f"credit must be end or token, got {cfg.credit!r}")
     if cfg.rm_epochs <= 0:
         raise ValueError(f"rm_epochs must be > 0, got {cfg.rm_epochs}")
     for name in ("noise", "kl_coef", "learning_rate", "seed_pairs"):
@@ -228,7 +230,7 @@ def run_loop(cfg: LoopConfig, progress: bool = True) -> list[dict[str, float]]:
         if round_ > 0:
             say(f"round {round_}: {cfg.agent.upper()} from the current policy, KL to the SFT model", flush=True)
             run = TrainConfig(env=env_id(task), model=str(policy), reference=str(sft), reward=f"rm:{reward}",
-                              agent=cfg.agent, total_steps=cfg.steps_per_round, num_envs=16,
+                              agent=cfg.agent, credit=cfg.credit, total_steps=cfg.steps_per_round, num_envs=16,
                               max_new_tokens=cfg.max_new_tokens, kl_coef=cfg.kl_coef, learning_rate=cfg.learning_rate,
                               batch_episodes=32, num_minibatches=2, update_epochs=2, seed=cfg.seed + round_,
                               eval_prompts=0, out=str(folder / "rl"), tensorboard=False, threads=cfg.threads)
@@ -274,7 +276,8 @@ def write_report(cfg: LoopConfig, out: Path, rows: list[dict[str, float]]) -> No
     lines = [f"# RLHF loop: {cfg.task}, feedback {cfg.feedback}" + (f" (noise {cfg.noise})" if cfg.feedback ==
                                                                        "simulated" else ""), "",
              f"{cfg.prompts_per_round} prompts x {cfg.k} answers ranked per round, {cfg.steps_per_round:,} RL steps "
-             f"per round, kl_coef {cfg.kl_coef}; round 0 is the SFT model with the first reward model.", "",
+             f"per round, kl_coef {cfg.kl_coef}, reward models pooled {cfg.rm_pooling!r}, credit {cfg.credit!r}; round 0 "
+             "is the SFT model with the first reward model.", "",
              "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(str(row[k]) if k in ("round", "labels") else f"{row.get(k, float('nan')):.3f}"
                                 for k in COLUMNS) + " |" for row in rows]

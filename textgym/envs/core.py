@@ -15,6 +15,12 @@ Reference scoring has two modes with equal returns:
   the last step earns ``score + kl_coef * sum(ref_logprobs)``. The per-token log-probs are in
   ``info["ref_logprobs"]`` for agents that want per-token credit.
 
+Credit: the reward function's score is paid at the last step. With ``credit="token"`` and a reward
+that can say where in a completion it earned each part of its score (a ``parts`` method, e.g. a
+:class:`textgym.rewards.RewardModel`: one part per token), ``info["score_parts"]`` also places each
+part at the completion token that completed its text. The step rewards stay the same (every agent sees
+the same return); the agents of ``agents/`` pay each part at its token (per-token credit).
+
 With :class:`textgym.envs.turns.Turns` rules the episode is a conversation: when the agent's turn
 ends, the rules reply and the reply's tokens join the context as state (module
 :mod:`textgym.envs.turns`). Turn rewards are paid at the step that ends the turn.
@@ -42,10 +48,11 @@ from textgym.envs.turns import Reply, Turns
 from textgym.models import load_causal_lm, load_tokenizer, model_device
 from textgym.models.kv import SlotKVCache
 from textgym.models.logprobs import completion_logprobs
-from textgym.rewards.base import RewardFunction, score_terms
+from textgym.rewards.base import RewardFunction, score_parts, score_terms
 from textgym.tasks import DEFAULT_MODEL, get_task
 
 RefScoring = Literal["step", "episode"]
+Credit = Literal["end", "token"]
 PromptOverflow = Literal["truncate", "error"]
 
 _IMPORT_PID = os.getpid()
@@ -99,6 +106,9 @@ class GenerationCore:
         action_mask: Optional int8/bool array of length ``num_actions``; 1 marks allowed tokens.
         turns: The rules of a conversation (:class:`textgym.envs.turns.Turns`), or None for one
             completion per episode (default: the task's).
+        credit: ``"end"``, or ``"token"`` to report where each part of the score was earned
+            (``info["score_parts"]``; module docstring). ``"token"`` needs a reward with a ``parts``
+            method and one completion per episode.
     """
 
     def __init__(
@@ -107,6 +117,7 @@ class GenerationCore:
         task: str = "sentiment", max_context: int | None = None, max_new_tokens: int | None = None,
         kl_coef: float = 0.05, ref_scoring: RefScoring = "step", prompt_overflow: PromptOverflow = "truncate",
         prompt_column: str = "prompt", action_mask: np.ndarray | None = None, turns: Turns | None = None,
+        credit: Credit = "end",
     ) -> None:
         _single_threaded_after_fork()
         defaults = get_task(task)
@@ -130,8 +141,9 @@ class GenerationCore:
             raise TypeError("reward_fn is None: pass a RewardFunction (a callable with a name) to score completions")
         if reward_fn is not None and not isinstance(reward_fn, RewardFunction):
             raise TypeError(f"reward_fn must be a RewardFunction (a callable with a name), got {reward_fn!r}")
+        _check_credit(credit, reward_fn, turns)
         self.num_slots, self.reward_fn, self.turns = num_slots, reward_fn, turns
-        self.kl_coef = kl_coef
+        self.kl_coef, self.credit = kl_coef, credit
         self.max_context, self.max_new_tokens = max_context, max_new_tokens
         self.ref_scoring, self.prompt_overflow = ref_scoring, prompt_overflow
         self.prompts, self.prompt_column = _check_prompts(prompts, prompt_column), prompt_column
@@ -347,7 +359,11 @@ class GenerationCore:
         completions = [self._completion_text(e, bool(terminated[s])) for s, e in zip(finished, episodes, strict=True)]
         scores = np.zeros(len(episodes))
         terms: dict[str, np.ndarray] = {}
-        if self.reward_fn is not None:
+        parts = None
+        if self.reward_fn is not None and self.credit == "token":
+            scores, parts = score_parts(self.reward_fn, [e.prompt for e in episodes], completions)
+            terms = {getattr(self.reward_fn, "name", type(self.reward_fn).__name__): scores}
+        elif self.reward_fn is not None:
             scores, terms = score_terms(self.reward_fn, [e.prompt for e in episodes], completions)
         bonus = np.zeros(self.num_slots)
         for row, (slot, episode, text) in enumerate(zip(finished, episodes, completions, strict=True)):
@@ -359,6 +375,8 @@ class GenerationCore:
                 ref_logprobs=np.array(episode.ref_logprobs, np.float64),
                 reward_terms={**{name: float(v[row]) for name, v in terms.items()}, "kl_ref": kl_term},
             )
+            if parts is not None:
+                infos[slot]["score_parts"] = self._place_parts(episode, bool(terminated[slot]), *parts[row])
             if self.turns is not None:
                 rewards_at = np.zeros(len(episode.tokens))
                 rewards_at[list(episode.turn_rewards)] = list(episode.turn_rewards.values())
@@ -367,6 +385,16 @@ class GenerationCore:
             bonus[slot] = scores[row] + (kl_term if self._kv is None else 0.0)
             self.episodes[slot] = None
         return bonus
+
+    def _place_parts(self, episode: _Episode, ended_on_eos: bool, ends: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """Each part of a score at the completion token whose text reaches the part's end, (completion tokens,)."""
+        tokens = episode.tokens[:-1] if ended_on_eos and episode.tokens[-1] == self.eos_id else episode.tokens
+        prefixes = self.tokenizer.batch_decode([tokens[:i + 1] for i in range(len(tokens))], skip_special_tokens=True)
+        token_ends = np.maximum.accumulate([len(text) for text in prefixes]) if prefixes else np.zeros(1)
+        at = np.minimum(np.searchsorted(token_ends, ends, side="left"), max(len(tokens) - 1, 0))
+        placed = np.zeros(len(episode.tokens))
+        np.add.at(placed, at, values)
+        return placed
 
     def score_reference(self, episodes: Sequence[_Episode]) -> list[np.ndarray]:
         """Per-token ``log pi_ref`` of each completion, by teacher forcing (batched, chunked)."""
@@ -482,6 +510,16 @@ def _check_prompts(prompts: Any, column: str) -> Any:
             raise TypeError(f"prompts[{index}] is {value!r:.60} ({type(value).__name__}), not a string; "
                             "every prompt must be a text")
     return prompts
+
+
+def _check_credit(credit: str, reward_fn: RewardFunction | None, turns: Turns | None) -> None:
+    _check_choice("credit", credit, ("end", "token"))
+    if credit == "token" and turns is not None:
+        raise ValueError("credit='token' places a reward's parts in one completion; a conversation pays its rewards "
+                         "per turn already: use credit='end' with turns")
+    if credit == "token" and not callable(getattr(reward_fn, "parts", None)):
+        raise TypeError(f"credit='token' needs a reward that says where in a completion it earned each part of its "
+                        f"score (a parts method, e.g. RewardModel); {reward_fn!r:.80} has none: use credit='end'")
 
 
 def _check_action_mask(mask: np.ndarray | None, num_actions: int) -> np.ndarray | None:

@@ -20,7 +20,7 @@ import numpy as np
 from gymnasium import spaces
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from textgym.envs.core import GenerationCore, PromptOverflow, RefScoring
+from textgym.envs.core import Credit, GenerationCore, PromptOverflow, RefScoring
 from textgym.envs.turns import Turns
 from textgym.rewards.base import RewardFunction
 
@@ -92,6 +92,8 @@ class TextGenerationEnv(gym.Env):
     the agent's tokens, 0 for the environment's, which have ``ref_logprobs`` 0), ``turn_rewards``
     (float64 per completion token: each turn's reward at its last token), and ``reward_terms["turns"]``;
     ``completion`` is then the whole conversation after the prompt and ``score`` includes the turn rewards.
+    With ``credit="token"`` also ``score_parts`` (float64 per completion token: where each part of the
+    reward function's score was earned; it sums to ``score``).
 
     ## Arguments
     Every argument has a default, so ``gymnasium.make("textgym/TextGeneration-v0")`` runs offline
@@ -108,7 +110,7 @@ class TextGenerationEnv(gym.Env):
     - ``task``: ``"sentiment"``, ``"helpfulness"``, ``"detox"`` or ``"tiny"``
       (:data:`textgym.tasks.TASKS`), the source of every default left out.
     - ``max_context``, ``max_new_tokens``, ``kl_coef``, ``ref_scoring``, ``prompt_overflow``,
-      ``prompt_column``, ``action_mask``, ``turns``: see :class:`textgym.envs.core.GenerationCore`.
+      ``prompt_column``, ``action_mask``, ``turns``, ``credit``: see :class:`textgym.envs.core.GenerationCore`.
       ``kl_coef`` is also a property: the one value the environment and the agents use (an
       adaptive KL controller sets it).
     - ``render_mode``: None or ``"ansi"`` (the prompt and completion so far, as text).
@@ -139,13 +141,14 @@ class TextGenerationEnv(gym.Env):
         ref_scoring: RefScoring = "step",
         prompt_overflow: PromptOverflow = "truncate", prompt_column: str = "prompt",
         action_mask: np.ndarray | None = None, turns: Turns | None = None, render_mode: str | None = None,
+        credit: Credit = "end",
     ) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}")
         self.core = GenerationCore(
             1, model, tokenizer, prompts, reward_fn, task=task, max_context=max_context, max_new_tokens=max_new_tokens,
             kl_coef=kl_coef, ref_scoring=ref_scoring, prompt_overflow=prompt_overflow,
-            prompt_column=prompt_column, action_mask=action_mask, turns=turns,
+            prompt_column=prompt_column, action_mask=action_mask, turns=turns, credit=credit,
         )
         self.render_mode = render_mode
         self.action_space = spaces.Discrete(self.core.num_actions)

@@ -212,7 +212,7 @@ def _batch_step_infos(slot_infos: list[dict[str, Any]], finished: np.ndarray, nu
             infos["reply"][slot], infos["_reply"][slot] = slot_infos[slot]["reply"], True
     if len(finished):
         infos["final_info"] = {}
-        for key in ("completion_ids", "ref_logprobs", "agent_mask", "turn_rewards"):
+        for key in ("completion_ids", "ref_logprobs", "agent_mask", "turn_rewards", "score_parts"):
             if key in slot_infos[finished[0]]:
                 infos["final_info"][key] = np.full(num_envs, None, dtype=object)
                 infos["final_info"]["_" + key] = np.zeros(num_envs, dtype=bool)

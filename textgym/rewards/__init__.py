@@ -1,6 +1,6 @@
 """Reward functions: the batched protocol and its implementations."""
 
-from textgym.rewards.base import DeadRewardWarning, RewardFunction, score_batch, score_terms
+from textgym.rewards.base import DeadRewardWarning, RewardFunction, score_batch, score_parts, score_terms
 from textgym.rewards.classifier import ClassifierReward, RewardModel
 from textgym.rewards.combine import WeightedSum
 from textgym.rewards.lexical import BleuReward, RougeReward
@@ -10,5 +10,5 @@ from textgym.rewards.rules import DistinctN, KeywordReward, LengthReward, Repeti
 __all__ = [
     "BleuReward", "ClassifierReward", "DeadRewardWarning", "DistinctN", "KeywordReward", "LengthReward",
     "LexiconSentiment", "RepetitionPenalty", "RewardFunction", "RewardModel", "RougeReward", "WeightedSum",
-    "score_batch", "score_terms",
+    "score_batch", "score_parts", "score_terms",
 ]

@@ -177,5 +177,43 @@ def score_terms(
     return scores, terms
 
 
+def score_parts(
+    reward_fn: RewardFunction, prompts: Sequence[str], completions: Sequence[str], warn_dead: bool = True,
+) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
+    """Checked scores, and the parts each is made of, for a reward with a ``parts`` method.
+
+    ``reward_fn.parts(prompts, completions)`` returns, per completion, ``(ends, values)``: where in
+    the completion (a character offset) each part was earned, and the part. The score is the sum of
+    the parts (:meth:`textgym.rewards.RewardModel.parts` shares a reward model's score out per token).
+
+    Raises:
+        TypeError: If the reward has no ``parts`` method.
+        ValueError: If it returns the wrong number of completions, offsets outside the completion,
+            mismatched lengths or non-finite parts (the message names the reward and the input).
+    """
+    if not callable(getattr(reward_fn, "parts", None)):
+        raise TypeError(f"reward {_name(reward_fn)!r} cannot say where in a completion its score was earned (it has "
+                        "no parts method); use credit='end', or a reward with parts such as RewardModel")
+    if not completions:
+        raise ValueError(f"reward {_name(reward_fn)!r} was given no completions; score at least one")
+    parts = list(reward_fn.parts(list(prompts), list(completions)))
+    if len(parts) != len(completions):
+        raise ValueError(f"reward {_name(reward_fn)!r} returned parts for {len(parts)} completions, not "
+                         f"{len(completions)}; return one (ends, values) pair per completion")
+    checked = []
+    for prompt, completion, (ends, values) in zip(prompts, completions, parts, strict=True):
+        ends, values = np.asarray(ends, dtype=np.int64), np.asarray(values, dtype=np.float64)
+        if ends.shape != values.shape or ends.ndim != 1:
+            raise ValueError(f"reward {_name(reward_fn)!r}: the parts of completion {completion!r} have "
+                             f"{ends.size} offsets and {values.size} values; give one offset per part, in a flat list")
+        outside = ends[(ends < 0) | (ends > len(completion))]
+        if len(outside):
+            raise ValueError(f"reward {_name(reward_fn)!r}: a part of completion {completion!r} (prompt {prompt!r}) "
+                             f"ends at character {int(outside[0])}, outside its {len(completion)} characters")
+        checked.append((ends, values))
+    sums = np.array([values.sum() for _, values in checked])
+    return check_scores(reward_fn, prompts, completions, sums, warn_dead), checked
+
+
 def _name(reward_fn: RewardFunction) -> str:
     return getattr(reward_fn, "name", type(reward_fn).__name__)

@@ -54,15 +54,29 @@ def pooled_rewards(model: PreTrainedModel, input_ids: torch.Tensor, attention_ma
         return model(input_ids=input_ids, attention_mask=attention_mask).logits[:, 0].float()
     if pooling != "answer-sum":
         raise ValueError(f"unknown pooling {pooling!r}; use one of {POOLINGS}")
+    if answer_start is None:
+        raise ValueError("answer-sum pooling needs the answers' start positions")
+    per_token = head_per_token(model, input_ids, attention_mask)
+    return (per_token * answer_positions(attention_mask, answer_start)).sum(1)
+
+
+def head_per_token(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """The scalar head on every token, (B, T) fp32: at token t, the score of the text up to t.
+
+    It runs the trunk (``model.base_model``) and the head (``model.score``, as transformers' causal-LM
+    sequence classifiers name it), so it needs one of those (GPT-2, Llama, Qwen, ...).
+    """
     head = getattr(model, "score", None)
-    if head is None or answer_start is None:
-        raise ValueError("answer-sum pooling needs a causal LM's sequence classifier (a scalar head named `score`, "
-                         "as AutoModelForSequenceClassification builds on GPT-2, Llama or Qwen) and the answers' "
-                         "start positions")
-    per_token = head(model.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state)[..., 0]
-    positions = torch.arange(per_token.shape[1], device=per_token.device)
-    answer = attention_mask.bool() & (positions[None, :] >= answer_start[:, None])
-    return (per_token.float() * answer).sum(1)
+    if head is None:
+        raise ValueError("a per-token reward needs a causal LM's sequence classifier (a scalar head named `score`, "
+                         "as AutoModelForSequenceClassification builds on GPT-2, Llama or Qwen)")
+    return head(model.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state)[..., 0].float()
+
+
+def answer_positions(attention_mask: torch.Tensor, answer_start: torch.Tensor) -> torch.Tensor:
+    """(B, T) bool: the answer's tokens of a right-padded batch, from ``answer_start`` to the last real token."""
+    positions = torch.arange(attention_mask.shape[1], device=attention_mask.device)
+    return attention_mask.bool() & (positions[None, :] >= answer_start[:, None])
 
 
 class _SequenceScorer(Reward):
@@ -85,11 +99,15 @@ class _SequenceScorer(Reward):
         before = [""] * len(completions) if self.text == "completion" else list(prompts)
         return before, [b + c for b, c in zip(before, completions, strict=True)]
 
-    def _encode(self, texts: list[str]) -> dict[str, torch.Tensor]:
-        """One right-padded batch on the model's device; an empty text is read as EOS."""
+    def _encode(self, texts: list[str], offsets: bool = False) -> dict[str, torch.Tensor]:
+        """One right-padded batch on the model's device; an empty text is read as EOS.
+
+        With ``offsets``, also ``offset_mapping`` (B, T, 2) on the host: each token's characters in its text.
+        """
         enc = self.tokenizer([t if t else self.tokenizer.eos_token or " " for t in texts], padding=True,
-                             truncation=True, max_length=self.max_length, padding_side="right", return_tensors="pt")
-        return {k: v.to(model_device(self.model)) for k, v in enc.items()}
+                             truncation=True, max_length=self.max_length, padding_side="right", return_tensors="pt",
+                             return_offsets_mapping=offsets)
+        return {k: v if k == "offset_mapping" else v.to(model_device(self.model)) for k, v in enc.items()}
 
     @torch.no_grad()
     def logits(self, prompts: list[str], completions: list[str]) -> torch.Tensor:
@@ -197,3 +215,41 @@ class RewardModel(_SequenceScorer):
                 begins = answer_starts(self.tokenizer, before[start:start + self.batch_size], enc["input_ids"].device)
                 out.append(pooled_rewards(self.model, enc["input_ids"], enc["attention_mask"], "answer-sum", begins))
         return torch.cat(out).cpu().double().numpy()
+
+    @torch.no_grad()
+    def parts(self, prompts: list[str], completions: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Each completion's score in parts, one per answer token: ``(ends, values)`` per completion.
+
+        ``ends[i]`` is the character of the completion where the i-th answer token ends and
+        ``values[i]`` is that token's part; the parts sum to :meth:`score`. An answer-sum model's parts
+        are its head on each answer token. A last-token model's head on a token is its score of the
+        text up to there, so its parts are the changes of that score: the first answer token gets the
+        score after it, each later token the change it makes (a potential-based shaping; the sum is the
+        score). An empty answer is no part (answer-sum) or one part at character 0 (last token).
+
+        Environments made with ``credit="token"`` pay each part at the token that completed it.
+        """
+        if not getattr(self.tokenizer, "is_fast", False):
+            raise ValueError("per-token parts need the character offsets of each token, which only a fast tokenizer "
+                             "gives; load the reward model's tokenizer with use_fast=True")
+        before, texts = self._texts(prompts, completions)
+        out = []
+        for start in range(0, len(texts), self.batch_size):
+            chunk = slice(start, start + self.batch_size)
+            enc = self._encode(texts[chunk], offsets=True)
+            ends = enc.pop("offset_mapping")[..., 1]  # (b, T) the character after each token
+            begins = answer_starts(self.tokenizer, before[chunk], enc["input_ids"].device)
+            answer = answer_positions(enc["attention_mask"], begins).cpu()
+            head = head_per_token(self.model, enc["input_ids"], enc["attention_mask"]).cpu().double()  # (b, T)
+            lengths = enc["attention_mask"].sum(1).cpu()
+            for row, (text_before, completion) in enumerate(zip(before[chunk], completions[chunk], strict=True)):
+                where = answer[row].nonzero()[:, 0]
+                chars = (ends[row, where] - len(text_before)).clamp(0, len(completion))
+                values = head[row, where]
+                if self.pooling == "last":
+                    if len(where):
+                        values = values.diff(prepend=values.new_zeros(1))
+                    else:  # no answer token: the whole score (the head on the last token) at character 0
+                        chars, values = chars.new_zeros(1), head[row, lengths[row] - 1][None]
+                out.append((chars.numpy().astype(np.int64), values.numpy()))
+        return out
