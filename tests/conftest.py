@@ -45,7 +45,8 @@ class WordParts:
 
     def parts(self, prompts, completions):
         """One part of 1 at the end of each occurrence."""
-        return [tuple(map(np.array, zip(*self._ends(c)))) if self._ends(c) else ([], []) for c in completions]
+        return [(np.array([e for e, _ in self._ends(c)], int), np.array([v for _, v in self._ends(c)]))
+                for c in completions]
 
     def _ends(self, completion):
         return [(i + len(self.word), 1.0) for i in range(len(completion)) if completion.startswith(self.word, i)

@@ -73,7 +73,8 @@ def test_a_judge_threshold_stops_the_loop(tmp_path):
                                         rm_pooling="answer-sum", credit="token"), progress=False)
     assert [r["round"] for r in rows] == [0, 1]
     assert not (tmp_path / "loop" / "round-02").exists()
-    assert json.loads((tmp_path / "loop" / "round-01" / "rl" / "config.json").read_text())["config"]["credit"] == "token"
+    rl = json.loads((tmp_path / "loop" / "round-01" / "rl" / "config.json").read_text())["config"]
+    assert rl["credit"] == "token"
     for round_ in ("round-00", "round-01"):
         config = json.loads((tmp_path / "loop" / round_ / "reward_model" / "config.json").read_text())
         assert config["reward_pooling"] == "answer-sum"

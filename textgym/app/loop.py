@@ -276,8 +276,8 @@ def write_report(cfg: LoopConfig, out: Path, rows: list[dict[str, float]]) -> No
     lines = [f"# RLHF loop: {cfg.task}, feedback {cfg.feedback}" + (f" (noise {cfg.noise})" if cfg.feedback ==
                                                                        "simulated" else ""), "",
              f"{cfg.prompts_per_round} prompts x {cfg.k} answers ranked per round, {cfg.steps_per_round:,} RL steps "
-             f"per round, kl_coef {cfg.kl_coef}, reward models pooled {cfg.rm_pooling!r}, credit {cfg.credit!r}; round 0 "
-             "is the SFT model with the first reward model.", "",
+             f"per round, kl_coef {cfg.kl_coef}, reward models pooled {cfg.rm_pooling!r}, credit {cfg.credit!r}; "
+             "round 0 is the SFT model with the first reward model.", "",
              "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(str(row[k]) if k in ("round", "labels") else f"{row.get(k, float('nan')):.3f}"
                                 for k in COLUMNS) + " |" for row in rows]
