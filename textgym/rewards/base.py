@@ -4,7 +4,9 @@ A reward function scores finished completions in batches:
 ``reward_fn(prompts, completions) -> np.ndarray`` of shape (len(prompts),), with a ``name``.
 Environments call :func:`score_batch`, never the function directly, so that a NaN, an inf, a
 non-number or a wrong shape is an error naming the reward and the input, and a batch whose rewards
-are all equal (a dead learning signal) is a warning.
+are all equal (a dead learning signal) is a warning. A reward may also say where in a completion it
+earned each part of its score (a ``parts`` method, checked by :func:`score_parts`), for environments
+that pay per token (``credit="token"``).
 
 The built-in rewards derive from :class:`Reward`, which also lets TRL's trainers call them
 (``GRPOTrainer(reward_funcs=[ClassifierReward(...)])``): TRL passes ``prompts`` and ``completions``
