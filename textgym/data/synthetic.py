@@ -276,6 +276,24 @@ def tips_given(prompt: str, answer: str) -> tuple[int, int] | None:
     return own, other
 
 
+def tips_in_order(prompt: str, answer: str) -> list[bool] | None:
+    r"""For each tip in ``answer``, in the order given, whether it is meant for another question; None if unknown.
+
+    A tip given twice counts once, at its first place (as :func:`tips_given` counts it).
+
+    Example:
+        >>> tips_in_order("\n\nHuman: How do I sleep better?\n\nAssistant:",
+        ...               " Try to skip coffee after lunch and pick a dessert you can buy.")
+        [False, True]
+    """
+    topic = topic_of(prompt)
+    if topic is None:
+        return None
+    found = sorted((answer.find(tip), t != topic) for t, (_, tips, _) in TOPICS.items()
+                   for tip in tips if tip in answer)
+    return [other for _, other in found]
+
+
 def strike_off_topic(prompt: str, answer: str) -> str | None:
     r"""``answer`` with every tip for another question and every stray fact struck out, as a labeler would edit it.
 
