@@ -224,6 +224,19 @@ class PersonalizeConfig:
     """torch threads."""
 
 
+def changed_settings(saved: dict[str, Any], cfg: Any, may_change: Any) -> list[str]:
+    """The settings of ``cfg`` that differ from a ``saved`` copy, as ``"name: saved X, now Y"``.
+
+    A setting the saved copy lacks (added to textgym since) counts as its default; those in
+    ``may_change`` are not compared.
+    """
+    now = json.loads(json.dumps(dataclasses.asdict(cfg)))
+    defaults = json.loads(json.dumps(dataclasses.asdict(type(cfg)())))
+    before = {**defaults, **saved}
+    return [f"{k}: saved {before.get(k)!r}, now {v!r}" for k, v in now.items()
+            if before.get(k) != v and k not in may_change]
+
+
 def ordered_fields(cls: type) -> list[dataclasses.Field]:
     """The fields of a config dataclass, its own first, then those it extends (the run before the algorithm)."""
     own = cls.__dict__.get("__annotations__", {})

@@ -36,7 +36,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from textgym.app.config import TrainConfig, validate
+from textgym.app.config import TrainConfig, changed_settings, validate
 
 #: Metrics that measure time: logged, but not part of what a resumed run must reproduce.
 TIMING_METRICS = ("charts/SPS",)
@@ -90,7 +90,9 @@ def check_config(cfg: TrainConfig) -> dict[str, Any]:
         raise ValueError("reference and lora_r exclude each other: with LoRA the reference is the base model "
                          "with the adapters off")
     task = get_task(textgym.ENV_IDS[env_id][2].get("task", "sentiment"))
-    if cfg.credit not in ("end", "token"):
+    from textgym.envs.core import CREDITS
+
+    if cfg.credit not in CREDITS:
         raise ValueError(f"credit must be end or token, got {cfg.credit!r}")
     if cfg.reward is not None:
         from textgym.rewards.named import make_reward
@@ -166,12 +168,7 @@ class RunFolder:
             raise FileNotFoundError(f"cannot resume {self.out}: it holds no run (no config.json); "
                                     "leave out --resume to start one")
         if resume:
-            before = json.loads(saved.read_text())["config"]
-            now = json.loads(json.dumps(asdict(cfg)))
-            defaults = json.loads(json.dumps(asdict(type(cfg)())))  # a setting newer than the run: its default
-            before = {**{k: v for k, v in defaults.items() if k not in before}, **before}
-            changed = [f"{k}: saved {before.get(k)!r}, now {now[k]!r}" for k in now
-                       if before.get(k) != now[k] and k not in RESUME_MAY_CHANGE]
+            changed = changed_settings(json.loads(saved.read_text())["config"], cfg, RESUME_MAY_CHANGE)
             if changed:
                 raise ValueError(f"cannot resume {self.out}: it was started with a different config ("
                                  + "; ".join(changed) + "). Rerun with the same config (only "

@@ -36,7 +36,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from textgym.app.config import LoopConfig, TrainConfig, validate
+from textgym.app.config import LoopConfig, TrainConfig, changed_settings, validate
 from textgym.app.harness import atomic_write
 from textgym.app.pipeline import env_id, reward_model, supervised_fine_tuning
 from textgym.tasks import Task, get_task
@@ -98,7 +98,9 @@ def check_loop_config(cfg: LoopConfig) -> Task:
 
     if cfg.rm_pooling not in POOLINGS:
         raise ValueError(f"rm_pooling must be one of {', '.join(POOLINGS)}, got {cfg.rm_pooling!r}")
-    if cfg.credit not in ("end", "token"):
+    from textgym.envs.core import CREDITS
+
+    if cfg.credit not in CREDITS:
         raise ValueError(f"credit must be end or token, got {cfg.credit!r}")
     if cfg.rm_epochs <= 0:
         raise ValueError(f"rm_epochs must be > 0, got {cfg.rm_epochs}")
@@ -114,12 +116,8 @@ def _start(cfg: LoopConfig, out: Path) -> None:
     saved = out / "loop.json"
     config = json.loads(json.dumps(asdict(cfg)))
     if saved.is_file():
-        before = json.loads(saved.read_text())
         may_change = {"rounds", "judge_threshold", "reward_threshold", "host", "port", "threads"}
-        defaults = json.loads(json.dumps(asdict(LoopConfig())))  # a field added since: its default then
-        saved_value = lambda key: before.get(key, defaults[key])  # noqa: E731
-        changed = [f"{k}: saved {saved_value(k)!r}, now {v!r}" for k, v in config.items()
-                   if saved_value(k) != v and k not in may_change]
+        changed = changed_settings(json.loads(saved.read_text()), cfg, may_change)
         if changed:
             raise ValueError(f"{out} holds a loop started with another config ({'; '.join(changed)}); rerun with the "
                              f"same config (only {', '.join(sorted(may_change))} may change), or choose another --out")

@@ -268,12 +268,8 @@ def tips_given(prompt: str, answer: str) -> tuple[int, int] | None:
         >>> tips_given("\n\nHuman: How do I sleep better?\n\nAssistant:", " Try to skip coffee after lunch.")
         (1, 0)
     """
-    topic = topic_of(prompt)
-    if topic is None:
-        return None
-    own = sum(tip in answer for tip in TOPICS[topic][1])
-    other = sum(tip in answer for t, (_, tips, _) in TOPICS.items() if t != topic for tip in tips)
-    return own, other
+    order = tips_in_order(prompt, answer)
+    return None if order is None else (order.count(False), order.count(True))
 
 
 def tips_in_order(prompt: str, answer: str) -> list[bool] | None:

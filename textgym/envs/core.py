@@ -53,6 +53,7 @@ from textgym.tasks import DEFAULT_MODEL, get_task
 
 RefScoring = Literal["step", "episode"]
 Credit = Literal["end", "token"]
+CREDITS = ("end", "token")
 PromptOverflow = Literal["truncate", "error"]
 
 _IMPORT_PID = os.getpid()
@@ -362,7 +363,7 @@ class GenerationCore:
         parts = None
         if self.reward_fn is not None and self.credit == "token":
             scores, parts = score_parts(self.reward_fn, [e.prompt for e in episodes], completions)
-            terms = {getattr(self.reward_fn, "name", type(self.reward_fn).__name__): scores}
+            terms = {self.reward_fn.name: scores}
         elif self.reward_fn is not None:
             scores, terms = score_terms(self.reward_fn, [e.prompt for e in episodes], completions)
         bonus = np.zeros(self.num_slots)
@@ -513,7 +514,7 @@ def _check_prompts(prompts: Any, column: str) -> Any:
 
 
 def _check_credit(credit: str, reward_fn: RewardFunction | None, turns: Turns | None) -> None:
-    _check_choice("credit", credit, ("end", "token"))
+    _check_choice("credit", credit, CREDITS)
     if credit == "token" and turns is not None:
         raise ValueError("credit='token' places a reward's parts in one completion; a conversation pays its rewards "
                          "per turn already: use credit='end' with turns")

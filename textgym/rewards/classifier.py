@@ -238,10 +238,9 @@ class RewardModel(_SequenceScorer):
             chunk = slice(start, start + self.batch_size)
             enc = self._encode(texts[chunk], offsets=True)
             ends = enc.pop("offset_mapping")[..., 1]  # (b, T) the character after each token
-            begins = answer_starts(self.tokenizer, before[chunk], enc["input_ids"].device)
-            answer = answer_positions(enc["attention_mask"], begins).cpu()
             head = head_per_token(self.model, enc["input_ids"], enc["attention_mask"]).cpu().double()  # (b, T)
-            lengths = enc["attention_mask"].sum(1).cpu()
+            mask = enc["attention_mask"].cpu()
+            answer, lengths = answer_positions(mask, answer_starts(self.tokenizer, before[chunk])), mask.sum(1)
             for row, (text_before, completion) in enumerate(zip(before[chunk], completions[chunk], strict=True)):
                 where = answer[row].nonzero()[:, 0]
                 chars = (ends[row, where] - len(text_before)).clamp(0, len(completion))
