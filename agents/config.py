@@ -53,7 +53,7 @@ class LMConfig:
     """Stop an update's epochs early when the approximate KL to the behaviour policy exceeds this."""
     temperature: float = 1.0
     """Sampling temperature while acting (> 0); every log-probability of a ratio or a KL is taken at it, the
-    reference's too: make the environment with the same ``temperature``."""
+    reference's too: the environment must have the same ``temperature`` (``textgym train`` sees to it)."""
     top_k: int | None = None
     """Sample among the top_k most likely tokens only (None or 0: all); the policy's log-probabilities are
     those of this cut, renormalised distribution (the reference's are not cut)."""
