@@ -52,7 +52,14 @@ class LMConfig:
     target_kl: float | None = None
     """Stop an update's epochs early when the approximate KL to the behaviour policy exceeds this."""
     temperature: float = 1.0
-    """Sampling temperature while acting."""
+    """Sampling temperature while acting (> 0); every log-probability of a ratio or a KL is taken at it, the
+    reference's too: the environment must have the same ``temperature`` (``textgym train`` sees to it)."""
+    top_k: int | None = None
+    """Sample among the top_k most likely tokens only (None or 0: all); the policy's log-probabilities are
+    those of this cut, renormalised distribution (the reference's are not cut)."""
+    top_p: float = 1.0
+    """Sample among the fewest most likely tokens whose probability reaches top_p (after top_k), in (0, 1];
+    1: all. Log-probabilities as for top_k."""
     gradient_checkpointing: bool = False
     """Recompute the LM's activations in the backward pass instead of storing them (less memory, more time)."""
     seed: int = 0

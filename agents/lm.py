@@ -11,7 +11,9 @@ and, if it differs from the clipped surrogate, what loss to minimise (:meth:`LMA
 Rewards: the per-token reward an algorithm optimises is the environment's reward plus the agent's
 half of the KL penalty, rebuilt from what the episode reported:
 ``r_t = -kl_coef * (log pi(a_t | s_t) - log pi_ref(a_t | s_t)) + task reward earned at t``
-(the score at the last token, or each turn's reward at its turn's end). ``kl_coef`` is the
+(the score at the last token, or each turn's reward at its turn's end). Both log-probabilities are
+those of the distribution sampled (``temperature``; the policy's also after ``top_k`` / ``top_p``), so
+the environment must be made with the agent's ``temperature`` (``learn`` refuses another). ``kl_coef`` is the
 environment's (one value for both); an adaptive controller (``kl_setpoint``) steers the
 environment's value. With ``kl_in_loss`` the KL leaves the reward and enters the loss instead
 (``+ kl_coef * k3(pi, pi_ref)`` per token), as GRPO does.
@@ -49,6 +51,7 @@ from agents.ppo_math import AdaptiveKLController, FixedKLController, kl_k3, mask
 from agents.rollout import EpisodeBatch, Rollout, evaluate
 from agents.sampling import LMSampler
 from textgym.models import disable_dropout, load_causal_lm, load_tokenizer
+from textgym.models.sampling import Sampling
 
 
 class LMAgent:
@@ -83,7 +86,8 @@ class LMAgent:
         disable_dropout(model)  # acting and learning must see the same policy
         if self.cfg.gradient_checkpointing:
             _enable_checkpointing(model)
-        policy = LMPolicy(model, value_head=self.value_head, value_trunk_grad=self.cfg.value_trunk_grad)
+        policy = LMPolicy(model, value_head=self.value_head, value_trunk_grad=self.cfg.value_trunk_grad,
+                          sampling=Sampling(self.cfg.temperature, self.cfg.top_k, self.cfg.top_p))
         trainable = [p for p in policy.parameters() if p.requires_grad]
         optimizer = torch.optim.Adam(trainable, lr=self.cfg.learning_rate, eps=1e-5, foreach=True)
         self.policy, self.optimizer = self.accelerator.prepare(policy.eval(), optimizer)
@@ -136,7 +140,8 @@ class LMAgent:
 
     def _sampler(self, num_envs: int, seed: int) -> LMSampler:
         return LMSampler(self.model, num_envs, self.pad_id, self.cfg.temperature, seed=seed,
-                         value_head=self.module.value_head, num_actions=self.num_actions)
+                         value_head=self.module.value_head, num_actions=self.num_actions, top_k=self.cfg.top_k,
+                         top_p=self.cfg.top_p)
 
     # ------------------------------------------------------------------------------------------ learning
     def learn(self, envs: Any, total_steps: int, callback: Callable[[dict[str, float]], bool] | None = None,
@@ -153,6 +158,7 @@ class LMAgent:
         torch.manual_seed(seed)
         self.generator.manual_seed(seed)
         self.num_actions = int(envs.single_action_space.n)
+        _check_temperature(envs, self.cfg.temperature)
         self._start_kl(envs)
         self.sampler = self._sampler(envs.num_envs, seed + 7919)
         rollout = Rollout(envs, self.sampler, seed=seed)
@@ -318,6 +324,15 @@ class LMAgent:
         if meta.get("kl_coef") is not None:
             agent.kl_ctl = AdaptiveKLController(meta["kl_coef"], agent.cfg.kl_setpoint, agent.cfg.kl_horizon)
         return agent
+
+
+def _check_temperature(envs: Any, temperature: float) -> None:
+    """Refuse an environment whose reference is scored at another temperature than the policy samples at."""
+    env_temperature = getattr(envs.unwrapped, "temperature", 1.0)
+    if env_temperature != temperature:
+        raise ValueError(f"the agent samples at temperature {temperature} but the environment scores the reference "
+                         f"at {env_temperature}: the KL would compare different temperatures; make the environment "
+                         f"with temperature={temperature}")
 
 
 def _enable_checkpointing(model: PreTrainedModel) -> None:

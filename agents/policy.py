@@ -7,6 +7,10 @@ through :func:`textgym.models.logprobs.token_logprobs` (the output head in chunk
 detached, so its loss never moves the LM: a value loss on raw returns would otherwise push the LM
 far from the reference without raising the reward (on the detox case of ``benchmarks/rewards.py``
 this and GAE lambda 1 took PPO's KL to the reference from 12.4 to 1.2 nats per reply).
+
+The policy is the distribution the sampler draws from: its log-probabilities are taken at the
+sampling temperature, top-k and top-p (``sampling``), so the PPO ratio is the sampling policy's and
+is exactly 1 on the first minibatch of an update.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from transformers import PreTrainedModel
 
 from textgym.models import model_device, no_progress_bars
 from textgym.models.logprobs import token_logprobs
+from textgym.models.sampling import Sampling
 
 
 class LMPolicy(nn.Module):
@@ -30,11 +35,14 @@ class LMPolicy(nn.Module):
         value_head: Add a value head (PPO); the head's weights are fp32 whatever the LM's dtype.
         value_trunk_grad: Let the value loss train the LM too (a shared actor-critic trunk, as in
             PPO for games); off by default, so the value head only reads the LM.
+        sampling: The temperature, top-k and top-p the policy samples at (default: the LM's own distribution).
     """
 
-    def __init__(self, model: PreTrainedModel, value_head: bool = True, value_trunk_grad: bool = False) -> None:
+    def __init__(self, model: PreTrainedModel, value_head: bool = True, value_trunk_grad: bool = False,
+                 sampling: Sampling | None = None) -> None:
         super().__init__()
         self.model = model
+        self.sampling = sampling or Sampling()
         self.value_trunk_grad = value_trunk_grad
         self.value_head: nn.Linear | None = None
         if value_head:
@@ -47,10 +55,12 @@ class LMPolicy(nn.Module):
                 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """Log-probabilities, entropies (if asked) and values (if a head) of the last ``num_targets`` tokens, (B, K).
 
-        ``action_mask`` (B, K, A), where given, restricts each distribution to the allowed actions.
+        ``action_mask`` (B, K, A), where given, restricts each distribution to the allowed actions; each is
+        then taken at ``sampling``'s temperature, top-k and top-p (a scored token is never cut).
         """
         scores = token_logprobs(self.model, input_ids, attention_mask, num_targets, num_actions=num_actions,
-                                entropy=entropy, hidden=self.value_head is not None, allowed=action_mask)
+                                entropy=entropy, hidden=self.value_head is not None, allowed=action_mask,
+                                sampling=self.sampling)
         values = None
         if self.value_head is not None:
             hidden = scores.hidden if self.value_trunk_grad else scores.hidden.detach()

@@ -148,7 +148,8 @@ def evaluate(policy: torch.nn.Module, batch: EpisodeBatch, num_actions: int | No
     """Log-probabilities, entropies and values (B, T) of every completion token, in one teacher-forced forward.
 
     Where the environment masked actions (``batch.action_mask``), they are the masked distribution's,
-    the one the sampler drew from: the PPO ratio starts at 1 and no gradient pushes illegal actions.
+    and always at the policy's sampling temperature, top-k and top-p (``LMPolicy.sampling``): the
+    distribution the sampler drew from, so the PPO ratio starts at 1 and no gradient pushes illegal actions.
 
     Args:
         policy: An :class:`agents.policy.LMPolicy` (or one wrapped for data parallelism).

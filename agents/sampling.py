@@ -20,7 +20,7 @@ import torch
 from transformers import PreTrainedModel
 
 from textgym.models.kv import SlotKVCache
-from textgym.models.sampling import sample_tokens
+from textgym.models.sampling import Sampling, sample_tokens
 
 
 class LMSampler:
@@ -30,7 +30,11 @@ class LMSampler:
         model: The causal LM to sample from.
         num_envs: Number of environment slots (1 for a single environment).
         pad_id: Padding token id of the observations.
-        temperature: Sampling temperature.
+        temperature: Sampling temperature (> 0).
+        top_k: Sample among the ``top_k`` most likely tokens only (None or 0: all).
+        top_p: Sample among the fewest most likely tokens whose probability reaches ``top_p`` (1: all).
+            The three apply in this order (:class:`textgym.models.sampling.Sampling`), and
+            ``last_logprobs`` are the log-probabilities of the distribution so drawn from.
         seed: Seed of the sampler's own random generator (None: torch's global generator).
         value_head: If given, ``act`` also records each state's value (from the same forward) in
             ``last_values``; ``last_logprobs`` always holds the sampled tokens' log-probabilities.
@@ -55,16 +59,17 @@ class LMSampler:
 
     def __init__(
         self, model: PreTrainedModel, num_envs: int, pad_id: int, temperature: float = 1.0, seed: int | None = None,
-        value_head: torch.nn.Module | None = None, num_actions: int | None = None,
+        value_head: torch.nn.Module | None = None, num_actions: int | None = None, top_k: int | None = None,
+        top_p: float = 1.0,
     ) -> None:
+        self.sampling = Sampling(temperature, top_k, top_p)  # checks them
         self.cache = SlotKVCache(model, num_envs, pad_id, with_hidden=value_head is not None)
         self.device = self.cache.device
         self.value_head = value_head
         self.num_actions = num_actions
-        self.last_logprobs: np.ndarray | None = None  # log pi(a | s) of the last actions (temperature 1)
+        self.last_logprobs: np.ndarray | None = None  # log pi(a | s) of the last actions, as sampled
         self.last_values: np.ndarray | None = None  # value_head(s) of the last states, if a head was given
         self.num_envs = num_envs
-        self.temperature = temperature
         self.generator = None if seed is None else torch.Generator(device=self.device).manual_seed(seed)
         self._cached = np.zeros(num_envs, dtype=np.int64)  # real tokens of each slot's context in the cache
         self._last_actions: torch.Tensor | None = None  # (N,) on the device
@@ -81,7 +86,8 @@ class LMSampler:
             episode_start: Bool (N,): True where the observation is a fresh prompt (after reset,
                 or where the previous step ended the episode under same-step autoreset).
             action_mask: Optional (N, A) or (A,): only tokens marked 1 are drawn.
-            deterministic: Take the most likely token instead of sampling.
+            deterministic: Take the most likely token instead of sampling (its log-probability is still
+                the sampling distribution's).
 
         Returns:
             Token ids, shape (N,), int64.
@@ -93,11 +99,9 @@ class LMSampler:
             raise ValueError("the first act() call must mark every slot as an episode start")
         contexts = [ids[mask == 1] for ids, mask in zip(input_ids, attention_mask, strict=True)]
         logits, hidden = self._ingest(contexts, starts)
-        logits = logits[:, :self.num_actions]  # (N, A)
-        if action_mask is not None:
-            allowed = torch.as_tensor(np.atleast_2d(action_mask), device=self.device)
-            logits = logits.masked_fill(allowed == 0, float("-inf"))
-        actions = logits.argmax(-1) if deterministic else sample_tokens(logits, self.generator, self.temperature)
+        allowed = None if action_mask is None else torch.as_tensor(np.atleast_2d(action_mask), device=self.device) == 1
+        logits = self.sampling.logits(logits[:, :self.num_actions], allowed)  # (N, A) fp32: the distribution drawn
+        actions = logits.argmax(-1) if deterministic else sample_tokens(logits, self.generator)
         logprobs = torch.log_softmax(logits, -1).gather(1, actions[:, None]).squeeze(1)
         values = self.value_head(hidden).squeeze(-1) if self.value_head is not None else torch.zeros_like(logprobs)
         host = torch.stack([actions.double(), logprobs.double(), values.double()]).cpu().numpy()  # one transfer
@@ -126,6 +130,11 @@ class LMSampler:
                 hidden = fresh_hidden if hidden is None else hidden.index_copy(0, rows, fresh_hidden)
         return logits, hidden
 
+    @property
+    def temperature(self) -> float:
+        """The sampling temperature."""
+        return self.sampling.temperature
+
     def learn(self, envs, total_steps: int, callback=None) -> list[dict[str, float]]:
         """The reference-sampling baseline does not learn."""
         return []
@@ -134,7 +143,7 @@ class LMSampler:
         """The sampled model (``save_pretrained``) and the sampler's settings (``sampler.json``)."""
         self.cache.model.save_pretrained(path)
         settings = {"num_envs": self.num_envs, "pad_id": self.cache.pad_id, "temperature": self.temperature,
-                    "num_actions": self.num_actions}
+                    "top_k": self.sampling.top_k, "top_p": self.sampling.top_p, "num_actions": self.num_actions}
         (Path(path) / "sampler.json").write_text(json.dumps(settings, indent=2) + "\n")
 
     @classmethod

@@ -240,3 +240,29 @@ def test_symmetries_need_an_environment_that_has_them(tokenizer):
     agent = LMPPO(lm, tokenizer, config(symmetries=True, batch_episodes=4))
     with pytest.raises(ValueError, match="symmetries"):
         agent.learn(make(tokenizer, lm, num_envs=4), total_steps=8)
+
+
+@pytest.mark.parametrize("settings", [{"temperature": 0.7}, {"temperature": 0.7, "top_k": 5, "top_p": 0.9}],
+                         ids=["temperature", "top-k-top-p"])
+def test_an_update_at_the_sampling_settings_starts_at_ratio_1(tokenizer, settings):
+    """With the weights held still (learning rate 0), every minibatch's ratio is 1: nothing is clipped, no KL."""
+    lm = random_causal_lm(len(tokenizer), 1, 16, n_positions=64, seed=0)
+    agent = LMPPO(lm, tokenizer, config(learning_rate=0.0, batch_episodes=16, **settings))
+    rows = agent.learn(make(tokenizer, lm, num_envs=8, temperature=settings["temperature"]), total_steps=1)
+    assert rows[0]["losses/approx_kl"] < 1e-7 and rows[0]["losses/clipfrac"] == 0
+
+
+def test_learning_refuses_an_environment_at_another_temperature(tokenizer):
+    """The reference would be scored at another temperature than the policy samples at: a clear error."""
+    lm = random_causal_lm(len(tokenizer), 1, 16, n_positions=64, seed=0)
+    agent = LMPPO(lm, tokenizer, config(temperature=0.7))
+    with pytest.raises(ValueError, match=r"samples at temperature 0.7 .* make the environment with temperature=0.7"):
+        agent.learn(make(tokenizer, lm, num_envs=4), total_steps=1)
+
+
+@pytest.mark.parametrize(("settings", "message"), [({"temperature": 0.0}, "temperature must be > 0"),
+                                                   ({"top_k": -2}, "top_k must be"), ({"top_p": 2.0}, "top_p must be")])
+def test_bad_sampling_settings_are_refused_by_the_agent(tokenizer, settings, message):
+    """An LM agent names a bad temperature, top-k or top-p when it is made."""
+    with pytest.raises(ValueError, match=message):
+        LMPPO(random_causal_lm(len(tokenizer), 1, 16, n_positions=64, seed=0), tokenizer, config(**settings))

@@ -84,6 +84,15 @@ def test_run_folder_config_metrics_tensorboard_and_plots(tmp_path):
     AutoModelForCausalLM.from_pretrained(out / "policy")  # plain transformers loads the result
 
 
+def test_train_samples_and_scores_the_reference_at_its_temperature_top_k_and_top_p(tmp_path):
+    """``--temperature``, ``--top-k`` and ``--top-p`` reach the agent and the env's reference (else learn refuses)."""
+    out = tmp_path / "run"
+    assert main(["train", *TINY, "--total-steps", "48", "--eval-prompts", "0", "--temperature", "0.8", "--top-k",
+                 "20", "--top-p", "0.9", "--out", str(out)]) == 0
+    saved = json.loads((out / "config.json").read_text())["config"]
+    assert (saved["temperature"], saved["top_k"], saved["top_p"]) == (0.8, 20, 0.9)
+
+
 def test_a_run_folder_is_never_overwritten_or_resumed_with_another_config(tmp_path, capsys):
     """Refuse to overwrite a run or resume it with another config; evaluation settings may change on resume."""
     out = tmp_path / "run"
@@ -114,6 +123,8 @@ def test_a_run_folder_is_never_overwritten_or_resumed_with_another_config(tmp_pa
     (["--credit", "dense"], "credit must be end or token"),
     (["--credit", "token"], "credit=token needs a reward that scores per token: pass --reward rm:PATH"),
     (["--credit", "token", "--reward", "length:3"], "length:3 does not"),
+    (["--temperature", "0"], "temperature must be > 0"), (["--top-k", "-1"], "top_k must be a whole number >= 1"),
+    (["--top-p", "1.5"], "top_p must be in (0, 1]"),
 ])
 def test_unknown_names_list_the_known_ones(tmp_path, capsys, flags, message):
     """An unknown env, reward or agent, or zero steps, exits 2 with the known names and creates no folder."""

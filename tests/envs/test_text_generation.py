@@ -373,3 +373,38 @@ def test_async_vector_env_after_torch_work_does_not_hang(tmp_path):
         "envs.close()\n")
     result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=240)
     assert result.returncode == 0 and "stepped (2, 64)" in result.stdout, result.stderr[-2000:]
+
+
+@pytest.mark.parametrize("ref_scoring", ["step", "episode"])
+@pytest.mark.filterwarnings("ignore::textgym.rewards.DeadRewardWarning")
+def test_under_an_action_mask_the_reference_is_scored_over_the_allowed_tokens(env_kwargs, lm, ref_scoring):
+    """A policy that is the reference, sampling the allowed tokens only, pays a KL of 0 per token."""
+    from agents.rollout import Rollout
+    from agents.sampling import LMSampler
+
+    allowed = np.zeros(48, np.int8)
+    allowed[[0, 3, 5, 9, 17, 30]] = 1
+    envs = gym.make_vec("textgym/TextGeneration-v0", num_envs=4, vectorization_mode="vector_entry_point",
+                        **{**env_kwargs, "action_mask": allowed, "ref_scoring": ref_scoring, "temperature": 1.5})
+    episodes = Rollout(envs, LMSampler(lm, 4, pad_id=0, seed=0, temperature=1.5), seed=0).collect(16)
+    tokens = np.concatenate([e.completion_ids for e in episodes])
+    log_ratios = np.concatenate([e.logprobs - e.ref_logprobs for e in episodes])
+    assert set(tokens) <= {0, 3, 5, 9, 17, 30} and np.abs(log_ratios).max() < 1e-5
+
+
+@pytest.mark.parametrize("temperature", [0, -1.0, float("nan"), "1"])
+def test_the_temperature_must_be_a_positive_number(env_kwargs, temperature):
+    """The env's temperature (of the reference's log-probs) is named when it is not a finite number > 0."""
+    with pytest.raises(ValueError, match="temperature must be"):
+        gym.make("textgym/TextGeneration-v0", **env_kwargs, temperature=temperature)
+
+
+def test_the_reference_is_scored_at_the_temperature(env_kwargs, lm):
+    """``info["ref_logprob"]`` is the reference's ``log softmax(logits / temperature)``; ``temperature`` reads back."""
+    env = gym.make("textgym/TextGeneration-v0", **env_kwargs, temperature=0.5)
+    obs, _ = env.reset(seed=0)
+    context = torch.from_numpy(obs["input_ids"][obs["attention_mask"] == 1])[None]
+    with torch.no_grad():
+        expected = torch.log_softmax(lm(context).logits[0, -1] / 0.5, -1)[7].item()
+    assert env.unwrapped.temperature == 0.5
+    assert env.step(7)[4]["ref_logprob"] == pytest.approx(expected, abs=1e-5)

@@ -87,7 +87,8 @@ def test_env_tokens_are_state_never_actions(kit):
             break
     agent = info["agent_mask"].astype(bool)
     assert agent.sum() == steps and (~agent).sum() > 8 * (steps - 1)  # each reply: a move and a board
-    assert np.all(info["ref_logprobs"][~agent] == 0) and np.all(info["ref_logprobs"][agent] < 0)
+    assert np.all(info["ref_logprobs"][~agent] == 0) and np.all(info["ref_logprobs"][agent] <= 0)
+    assert np.all(info["ref_logprobs"][agent][:2] < 0)  # over the empty cells: 0 only where one cell is left
     assert info["score"] in (-1.0, 0.0, 1.0) and info["turn_rewards"][~agent].sum() == 0
     kl = info["reward_terms"]["kl_ref"]
     assert kl == pytest.approx(0.05 * info["ref_logprobs"][agent].sum(), rel=1e-6)
@@ -395,3 +396,27 @@ def test_symmetries_leave_a_word_the_agent_wrote_alone(kit):
     ids = np.array(tokenizer(transcript([4, 0], agent_first=True).strip() + " board")["input_ids"])
     for new_ids, _ in TicTacToeTurns().symmetries(tokenizer)(ids):
         assert len(new_ids) == len(ids) and new_ids[-1] == ids[-1]
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+@pytest.mark.parametrize("ref_scoring", ["step", "episode"])
+@pytest.mark.filterwarnings("ignore::textgym.rewards.DeadRewardWarning")
+def test_a_masked_policy_equal_to_the_reference_pays_no_kl(kit, ref_scoring, temperature):
+    """With ``illegal="mask"`` the reference is scored over the empty cells, as the policy samples: KL 0 there.
+
+    Scored over the whole vocabulary, the reference's log-probs were lower by the mass it puts on
+    illegal words: 0.165 nats per move of "KL" for a policy that is the reference itself.
+    """
+    from agents.rollout import Rollout
+    from agents.sampling import LMSampler
+
+    model, tokenizer = kit
+    envs = gym.make_vec(ID, num_envs=4, vectorization_mode="vector_entry_point", model=model, tokenizer=tokenizer,
+                        illegal="mask", ref_scoring=ref_scoring, temperature=temperature)
+    sampler = LMSampler(model, 4, pad_id=tokenizer.pad_token_id, seed=0, temperature=temperature,
+                        num_actions=envs.single_action_space.n)
+    episodes = Rollout(envs, sampler, seed=0).collect(16)
+    agent = np.concatenate([e.agent_mask for e in episodes]).astype(bool)
+    log_ratios = np.concatenate([e.logprobs - e.ref_logprobs for e in episodes])[agent]  # (agent tokens,)
+    assert len(log_ratios) > 40 and np.abs(log_ratios).max() < 1e-5
+    assert np.concatenate([e.ref_logprobs for e in episodes])[agent].min() < -0.5  # real choices were scored

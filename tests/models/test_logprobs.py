@@ -8,8 +8,10 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from transformers import AutoModelForCausalLM, GPT2Config, LlamaConfig, Qwen2Config
+from transformers.generation.logits_process import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
 from textgym.models.logprobs import token_logprobs
+from textgym.models.sampling import Sampling
 
 VOCAB, HIDDEN = 97, 32
 
@@ -97,3 +99,75 @@ def test_no_more_than_one_chunk_of_logits_exists_forward_or_backward():
     with LargestLogits() as plain:
         naive(model, ids, mask, 10)[0].sum().backward()
     assert plain.largest >= 2 * 12 * VOCAB > 4 * VOCAB  # the plain forward holds every position's logits
+
+
+SAMPLINGS = {"temperature": Sampling(0.7), "top-k": Sampling(0.7, top_k=5), "top-p": Sampling(1.3, top_p=0.5),
+             "top-k-and-top-p": Sampling(0.7, top_k=20, top_p=0.8)}
+
+
+def warped(logits, sampling, targets, allowed=None):
+    """The sampled distribution's logits by transformers' own warpers (temperature, top-k, top-p), targets kept."""
+    scores = logits if allowed is None else logits.masked_fill(~allowed, -float("inf"))
+    warpers = [TemperatureLogitsWarper(sampling.temperature)]
+    warpers += [TopKLogitsWarper(sampling.top_k)] if sampling.top_k else []
+    warpers += [TopPLogitsWarper(sampling.top_p)] if sampling.top_p < 1 else []
+    flat = scores.reshape(-1, scores.shape[-1])  # (B * K, V)
+    for warper in warpers:
+        flat = warper(None, flat)
+    out = flat.view_as(scores).clone()
+    own = (scores / sampling.temperature).gather(-1, targets[..., None])
+    return out.scatter(-1, targets[..., None], own).clamp(min=-1e4)  # the targets stay in; no inf * 0
+
+
+@pytest.mark.parametrize("masked", [False, True], ids=["all-tokens", "action-mask"])
+@pytest.mark.parametrize("name", sorted(SAMPLINGS))
+def test_sampling_settings_score_the_distribution_transformers_samples(name, masked):
+    """At a temperature, top-k and top-p, each target is scored under generate's warped distribution (target kept).
+
+    Values and gradients equal those of the whole logits through transformers' warpers, in any chunking.
+    """
+    torch.manual_seed(0)
+    sampling = SAMPLINGS[name]
+    model = AutoModelForCausalLM.from_config(CONFIGS["qwen2"]).eval()
+    twin = copy.deepcopy(model)
+    ids, mask = batch()
+    allowed = None
+    if masked:
+        allowed = torch.rand(2, 6, VOCAB) < 0.5
+        allowed.scatter_(-1, ids[:, -6:, None], True)
+    positions = (mask.cumsum(1) - 1).clamp(min=0)
+    logits = twin(input_ids=ids, attention_mask=mask, position_ids=positions).logits[:, -7:-1].float()
+    logp = torch.log_softmax(warped(logits, sampling, ids[:, -6:], allowed), -1)
+    expected_lp, expected_ent = logp.gather(-1, ids[:, -6:, None]).squeeze(-1), -(logp.exp() * logp).sum(-1)
+    assert ((logp.exp() < 1e-30).sum() > 0) == (sampling.truncates or masked)  # a real cut, where there is one
+    weights = torch.randn(2, 6)
+    (expected_lp * weights + 0.3 * expected_ent).sum().backward()
+    for budget in (VOCAB, 5 * VOCAB, 10**9):
+        model.zero_grad()
+        scores = token_logprobs(model, ids, mask, 6, entropy=True, budget=budget, allowed=allowed, sampling=sampling)
+        torch.testing.assert_close(scores.logprobs, expected_lp, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(scores.entropy, expected_ent, atol=1e-5, rtol=1e-5)
+        (scores.logprobs * weights + 0.3 * scores.entropy).sum().backward()
+        for (pname, p), q in zip(model.named_parameters(), twin.parameters(), strict=True):
+            torch.testing.assert_close(p.grad, q.grad, atol=1e-5, rtol=1e-4, msg=pname)
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    ({"temperature": 0}, "temperature must be > 0"), ({"temperature": -1.0}, "temperature must be > 0"),
+    ({"temperature": float("nan")}, "temperature must be a finite number"),
+    ({"temperature": "hot"}, "temperature must be a finite number"),
+    ({"top_k": -1}, "top_k must be a whole number >= 1, or None or 0"), ({"top_k": 2.5}, "top_k must be"),
+    ({"top_k": True}, "top_k must be"), ({"top_p": 0.0}, r"top_p must be in \(0, 1\]"),
+    ({"top_p": 1.5}, r"top_p must be in \(0, 1\]"), ({"top_p": float("inf")}, "top_p must be a finite number"),
+])
+def test_bad_sampling_settings_are_named(settings, message):
+    """Each bad temperature, top-k or top-p is refused with its name and the range it must be in."""
+    with pytest.raises(ValueError, match=message):
+        Sampling(**settings)
+
+
+def test_top_k_0_and_none_and_top_p_1_cut_nothing():
+    """``top_k`` None or 0 and ``top_p`` 1 are off; a top-k past the vocabulary keeps it all."""
+    logits = torch.randn(3, 7)
+    for sampling in (Sampling(), Sampling(top_k=0), Sampling(top_k=None, top_p=1.0), Sampling(top_k=50)):
+        torch.testing.assert_close(sampling.logits(logits), logits)

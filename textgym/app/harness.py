@@ -65,6 +65,7 @@ def check_config(cfg: TrainConfig) -> dict[str, Any]:
     import textgym
     from agents import agent_class
     from textgym.models import as_dtype, resolve
+    from textgym.models.sampling import Sampling
     from textgym.tasks import DEFAULT_MODEL, get_task
 
     validate(cfg)
@@ -75,9 +76,10 @@ def check_config(cfg: TrainConfig) -> dict[str, Any]:
         if getattr(cfg, name) < 1:
             raise ValueError(f"{name} must be >= 1, got {getattr(cfg, name)}")
     for name in ("learning_rate", "kl_coef", "clip_coef", "ent_coef", "vf_coef", "max_new_tokens", "eval_prompts",
-                 "lora_r", "max_grad_norm", "temperature"):
+                 "lora_r", "max_grad_norm"):
         if getattr(cfg, name) is not None and getattr(cfg, name) < 0:
             raise ValueError(f"{name} must be >= 0, got {getattr(cfg, name)}")
+    Sampling(cfg.temperature, cfg.top_k, cfg.top_p)  # temperature > 0, top_k >= 0, 0 < top_p <= 1
     group_size = cfg.group_size if cfg.group_size is not None else getattr(klass, "group_size", 1)
     if group_size < 1 or cfg.num_envs % group_size or cfg.batch_episodes % group_size:
         raise ValueError(f"group_size={group_size} must divide num_envs={cfg.num_envs} and "
@@ -245,7 +247,8 @@ def build(cfg: TrainConfig, derived: dict, checkpoint: Path | None, accelerator:
     else:
         reference = load_causal_lm(cfg.reference or derived["model"], **loading).to(accelerator.device)
     env_kwargs: dict[str, Any] = {"model": reference, "tokenizer": agent.tokenizer, "kl_coef": cfg.kl_coef,
-                                  "max_new_tokens": derived["max_new_tokens"], "ref_scoring": "episode"}
+                                  "max_new_tokens": derived["max_new_tokens"], "ref_scoring": "episode",
+                                  "temperature": cfg.temperature}
     if cfg.credit != "end":
         env_kwargs["credit"] = cfg.credit
     if cfg.reward is not None:

@@ -15,6 +15,17 @@ Reference scoring has two modes with equal returns:
   the last step earns ``score + kl_coef * sum(ref_logprobs)``. The per-token log-probs are in
   ``info["ref_logprobs"]`` for agents that want per-token credit.
 
+The reference's log-probabilities are those of the distribution a policy sampling at ``temperature``
+draws from, ``log softmax(z_ref / temperature)``, and, where an action mask restricts the step (a
+static ``action_mask`` or a conversation's allowed moves), renormalised over the allowed actions,
+as a sampler that masks them draws. So the KL shaping compares like with like: an agent sampling at
+the same temperature from the reference's own weights pays exactly 0, and the sampled
+``log pi(a_t | s_t) - log pi_ref(a_t | s_t)`` (both at ``temperature``) estimates the KL of the
+sampling distribution to the reference's at that temperature (as TRL divides both sides' logits by
+its temperature). A policy that also cuts its distribution with top-k or top-p still gets the
+reference's uncut distribution at ``temperature``: its KL is that of the cut distribution it
+samples, and stays finite where the policy keeps a token the reference would cut.
+
 Credit: the reward function's score is paid at the last step. With ``credit="token"`` and a reward
 that can say where in a completion it earned each part of its score (a ``parts`` method, e.g. a
 :class:`textgym.rewards.RewardModel`: one part per token), ``info["score_parts"]`` also places each
@@ -48,6 +59,7 @@ from textgym.envs.turns import Reply, Turns
 from textgym.models import load_causal_lm, load_tokenizer, model_device
 from textgym.models.kv import SlotKVCache
 from textgym.models.logprobs import completion_logprobs
+from textgym.models.sampling import Sampling
 from textgym.rewards.base import RewardFunction, score_parts, score_terms
 from textgym.tasks import DEFAULT_MODEL, get_task
 
@@ -74,6 +86,8 @@ class _Episode:
     agent: list[bool] = field(default_factory=list)
     """Whose each token is: True for the agent's."""
     ref_logprobs: list[float] = field(default_factory=list)
+    allowed: list[np.ndarray | None] = field(default_factory=list)
+    """The action mask in force at each token (None: every action; the environment's tokens: None)."""
     turn_rewards: dict[int, float] = field(default_factory=dict)
     """Token index -> the reward its turn earned (conversations only)."""
     state: Any = None
@@ -100,6 +114,8 @@ class GenerationCore:
         max_new_tokens: Episode length limit in tokens after the prompt (the environment's turns
             count too); reaching it truncates the episode (default: the task's).
         kl_coef: Beta, the weight of ``log pi_ref(a_t | s_t)`` in the reward: finite and >= 0.
+        temperature: The sampling temperature of the policies trained here: the reference's
+            log-probabilities are ``log softmax(logits / temperature)`` (module docstring); finite and > 0.
         ref_scoring: ``"step"`` or ``"episode"`` (module docstring).
         prompt_overflow: A prompt longer than ``max_context - max_new_tokens`` tokens is
             ``"truncate"``-d on the left with a warning, or raises (``"error"``).
@@ -118,7 +134,7 @@ class GenerationCore:
         task: str = "sentiment", max_context: int | None = None, max_new_tokens: int | None = None,
         kl_coef: float = 0.05, ref_scoring: RefScoring = "step", prompt_overflow: PromptOverflow = "truncate",
         prompt_column: str = "prompt", action_mask: np.ndarray | None = None, turns: Turns | None = None,
-        credit: Credit = "end",
+        credit: Credit = "end", temperature: float = 1.0,
     ) -> None:
         _single_threaded_after_fork()
         defaults = get_task(task)
@@ -143,6 +159,7 @@ class GenerationCore:
         if reward_fn is not None and not isinstance(reward_fn, RewardFunction):
             raise TypeError(f"reward_fn must be a RewardFunction (a callable with a name), got {reward_fn!r}")
         _check_credit(credit, reward_fn, turns)
+        self.sampling = Sampling(temperature)  # checks the temperature
         self.num_slots, self.reward_fn, self.turns = num_slots, reward_fn, turns
         self.kl_coef, self.credit = kl_coef, credit
         self.max_context, self.max_new_tokens = max_context, max_new_tokens
@@ -152,11 +169,14 @@ class GenerationCore:
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else (self.eos_id or 0)
         self.end_of_turn_id = _end_of_turn_id(self.tokenizer, turns)
         self.action_mask = _check_action_mask(action_mask, self.num_actions)
+        self._static_allowed = None if self.action_mask is None else torch.as_tensor(self.action_mask == 1)
         self.single_observation_space = spaces.Dict({
             "input_ids": spaces.Box(0, self.num_actions - 1, (max_context,), np.int64),
             "attention_mask": spaces.Box(0, 1, (max_context,), np.int64),
         })
         self.device = model_device(self.reference)
+        if self._static_allowed is not None:
+            self._static_allowed = self._static_allowed.to(self.device)
         self.input_ids = np.full((num_slots, max_context), self.pad_id, np.int64)  # (N, L)
         self.attention_mask = np.zeros((num_slots, max_context), np.int64)  # (N, L)
         self.episodes: list[_Episode | None] = [None] * num_slots
@@ -232,7 +252,7 @@ class GenerationCore:
             self.attention_mask[slot, self.max_context - len(ids):] = 1
         if self._kv is not None:
             rows = torch.as_tensor(list(slots), device=self.device)
-            self._next_logprobs[rows] = self._logprobs(self._kv.start(slots, encoded))
+            self._next_logprobs[rows] = self._logprobs(self._kv.start(slots, encoded), slots)
         return [self._reset_info(slot) for slot in slots]
 
     def check_actions(self, actions: np.ndarray) -> None:
@@ -278,6 +298,7 @@ class GenerationCore:
             token = int(actions[slot])
             episode.tokens.append(token)
             episode.agent.append(True)
+            episode.allowed.append(self.current_mask(slot))
             episode.ref_logprobs.append(float(ref_lp[slot]) if ref_lp is not None else 0.0)
             if self.turns is None:
                 terminated[slot] = token == self.eos_id
@@ -303,7 +324,7 @@ class GenerationCore:
             rows = [s for s in replies if s not in finished]
             if rows:
                 logits[rows] = self._kv.extend(rows, [replies[s] for s in rows])
-            self._next_logprobs = self._logprobs(logits)
+            self._next_logprobs = self._logprobs(logits, slots)
         return rewards, terminated, truncated, infos
 
     def _turn_over(self, episode: _Episode, token: int) -> bool:
@@ -329,6 +350,7 @@ class GenerationCore:
             episode = self.episodes[slot]
             episode.tokens += ids
             episode.agent += [False] * len(ids)
+            episode.allowed += [None] * len(ids)
             episode.ref_logprobs += [0.0] * len(ids)
             infos[slot]["reply"] = self.tokenizer.decode(ids)
 
@@ -347,9 +369,16 @@ class GenerationCore:
             self.input_ids[slot, -width:] = ids
             self.attention_mask[slot, -width:] = 1
 
-    def _logprobs(self, logits: torch.Tensor) -> torch.Tensor:
-        """The reference's log-probabilities over the action space, (n, A), on its device."""
-        return torch.log_softmax(logits[:, :self.num_actions], -1)
+    def _logprobs(self, logits: torch.Tensor, slots: Sequence[int]) -> torch.Tensor:
+        """The reference's log-probabilities (n, A) of the next actions of ``slots``, on its device (module doc)."""
+        masks = [self.current_mask(slot) for slot in slots]
+        allowed = None
+        if all(mask is self.action_mask for mask in masks):
+            allowed = self._static_allowed  # (A,), or None: no mask
+        else:  # a conversation's moves: one mask per slot, one transfer
+            rows = [np.ones(self.num_actions, bool) if mask is None else mask == 1 for mask in masks]
+            allowed = torch.from_numpy(np.stack(rows)).to(self.device)  # (n, A)
+        return torch.log_softmax(self.sampling.logits(logits[:, :self.num_actions], allowed), -1)
 
     def _finish(self, finished: np.ndarray, terminated: np.ndarray, infos: list[dict]) -> np.ndarray:
         """Score the finished slots (one reward call, one reference pass in episode mode)."""
@@ -398,9 +427,13 @@ class GenerationCore:
         return placed
 
     def score_reference(self, episodes: Sequence[_Episode]) -> list[np.ndarray]:
-        """Per-token ``log pi_ref`` of each completion, by teacher forcing (batched, chunked)."""
+        """Per-token ``log pi_ref`` of each completion, by teacher forcing (batched, chunked; module docstring)."""
+        allowed = [None if all(m is None for m in e.allowed) else
+                   np.stack([np.ones(self.num_actions, bool) if m is None else m == 1 for m in e.allowed])
+                   for e in episodes]  # per episode: (tokens, A), or None
         lps = completion_logprobs(self.reference, [e.prompt_ids.tolist() for e in episodes],
-                                  [e.tokens for e in episodes], self.pad_id, num_actions=self.num_actions)
+                                  [e.tokens for e in episodes], self.pad_id, num_actions=self.num_actions,
+                                  allowed=allowed, sampling=self.sampling)
         return [lp.numpy() for lp in lps]
 
     # ----------------------------------------------------------------------------- views

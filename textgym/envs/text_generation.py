@@ -80,18 +80,19 @@ class TextGenerationEnv(gym.Env):
 
     ## Information
     After ``reset``: ``prompt`` (str), and ``action_mask`` (int8, ``(vocab_size,)``) if set.
-    Every step: ``ref_logprob`` (float, ``log pi_ref(a_t | s_t)``; step mode only) and
-    ``action_mask`` if set. On the last step also: ``score`` (float, the reward function's score),
-    ``prompt`` (str), ``completion`` (str, the decoded completion without a final EOS),
-    ``completion_ids`` (int64 array, every generated token including EOS), ``ref_logprobs``
-    (float64 array, ``log pi_ref`` of each generated token) and ``reward_terms`` (a dict of floats
-    that sums to the episode's return: the reward function's score under its name, or each of its
-    terms for a reward with ``terms`` such as a ``WeightedSum``, and ``"kl_ref"`` =
-    ``kl_coef * sum(ref_logprobs)``). In a conversation (``turns``) also: ``reply`` (str) on a step
-    whose turn the environment answered; at the end ``agent_mask`` (int8 per completion token: 1 for
-    the agent's tokens, 0 for the environment's, which have ``ref_logprobs`` 0), ``turn_rewards``
-    (float64 per completion token: each turn's reward at its last token), and ``reward_terms["turns"]``;
-    ``completion`` is then the whole conversation after the prompt and ``score`` includes the turn rewards.
+    Every step: ``ref_logprob`` (float, ``log pi_ref(a_t | s_t)`` at ``temperature``, over the
+    allowed actions where a mask is in force; step mode only) and ``action_mask`` if set. On the last
+    step also: ``score`` (float, the reward function's score), ``prompt`` (str), ``completion``
+    (str, the decoded completion without a final EOS), ``completion_ids`` (int64 array, every
+    generated token including EOS), ``ref_logprobs`` (float64 array, ``log pi_ref`` of each generated
+    token, as ``ref_logprob``) and ``reward_terms`` (a dict of floats that sums to the episode's
+    return: the reward function's score under its name, or each of its terms for a reward with
+    ``terms`` such as a ``WeightedSum``, and ``"kl_ref"`` = ``kl_coef * sum(ref_logprobs)``).
+    In a conversation (``turns``) also: ``reply`` (str) on a step whose turn the environment answered;
+    at the end ``agent_mask`` (int8 per completion token: 1 for the agent's tokens, 0 for the
+    environment's, which have ``ref_logprobs`` 0), ``turn_rewards`` (float64 per completion token: each
+    turn's reward at its last token), and ``reward_terms["turns"]``; ``completion`` is then the whole
+    conversation after the prompt and ``score`` includes the turn rewards.
     With ``credit="token"`` also ``score_parts`` (float64 per completion token: where each part of the
     reward function's score was earned; it sums to ``score``).
 
@@ -113,6 +114,11 @@ class TextGenerationEnv(gym.Env):
       ``prompt_column``, ``action_mask``, ``turns``, ``credit``: see :class:`textgym.envs.core.GenerationCore`.
       ``kl_coef`` is also a property: the one value the environment and the agents use (an
       adaptive KL controller sets it).
+    - ``temperature``: the sampling temperature of the policy trained here (default 1): the
+      reference scores ``log softmax(logits / temperature)``, so the KL shaping is the KL of the
+      distribution sampled at that temperature (the agents of ``agents/`` refuse an environment whose
+      temperature is not theirs). A policy's top-k or top-p is its own: the reference is not cut
+      (:mod:`textgym.envs.core`).
     - ``render_mode``: None or ``"ansi"`` (the prompt and completion so far, as text).
 
     >>> from textgym.models.tiny import random_causal_lm, word_tokenizer
@@ -129,7 +135,10 @@ class TextGenerationEnv(gym.Env):
     (True, 'good good', 2.0)
 
     ## Version History
-    - v0: initial version.
+    - v0: initial version. Later in v0: ``temperature`` (default 1: unchanged); under an action mask
+      (``action_mask``, or a conversation's allowed moves such as ``textgym/TextTicTacToe-v0`` with
+      ``illegal="mask"``) the reference's log-probabilities are renormalised over the allowed actions,
+      as the masked policy's are (they were over every action: a policy equal to the reference paid a KL).
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 4}
@@ -141,14 +150,14 @@ class TextGenerationEnv(gym.Env):
         ref_scoring: RefScoring = "step",
         prompt_overflow: PromptOverflow = "truncate", prompt_column: str = "prompt",
         action_mask: np.ndarray | None = None, turns: Turns | None = None, render_mode: str | None = None,
-        credit: Credit = "end",
+        credit: Credit = "end", temperature: float = 1.0,
     ) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}")
         self.core = GenerationCore(
             1, model, tokenizer, prompts, reward_fn, task=task, max_context=max_context, max_new_tokens=max_new_tokens,
             kl_coef=kl_coef, ref_scoring=ref_scoring, prompt_overflow=prompt_overflow,
-            prompt_column=prompt_column, action_mask=action_mask, turns=turns, credit=credit,
+            prompt_column=prompt_column, action_mask=action_mask, turns=turns, credit=credit, temperature=temperature,
         )
         self.render_mode = render_mode
         self.action_space = spaces.Discrete(self.core.num_actions)
@@ -169,6 +178,11 @@ class TextGenerationEnv(gym.Env):
     def symmetries(self):
         """The rules' symmetries as maps of token ids (:meth:`textgym.envs.turns.Turns.symmetries`), or None."""
         return None if self.core.turns is None else self.core.turns.symmetries(self.core.tokenizer)
+
+    @property
+    def temperature(self) -> float:
+        """The sampling temperature the reference's log-probabilities are taken at."""
+        return self.core.sampling.temperature
 
     @property
     def kl_coef(self) -> float:

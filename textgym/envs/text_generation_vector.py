@@ -49,7 +49,8 @@ class TextGenerationVectorEnv(VectorEnv):
         num_envs: Number of episodes stepped together.
         group_size: Slots per prompt group (module docstring); must divide ``num_envs``.
         render_mode: None or ``"ansi"`` (``render()`` returns one string per slot).
-        **kwargs: The keyword arguments of :class:`textgym.envs.TextGenerationEnv`.
+        **kwargs: The keyword arguments of :class:`textgym.envs.TextGenerationEnv` (``temperature`` too:
+            the reference's log-probabilities are taken at the policy's sampling temperature).
 
     >>> import gymnasium as gym
     >>> import textgym
@@ -96,6 +97,11 @@ class TextGenerationVectorEnv(VectorEnv):
     def symmetries(self):
         """The rules' symmetries as maps of token ids (:meth:`textgym.envs.turns.Turns.symmetries`), or None."""
         return None if self.core.turns is None else self.core.turns.symmetries(self.core.tokenizer)
+
+    @property
+    def temperature(self) -> float:
+        """The sampling temperature the reference's log-probabilities are taken at (``TextGenerationEnv``)."""
+        return self.core.sampling.temperature
 
     @property
     def kl_coef(self) -> float:

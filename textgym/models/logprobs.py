@@ -9,6 +9,11 @@ function, :class:`_ChunkedHead`), so the peak is one chunk's logits, about ``LOG
 
 Log-softmax, entropies and everything after them are fp32 whatever the model's dtype (the head's
 matrix product runs in the model's dtype, as the model's own forward does).
+
+Each token is scored under the distribution it was drawn from: restricted to the allowed actions
+(an environment's action mask), then at a :class:`textgym.models.sampling.Sampling`'s temperature,
+top-k and top-p, the scored token always kept (so a token the updated policy would cut away keeps a
+finite log-probability, and a k3 KL stays finite).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from torch import nn
 
 from textgym.models import model_device, native_half
 from textgym.models.kv import keep_last, left_pad_np, positions_from_mask
+from textgym.models.sampling import Sampling
 
 #: fp32 logits alive at once per chunk of tokens (64 MB).
 LOGITS_BUDGET = 1 << 24
@@ -79,9 +85,10 @@ def _logits(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
     return softcap * torch.tanh(logits / softcap) if softcap else logits
 
 
-def _masked(logits: torch.Tensor, allowed: torch.Tensor | None) -> torch.Tensor:
-    """fp32 ``logits`` with the disallowed entries at the lowest float: probability 0, and no ``inf * 0``."""
-    return logits if allowed is None else logits.masked_fill(~allowed, torch.finfo(logits.dtype).min)
+def _scored(logits: torch.Tensor, targets: torch.Tensor, allowed: torch.Tensor | None,
+            sampling: Sampling | None) -> torch.Tensor:
+    """fp32 logits of the distribution each target was drawn from: the allowed actions, at ``sampling``'s settings."""
+    return (sampling or Sampling()).logits(logits, allowed, keep=targets)
 
 
 def _compute_dtype(weight: torch.Tensor) -> torch.dtype:
@@ -102,20 +109,20 @@ class _ChunkedHead(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, hidden, targets, weight, bias, softcap, scale, rows, allowed=None):  # noqa: D102
+    def forward(ctx, hidden, targets, weight, bias, softcap, scale, rows, allowed=None, sampling=None):  # noqa: D102
         logprobs, entropies = torch.empty(len(hidden), device=hidden.device), torch.empty(len(hidden),
                                                                                         device=hidden.device)
         head = weight.to(_compute_dtype(weight))
         head_bias = None if bias is None else bias.to(head.dtype)
         for start in range(0, len(hidden), rows):
             chunk = slice(start, start + rows)
-            logits = _masked(_logits(hidden[chunk], head, head_bias, softcap, scale),
-                             None if allowed is None else allowed[chunk])  # (n, V)
+            logits = _scored(_logits(hidden[chunk], head, head_bias, softcap, scale), targets[chunk],
+                             None if allowed is None else allowed[chunk], sampling)  # (n, V)
             lse = logits.logsumexp(-1)
             logprobs[chunk] = logits.gather(-1, targets[chunk, None]).squeeze(-1) - lse
             entropies[chunk] = lse - (logits.softmax(-1) * logits).sum(-1)
         ctx.save_for_backward(hidden, targets, weight, bias, allowed)
-        ctx.softcap, ctx.scale, ctx.rows = softcap, scale, rows
+        ctx.softcap, ctx.scale, ctx.rows, ctx.sampling = softcap, scale, rows, sampling
         return logprobs, entropies
 
     @staticmethod
@@ -130,11 +137,13 @@ class _ChunkedHead(torch.autograd.Function):
         for start in range(0, len(hidden), ctx.rows):
             chunk = slice(start, start + ctx.rows)
             capped = _logits(hidden[chunk], head, head_bias, ctx.softcap, ctx.scale)  # (n, V)
-            logits = _masked(capped, None if allowed is None else allowed[chunk])
+            logits = _scored(capped, targets[chunk], None if allowed is None else allowed[chunk], ctx.sampling)
             probs = logits.softmax(-1)
             grad = -probs * grad_logprobs[chunk, None]  # d/dz of log p(y), times its gradient
             grad.scatter_add_(-1, targets[chunk, None], grad_logprobs[chunk, None])
             grad -= grad_entropies[chunk, None] * probs * (logits - (probs * logits).sum(-1, keepdim=True))
+            if ctx.sampling is not None:
+                grad /= ctx.sampling.temperature  # cut tokens have probability 0: no gradient through the cut
             if ctx.softcap:
                 grad *= 1 - (capped / ctx.softcap) ** 2
             grad *= ctx.scale  # (n, V): the gradient at the head's raw output
@@ -146,13 +155,13 @@ class _ChunkedHead(torch.autograd.Function):
                 grad_bias += grad.sum(0)
         grad_weight = None if grad_weight is None else grad_weight.to(weight.dtype)
         grad_bias = None if grad_bias is None else grad_bias.to(bias.dtype)
-        return grad_hidden, None, grad_weight, grad_bias, None, None, None, None
+        return grad_hidden, None, grad_weight, grad_bias, None, None, None, None, None
 
 
 def token_logprobs(
     model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, num_targets: int, *,
     num_actions: int | None = None, entropy: bool = False, hidden: bool = False, budget: int = LOGITS_BUDGET,
-    allowed: torch.Tensor | None = None,
+    allowed: torch.Tensor | None = None, sampling: Sampling | None = None,
 ) -> TokenScores:
     """Score the last ``num_targets`` tokens of each left-padded sequence by one teacher-forced forward.
 
@@ -170,6 +179,8 @@ def token_logprobs(
         allowed: (B, K, A) bool, A the scored vocabulary (``num_actions`` or all of it): score each
             target under the distribution restricted to its allowed tokens (an environment's action
             mask), as a sampler that masks them draws it. None: every token is allowed.
+        sampling: Score each target under the distribution a sampler with these settings draws from
+            (temperature, top-k, top-p; module docstring). None: the model's own.
 
     Returns:
         :class:`TokenScores`, every tensor (B, K).
@@ -184,31 +195,31 @@ def token_logprobs(
     parts = split_model(model)
     if parts is None:
         return _whole_model(model, input_ids, attention_mask, positions, num_targets, num_actions, entropy, hidden,
-                            allowed)
+                            allowed, sampling)
     states = parts.trunk(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions)
     states = states[:, -num_targets - 1:-1]  # (B, K, H): the position before each target
     weight, bias = parts.head.weight, parts.head.bias
     if num_actions is not None:
         weight, bias = weight[:num_actions], None if bias is None else bias[:num_actions]
     flat, flat_targets = states.reshape(-1, states.shape[-1]), targets.reshape(-1)  # (B * K, H), (B * K,)
-    rows = max(1, budget // weight.shape[0])
+    rows = max(1, budget // weight.shape[0] // (4 if sampling is not None and sampling.truncates else 1))  # a sort
     flat_allowed = None if allowed is None else allowed.reshape(-1, allowed.shape[-1])  # (B * K, A)
     logprobs, entropies = _ChunkedHead.apply(flat, flat_targets, weight, bias, parts.softcap, parts.scale, rows,
-                                             flat_allowed)
+                                             flat_allowed, sampling)
     return TokenScores(logprobs.view(targets.shape), entropies.view(targets.shape) if entropy else None,
                        states if hidden else None)
 
 
 def _whole_model(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, positions: torch.Tensor,
                  num_targets: int, num_actions: int | None, entropy: bool, hidden: bool,
-                 allowed: torch.Tensor | None = None) -> TokenScores:
+                 allowed: torch.Tensor | None = None, sampling: Sampling | None = None) -> TokenScores:
     """The fallback for models that cannot be split: their own forward, logits of the last K + 1 positions."""
     out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions,
                 logits_to_keep=keep_last(num_targets + 1, input_ids.shape[1], input_ids.device),
                 output_hidden_states=hidden)
-    logits = _masked(out.logits[:, :-1, :num_actions].float(), allowed)  # (B, K, V)
-    logp = torch.log_softmax(logits, -1)
-    logprobs = logp.gather(-1, input_ids[:, -num_targets:, None]).squeeze(-1)
+    targets = input_ids[:, -num_targets:]  # (B, K)
+    logp = torch.log_softmax(_scored(out.logits[:, :-1, :num_actions].float(), targets, allowed, sampling), -1)
+    logprobs = logp.gather(-1, targets[..., None]).squeeze(-1)  # (B, K)
     ent = -(logp.exp() * logp).sum(-1) if entropy else None
     states = out.hidden_states[-1][:, -num_targets - 1:-1] if hidden else None
     return TokenScores(logprobs, ent, states)
@@ -217,11 +228,16 @@ def _whole_model(model: nn.Module, input_ids: torch.Tensor, attention_mask: torc
 @torch.no_grad()
 def completion_logprobs(model: nn.Module, prompts: Sequence[Sequence[int]], completions: Sequence[Sequence[int]],
                         pad_id: int, num_actions: int | None = None, budget: int = LOGITS_BUDGET,
+                        allowed: Sequence[np.ndarray | None] | None = None, sampling: Sampling | None = None,
                         ) -> list[torch.Tensor]:
     """``log p(token | context)`` of every completion token, by teacher forcing (batched, chunked).
 
     Sequences are scored a few at a time so that one chunk's logits stay under about ``budget``
     floats even for models that cannot be split (:func:`split_model`).
+
+    ``allowed`` (one bool array (completion length, A) or None per completion) restricts each
+    token's distribution to the tokens allowed there, and ``sampling`` sets its temperature, top-k
+    and top-p (:func:`token_logprobs`).
 
     Returns:
         One float64 tensor per completion, its length, on the host.
@@ -236,7 +252,15 @@ def completion_logprobs(model: nn.Module, prompts: Sequence[Sequence[int]], comp
         chunk = range(start, min(start + rows, len(completions)))
         ids, mask = left_pad_np([[*prompts[i], *completions[i]] for i in chunk], pad_id)  # (n, W)
         batch = torch.from_numpy(np.stack([ids, mask])).to(device)  # (2, n, W): one transfer
-        scores = token_logprobs(model, batch[0], batch[1], keep, num_actions=num_actions, budget=budget).logprobs
+        masks = None
+        if allowed is not None and any(allowed[i] is not None for i in chunk):
+            masks = np.ones((len(chunk), keep, vocab), bool)  # (n, K, A)
+            for row, i in enumerate(chunk):
+                if allowed[i] is not None:
+                    masks[row, keep - len(completions[i]):] = allowed[i]
+            masks = torch.from_numpy(masks).to(device)
+        scores = token_logprobs(model, batch[0], batch[1], keep, num_actions=num_actions, budget=budget,
+                                allowed=masks, sampling=sampling).logprobs
         scores = scores.double().cpu()  # one transfer per chunk
         out += [scores[row, keep - len(completions[i]):] for row, i in enumerate(chunk)]
     return out
