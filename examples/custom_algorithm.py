@@ -11,7 +11,7 @@ The harness trains it like a built-in algorithm, with checkpoints, resume and ev
 
     textgym train --agent examples/custom_algorithm.py:RAFT --env Sentiment-v0
 
-Run: ``python examples/custom_algorithm.py`` (about a minute on 2 CPU cores).
+Run: ``python examples/custom_algorithm.py`` (a few minutes on 2 CPU cores).
 """
 
 from __future__ import annotations
