@@ -11,7 +11,7 @@ The harness trains it like a built-in algorithm, with checkpoints, resume and ev
 
     textgym train --agent examples/custom_algorithm.py:RAFT --env Sentiment-v0
 
-Run: ``python examples/custom_algorithm.py`` (about a minute on 2 CPU cores).
+Run: ``python examples/custom_algorithm.py`` (a few minutes on 2 CPU cores).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import torch
 import textgym  # noqa: F401  (registers the environments)
 from agents.lm import LMAgent, LMConfig
 from agents.rollout import EpisodeBatch, evaluate
+from textgym.eval.report import fixed
 
 
 class RAFT(LMAgent):
@@ -55,7 +56,7 @@ def main(steps: int = 12_288) -> dict[str, float]:
     rows = agent.learn(envs, steps)
     first, last = rows[0]["objective/score"], sum(r["objective/score"] for r in rows[-3:]) / len(rows[-3:])
     print(f"RAFT: sentiment score {first:+.2f} -> {last:+.2f} over {len(rows)} updates "
-          f"(KL to the reference {rows[-1]['objective/kl']:.2f} nats)")
+          f"(KL to the reference {fixed(rows[-1]['objective/kl'], 2)} nats)")
     return {"before": first, "after": last}
 
 

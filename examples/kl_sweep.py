@@ -1,7 +1,7 @@
 """The reward-KL frontier: PPO on the tiny language for a sweep of ``kl_coef`` values.
 
 Each point is one run's exact expected reward against its exact KL to the reference: a larger
-penalty buys fluency (low KL) with reward. Run: ``python examples/kl_sweep.py`` (under a minute).
+penalty buys fluency (low KL) with reward. Run: ``python examples/kl_sweep.py`` (a few minutes on 2 CPU cores).
 Writes ``kl_sweep.png``.
 """
 

@@ -5,6 +5,8 @@ Run: ``python examples/quickstart.py``. Works offline on the embedded kit.
 
 from __future__ import annotations
 
+import argparse
+
 import gymnasium as gym
 import numpy as np
 
@@ -34,4 +36,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     main()

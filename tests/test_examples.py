@@ -38,3 +38,15 @@ def test_example_runs(path, monkeypatch, tmp_path, capsys):
     assert capsys.readouterr().out.strip()
     for image in PLOTS.get(path.name, []):
         assert (tmp_path / image).stat().st_size > 1000
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_example_help_prints_usage_and_runs_nothing(path, monkeypatch, tmp_path, capsys):
+    """``python examples/X.py --help`` prints its usage and exits 0 without running the example."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", [str(path), "--help"])
+    with pytest.raises(SystemExit) as caught:
+        runpy.run_path(str(path), run_name="__main__")
+    assert caught.value.code == 0
+    assert capsys.readouterr().out.startswith("usage:")
+    assert not list(tmp_path.iterdir())  # nothing written

@@ -9,7 +9,7 @@ __version__ = "0.1.0"
 
 #: Every environment id textgym registers, with its entry points (single, vector).
 _TEXT = (
-    "textgym.envs.text_generation:TextGenerationEnv",
+    "textgym.envs.text_generation:make_env",  # TextGenerationEnv, an unknown keyword named in one line
     "textgym.envs.text_generation_vector:TextGenerationVectorEnv",
 )
 

@@ -7,6 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import gymnasium as gym
+import pytest
+
+import textgym  # noqa: F401  (registers the ids)
+
 README = Path(__file__).parent.parent.parent / "README.md"
 
 
@@ -29,3 +34,14 @@ def test_readme_vector_env_snippet_runs():
     obs, _ = envs.reset(seed=0)
     obs, rewards, *_ = envs.step(envs.action_space.sample())
     assert obs["input_ids"].shape == (8, 24) and rewards.shape == (8,)
+
+
+@pytest.mark.parametrize("env_id", ["textgym/Sentiment-v0", "textgym/TextTicTacToe-v0"])
+def test_an_unknown_keyword_beside_a_model_object_is_one_short_line(env_id):
+    """gym.make with a model object and a misspelt keyword: a short error naming it, not the model's repr."""
+    from textgym.models import load_causal_lm, load_tokenizer
+
+    name = "textgym/tictactoe-lm" if "TicTacToe" in env_id else "textgym/tiny-lm"
+    with pytest.raises(ValueError, match="takes no argument 'kl_coeff' \\(did you mean 'kl_coef'\\?\\)") as caught:
+        gym.make(env_id, model=load_causal_lm(name), tokenizer=load_tokenizer(name), kl_coeff=0.1)
+    assert len(str(caught.value)) < 400 and "GPT2" not in str(caught.value)

@@ -96,3 +96,106 @@ def test_a_word_level_tokenizer_beside_a_qwen2_config_loads_as_saved(tmp_path):
                 num_key_value_heads=1).save_pretrained(tmp_path)
     word_tokenizer([f"w{i}" for i in range(1, 64)]).save_pretrained(tmp_path)
     assert load_tokenizer(tmp_path)("w1 w2 w3")["input_ids"] == [1, 2, 3]
+
+
+def _damage(folder, how):
+    """Copy of the tiny LM's folder, damaged as ``how`` says; returns the file the error must name."""
+    if how == "weights cut short":
+        data = (folder / "model.safetensors").read_bytes()
+        (folder / "model.safetensors").write_bytes(data[: len(data) * 9 // 10])
+    elif how == "weights not safetensors":
+        (folder / "model.safetensors").write_bytes(b"not a safetensors file")
+    elif how == "weights missing":
+        (folder / "model.safetensors").unlink()
+    elif how == "config missing":
+        (folder / "config.json").unlink()
+        return folder / "config.json"
+    elif how == "config not json":
+        (folder / "config.json").write_text('{"model_type": "gpt2", ')
+        return folder / "config.json"
+    return folder / "model.safetensors"
+
+
+DAMAGES = ["weights cut short", "weights not safetensors", "weights missing", "config missing", "config not json"]
+
+
+@pytest.mark.parametrize("how", DAMAGES)
+def test_a_damaged_model_folder_is_one_error_naming_the_file(tmp_path, how):
+    """A model folder with a missing or damaged config.json or model.safetensors: one error naming that file."""
+    import shutil
+
+    from textgym.rewards.named import make_reward
+
+    for name, loader in (("lm", load_causal_lm), ("rm", lambda path: make_reward(f"rm:{path}"))):
+        folder = tmp_path / name
+        if name == "lm":
+            shutil.copytree(EMBEDDED_DIR / "tiny-lm", folder)
+        else:  # a one-label scorer, as `textgym demo` and train_reward_model save one
+            load_classifier("textgym/helpfulness-classifier").save_pretrained(folder)
+            load_tokenizer("textgym/helpfulness-classifier").save_pretrained(folder)
+        broken = _damage(folder, how)
+        with pytest.raises((ValueError, FileNotFoundError)) as caught:
+            loader(str(folder))
+        message = str(caught.value)
+        assert str(broken) in message and ("save" in message or "copy" in message), message
+        assert "\n" not in message and len(message) < 400
+
+
+def test_pickled_weights_alone_are_refused_by_name(tmp_path):
+    """A folder with only pytorch_model.bin is refused with the way out (use_safetensors=False), not a hub error."""
+    import shutil
+
+    shutil.copytree(EMBEDDED_DIR / "tiny-lm", tmp_path / "lm")
+    (tmp_path / "lm" / "model.safetensors").unlink()
+    (tmp_path / "lm" / "pytorch_model.bin").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"pickled weights \(pytorch_model.bin\).*use_safetensors=False"):
+        load_causal_lm(str(tmp_path / "lm"))
+
+
+def test_a_damaged_tokenizer_file_is_named(tmp_path):
+    """A tokenizer.json that is not JSON is named, not a parse error from inside tokenizers."""
+    import shutil
+
+    shutil.copytree(EMBEDDED_DIR / "tiny-lm", tmp_path / "lm")
+    (tmp_path / "lm" / "tokenizer.json").write_text('{"version": ')
+    with pytest.raises(ValueError, match=f"{tmp_path / 'lm' / 'tokenizer.json'} is not valid JSON"):
+        load_tokenizer(str(tmp_path / "lm"))
+
+
+@pytest.fixture
+def empty_hub_cache(tmp_path, monkeypatch):
+    """An empty Hugging Face cache, and a hub endpoint on this machine that refuses connections (no network)."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # the discard port: refused at once
+    return tmp_path / "hub"
+
+
+@pytest.mark.parametrize("offline", [False, True])
+def test_a_hub_name_out_of_reach_fails_at_once_naming_it(empty_hub_cache, monkeypatch, offline):
+    """A hub name while the hub is unreachable (or HF_HUB_OFFLINE): one error at once with the name tried."""
+    import time
+
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", offline)
+    began = time.perf_counter()
+    for loader in (load_causal_lm, load_classifier, load_tokenizer):
+        with pytest.raises(FileNotFoundError, match="cannot load 'someone/some-model'.*not in the Hugging Face cache") \
+                as caught:
+            loader("someone/some-model")
+        assert ("offline mode is on" if offline else "http://127.0.0.1:9 is unreachable") in str(caught.value)
+    assert time.perf_counter() - began < 10  # transformers alone retries for about a minute
+
+
+def test_a_cached_hub_model_loads_while_the_hub_is_unreachable(empty_hub_cache):
+    """A model downloaded before loads from the Hugging Face cache when the hub cannot be reached."""
+    import shutil
+
+    snapshot = empty_hub_cache / "models--someone--tiny" / "snapshots" / ("0" * 40)
+    shutil.copytree(EMBEDDED_DIR / "tiny-lm", snapshot)
+    (empty_hub_cache / "models--someone--tiny" / "refs").mkdir()
+    (empty_hub_cache / "models--someone--tiny" / "refs" / "main").write_text("0" * 40)
+    model, tokenizer = load_causal_lm("someone/tiny"), load_tokenizer("someone/tiny")
+    assert model.name_or_path == "someone/tiny" and len(tokenizer) == model.config.vocab_size

@@ -279,6 +279,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     import torch
     from accelerate import Accelerator
 
+    from textgym.eval.report import fixed
+
     check_launch()
     derived = check_config(cfg)
     torch.set_num_threads(cfg.threads)
@@ -304,7 +306,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     def on_update(row: dict) -> bool:
         rows.append(row)
         say(f"update {agent.updates:>4}  step {row['global_step']:>7,}/{cfg.total_steps:,}  "
-            f"score {row['objective/score']:+.3f}  KL {row['objective/kl']:.3f}  {row['charts/SPS']:.0f} tokens/s",
+            f"score {fixed(row['objective/score'], sign=True)}  KL {fixed(row['objective/kl'])}  "
+            f"{row['charts/SPS']:.0f} tokens/s",
             flush=True)
         if main:
             folder.append_metrics(row)
@@ -349,7 +352,7 @@ def _tensorboard(cfg: TrainConfig, folder: RunFolder, rows: list[dict]):
 
 def _evaluate(cfg: TrainConfig, derived: dict, envs: Any, agent: Any, say) -> dict[str, Any]:
     """Reference model vs trained policy on held-out prompts; writes ``reward_scores.png``."""
-    from textgym.eval.report import evaluate_policy, plot_scores
+    from textgym.eval.report import evaluate_policy, fixed, plot_scores
 
     core = envs.unwrapped.core
     reference, reward_fn = core.reference, core.reward_fn
@@ -360,6 +363,6 @@ def _evaluate(cfg: TrainConfig, derived: dict, envs: Any, agent: Any, say) -> di
                                         seed=cfg.seed)
     plot_scores(results, Path(cfg.out) / "reward_scores.png")
     for name, values in results.items():
-        say(f"{name:>9}: reward {values['reward']['mean']:+.3f}, KL {values.get('kl_to_reference', 0):.3f}, "
+        say(f"{name:>9}: reward {values['reward']['mean']:+.3f}, KL {fixed(values.get('kl_to_reference', 0))}, "
             f"distinct-2 {values['distinct_2']:.3f}", flush=True)
     return {name: {k: v for k, v in values.items() if k not in ("prompts",)} for name, values in results.items()}

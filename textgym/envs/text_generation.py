@@ -13,6 +13,9 @@ log-probabilities.
 
 from __future__ import annotations
 
+import difflib
+import inspect
+from collections.abc import Iterable
 from typing import Any
 
 import gymnasium as gym
@@ -219,3 +222,29 @@ class TextGenerationEnv(gym.Env):
 
     def _observation(self) -> dict[str, np.ndarray]:
         return {"input_ids": self.core.input_ids[0].copy(), "attention_mask": self.core.attention_mask[0].copy()}
+
+
+def check_arguments(owner: str, kwargs: dict[str, Any], known: Iterable[str]) -> None:
+    """Refuse a keyword ``owner`` does not take, in one line that names it and the closest known one.
+
+    Raises:
+        ValueError: For an unknown keyword (not the TypeError Python would raise: ``gym.make`` re-raises a
+            TypeError with the repr of every argument, a model's whole module tree).
+    """
+    known = list(known)
+    unknown = [name for name in kwargs if name not in known]
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], known, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"{owner} takes no argument {unknown[0]!r}{hint}; it takes {', '.join(known)}")
+
+
+def make_env(**kwargs: Any) -> TextGenerationEnv:
+    """The entry point of ``gym.make`` for the text envs: :class:`TextGenerationEnv`, unknown keywords named.
+
+    >>> make_env(modle="textgym/tiny-lm")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ValueError: TextGenerationEnv takes no argument 'modle' (did you mean 'model'?); it takes model, tokenizer, ...
+    """
+    check_arguments("TextGenerationEnv", kwargs, list(inspect.signature(TextGenerationEnv).parameters))
+    return TextGenerationEnv(**kwargs)

@@ -278,8 +278,12 @@ def make_env(**kwargs: Any):
     ``restart_share``, to hold the longest restart (63 tokens of prompt) and the longest game after
     it (65): 128 positions, the kit model's. A game writes at most 78 tokens in all.
     """
-    from textgym.envs.text_generation import TextGenerationEnv
+    import inspect
 
+    from textgym.envs.text_generation import TextGenerationEnv, check_arguments
+
+    check_arguments("textgym/TextTicTacToe-v0", kwargs, [*inspect.signature(TextGenerationEnv).parameters,
+                                                         *RULE_OPTIONS])
     _rules(kwargs)
     return TextGenerationEnv(task=kwargs.pop("task", "tictactoe"), **kwargs)
 

@@ -121,6 +121,18 @@ def plot_scores(results: dict[str, dict], path: str | Path, title: str = "reward
     plt.close(fig)
 
 
+def fixed(value: float, digits: int = 3, sign: bool = False) -> str:
+    """``value`` with ``digits`` decimals, never ``-0.000``: a value that rounds to zero prints without a minus.
+
+    A KL of -1e-9 (fp32 rounding of a never-negative estimator) reads 0.000, not -0.000.
+
+    >>> fixed(-1e-9), fixed(-0.0004, sign=True), fixed(0.25, 2, sign=True), fixed(-0.25, 2)
+    ('0.000', '+0.000', '+0.25', '-0.25')
+    """
+    rounded = round(float(value), digits) + 0.0  # -0.0 + 0.0 is 0.0
+    return f"{rounded:{'+' if sign else ''}.{digits}f}"
+
+
 def metrics_table(results: dict[str, dict]) -> list[str]:
     """A markdown table: one column per policy, one row per scalar metric."""
     names = list(results)
@@ -131,5 +143,5 @@ def metrics_table(results: dict[str, dict]) -> list[str]:
         cells = [results[n].get(key) for n in names]
         cells = [c["mean"] if isinstance(c, dict) else c for c in cells]
         label = "mean reward" if key == "reward" else key
-        lines.append(f"| {label} | " + " | ".join("" if c is None else f"{c:.3f}" for c in cells) + " |")
+        lines.append(f"| {label} | " + " | ".join("" if c is None else fixed(c) for c in cells) + " |")
     return lines

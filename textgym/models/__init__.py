@@ -10,6 +10,13 @@ A folder holding LoRA adapters (``adapter_config.json``, written by peft) loads 
 with the adapters on top; the base is recorded by the name it was loaded under (an embedded or hub
 name, never this machine's path to it), so an adapter folder works on any machine with textgym, or
 by a path relative to the adapters' folder (``../../sft``), so a run folder holding both can move.
+
+Bad input is named before transformers sees it: a local folder without ``config.json``, with a
+``config.json`` that is not JSON, or with weights missing or cut short is an error naming the file and
+what to do. A hub name is checked with one short request (huggingface_hub's ``model_info``, with
+its ``HF_HUB_ETAG_TIMEOUT``): when the hub cannot be reached, or ``HF_HUB_OFFLINE`` is set, the
+model loads from the Hugging Face cache if it is there, and otherwise the error says at once that
+the hub is unreachable and which name was tried (transformers alone retries for about a minute).
 """
 
 from __future__ import annotations
@@ -20,7 +27,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import huggingface_hub
 import torch
+from huggingface_hub import constants as hub_constants
+from huggingface_hub.errors import HfHubHTTPError, HFValidationError
+from safetensors import SafetensorError, safe_open
 from transformers import (
     AutoModelForCausalLM,
     AutoModelForSequenceClassification,
@@ -71,6 +82,118 @@ def resolve(name_or_path: str | Path) -> str:
             "(owner/name), or an embedded name such as 'textgym/tiny-lm'"
         )
     return name
+
+
+def locate(name_or_path: str | Path) -> str:
+    """:func:`resolve`, and for a hub name, the hub or, when it cannot be reached, the Hugging Face cache.
+
+    A hub name is returned unchanged when the hub answers (even with "no such model": transformers
+    says so). When it does not answer, or ``HF_HUB_OFFLINE`` is set, the name's folder in the cache
+    (``HF_HUB_CACHE``) is returned if the model was downloaded before.
+
+    Raises:
+        FileNotFoundError: At once, for a hub name that is not cached while the hub is unreachable,
+            naming the name tried and the hub; and as :func:`resolve` does.
+    """
+    name = resolve(name_or_path)
+    if Path(name).exists():
+        return name
+    if hub_constants.is_offline_mode():
+        why = "offline mode is on (HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE)"
+    else:
+        try:
+            huggingface_hub.HfApi(endpoint=hub_constants.ENDPOINT).model_info(
+                name, timeout=hub_constants.HF_HUB_ETAG_TIMEOUT)
+            return name
+        except HFValidationError:
+            raise FileNotFoundError(f"{name!r} is neither a local folder nor a hub name (owner/name); pass an "
+                                    "existing folder written by save_pretrained, a hub name, or an embedded name "
+                                    "such as 'textgym/tiny-lm'") from None
+        except HfHubHTTPError:
+            return name  # the hub answered: transformers reports a missing, gated or private model in its words
+        except Exception as err:  # no connection, a timeout, a proxy refusing: the hub is out of reach
+            why = f"the hub at {hub_constants.ENDPOINT} is unreachable ({type(err).__name__}: {err})"
+    try:
+        return huggingface_hub.snapshot_download(name, local_files_only=True)
+    except (FileNotFoundError, HFValidationError):
+        raise FileNotFoundError(
+            f"cannot load {name!r}: it is not a local folder, {why}, and it is not in the Hugging Face cache "
+            f"({hub_constants.HF_HUB_CACHE}); pass a local folder written by save_pretrained or an embedded name "
+            "such as 'textgym/tiny-lm', or download the model once while online") from None
+
+
+def read_json(path: Path) -> dict:
+    """A JSON object from ``path``; a file that is not one is an error naming it.
+
+    Raises:
+        ValueError: For a file that is not JSON, or JSON that is not an object.
+    """
+    try:
+        value = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path} is not valid JSON ({err}): the file is damaged or was cut short; copy it again, "
+                         "or save the model again with save_pretrained") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{path} holds a JSON {type(value).__name__}, not the object save_pretrained writes; "
+                         "copy it again, or save the model again")
+    return value
+
+
+#: The weight files ``save_pretrained`` writes, in the order transformers looks for them: (safetensors, pickled).
+WEIGHT_FILES = (("model.safetensors", "model.safetensors.index.json"),
+                ("pytorch_model.bin", "pytorch_model.bin.index.json"))
+
+
+def check_model_folder(folder: str | Path, *, use_safetensors: bool = True) -> None:
+    """Check that a local model folder holds a readable ``config.json`` and whole weights; no-op for a hub name.
+
+    Safetensors files are checked by reading their header (cheap: the weights stay on disk), which
+    finds a file cut short or one that is not safetensors at all. Sharded weights are checked shard
+    by shard, as their index names them.
+
+    Raises:
+        FileNotFoundError: For a missing ``config.json`` or missing weights (the message names the file).
+        ValueError: For a ``config.json`` that is not JSON or names no ``model_type``, damaged weights, or
+            only pickled weights while ``use_safetensors`` is on.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return
+    config = folder / "config.json"
+    if not config.is_file():
+        raise FileNotFoundError(f"{config} is missing: {folder} is not a whole model folder (save_pretrained writes "
+                                "config.json beside the weights); copy the whole folder, or save the model again")
+    if "model_type" not in read_json(config):
+        raise ValueError(f"{config} names no model_type, so transformers cannot tell the architecture; copy it "
+                         "again, or save the model again with save_pretrained")
+    safetensors, pickled = ([f for f in files if (folder / f).is_file()] for files in WEIGHT_FILES)
+    if not safetensors:
+        if pickled and not use_safetensors:
+            return
+        if pickled:
+            raise ValueError(f"{folder} holds pickled weights ({pickled[0]}) and no model.safetensors; pickled "
+                             "weights can run code when loaded, so textgym refuses them: load with "
+                             "use_safetensors=False if you trust the file, or save the model again as safetensors")
+        raise FileNotFoundError(f"{folder / 'model.safetensors'} is missing: {folder} holds a config.json but no "
+                                "weights; copy the whole folder, or save the model again with save_pretrained")
+    if safetensors[0].endswith(".index.json"):
+        shards = sorted(set(read_json(folder / safetensors[0]).get("weight_map", {}).values()))
+    else:
+        shards = [safetensors[0]]
+    for shard in shards:
+        _check_safetensors(folder / shard)
+
+
+def _check_safetensors(path: Path) -> None:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing (the weights' index names it); copy the whole folder, or save "
+                                "the model again")
+    try:
+        with safe_open(str(path), framework="pt"):
+            pass
+    except SafetensorError as err:
+        raise ValueError(f"{path} is damaged ({err}): it is not a whole safetensors file (a copy or download cut "
+                         "short?); copy it again, or save the model again with save_pretrained") from None
 
 
 @contextlib.contextmanager
@@ -126,11 +249,12 @@ def load_causal_lm(
         trainable: For an adapter folder, load its adapters trainable (to resume training); the base
             stays frozen.
     """
-    folder = resolve(name_or_path)
+    folder = locate(name_or_path)
     adapter = Path(folder) / "adapter_config.json"
     if adapter.is_file():
         return _load_adapters(Path(folder), trust_remote_code=trust_remote_code, dtype=dtype, device_map=device_map,
                               trainable=trainable)
+    check_model_folder(folder, use_safetensors=use_safetensors)
     with no_progress_bars():
         model = AutoModelForCausalLM.from_pretrained(
             folder, trust_remote_code=trust_remote_code, use_safetensors=use_safetensors, dtype=as_dtype(dtype),
@@ -145,7 +269,16 @@ def _load_adapters(folder: Path, **kwargs: Any) -> PreTrainedModel:
         from peft import PeftModel
     except ModuleNotFoundError:
         raise ModuleNotFoundError(f"{folder} holds LoRA adapters: install peft (pip install 'textgym[peft]')") from None
-    base_name = json.loads((folder / "adapter_config.json").read_text())["base_model_name_or_path"]
+    base_name = read_json(folder / "adapter_config.json").get("base_model_name_or_path")
+    if not isinstance(base_name, str):
+        raise ValueError(f"{folder / 'adapter_config.json'} names no base_model_name_or_path, the model the adapters "
+                         "belong to; copy it again, or save the adapters again with save_pretrained")
+    weights = folder / "adapter_model.safetensors"
+    if not weights.is_file() and not (folder / "adapter_model.bin").is_file():
+        raise FileNotFoundError(f"{weights} is missing: {folder} holds an adapter_config.json but no adapter "
+                                "weights; copy the whole folder, or save the adapters again")
+    if weights.is_file():
+        _check_safetensors(weights)
     trainable = kwargs.pop("trainable")
     beside = folder / base_name  # a base recorded relative to the adapters' folder travels with it
     base = load_causal_lm(beside if base_name.startswith(".") and beside.is_dir() else base_name, **kwargs)
@@ -159,9 +292,11 @@ def load_classifier(
     dtype: str | torch.dtype | None = None, device_map: Any = None,
 ) -> PreTrainedModel:
     """Load a sequence classifier in eval mode (embedded name, hub name or local folder)."""
+    folder = locate(name_or_path)
+    check_model_folder(folder, use_safetensors=use_safetensors)
     with no_progress_bars():
         model = AutoModelForSequenceClassification.from_pretrained(
-            resolve(name_or_path), trust_remote_code=trust_remote_code, use_safetensors=use_safetensors,
+            folder, trust_remote_code=trust_remote_code, use_safetensors=use_safetensors,
             dtype=as_dtype(dtype), device_map=device_map,
         )
     model.name_or_path = str(name_or_path)
@@ -174,12 +309,21 @@ GENERIC_TOKENIZERS = ("TokenizersBackend", "PreTrainedTokenizerFast")
 
 def load_tokenizer(name_or_path: str | Path, *, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
     """Load the tokenizer saved with a model (embedded name, hub name or local folder)."""
-    folder = resolve(name_or_path)
+    folder = locate(name_or_path)
     adapter = Path(folder) / "adapter_config.json"
     if adapter.is_file() and not (Path(folder) / "tokenizer_config.json").is_file():
-        folder = resolve(json.loads(adapter.read_text())["base_model_name_or_path"])
+        folder = locate(read_json(adapter)["base_model_name_or_path"])
     config = Path(folder) / "tokenizer_config.json"
-    saved_class = json.loads(config.read_text()).get("tokenizer_class") if config.is_file() else None
+    saved_class = read_json(config).get("tokenizer_class") if config.is_file() else None
+    try:
+        return _load_tokenizer(folder, saved_class, trust_remote_code)
+    except Exception:
+        if (Path(folder) / "tokenizer.json").is_file():
+            read_json(Path(folder) / "tokenizer.json")  # a damaged file is named, not a parse error deep in tokenizers
+        raise
+
+
+def _load_tokenizer(folder: str, saved_class: str | None, trust_remote_code: bool) -> PreTrainedTokenizerBase:
     if saved_class in GENERIC_TOKENIZERS and (Path(folder) / "tokenizer.json").is_file():
         # A tokenizer saved as a plain tokenizers pipeline (a word-level one, say) loads as saved: transformers
         # would otherwise pick the class of the model's type and rebuild its own pre-tokenizer around the vocabulary.

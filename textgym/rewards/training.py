@@ -25,12 +25,13 @@ from transformers import (
 )
 
 from textgym.models import (
+    check_model_folder,
     disable_dropout,
     load_tokenizer,
+    locate,
     model_device,
     no_progress_bars,
     quiet_transformers,
-    resolve,
 )
 from textgym.rewards.classifier import POOLINGS, answer_starts, pooled_rewards, reward_pooling
 
@@ -148,8 +149,10 @@ def train_reward_model(train: datasets.Dataset, test: datasets.Dataset, cfg: Rew
                              "completions make no pair; rank some completions above others")
     torch.manual_seed(cfg.seed)
     tokenizer = load_tokenizer(cfg.base_model)
+    folder = locate(cfg.base_model)
+    check_model_folder(folder, use_safetensors=False)
     with no_progress_bars(), quiet_transformers():  # the new scalar head is expected to be missing
-        model = AutoModelForSequenceClassification.from_pretrained(resolve(cfg.base_model), num_labels=1,
+        model = AutoModelForSequenceClassification.from_pretrained(folder, num_labels=1,
                                                                    trust_remote_code=False)
     model.config.pad_token_id = tokenizer.pad_token_id
     model.config.reward_pooling = cfg.pooling
