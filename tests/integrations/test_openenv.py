@@ -206,6 +206,15 @@ def test_serve_refuses_an_unknown_id_and_bad_kwargs(capsys):
     assert "does not take the keyword arguments" in capsys.readouterr().err
 
 
+def test_serve_without_the_extra_says_what_to_install(monkeypatch, capsys):
+    """Without OpenEnv installed, ``textgym serve`` exits 2 naming the extra to install."""
+    for name in [m for m in sys.modules if m == "openenv" or m.startswith("openenv.")]:
+        monkeypatch.setitem(sys.modules, name, None)
+    monkeypatch.delitem(sys.modules, "textgym.integrations.openenv")
+    assert main(["serve", "textgym/TicTacToe-v0"]) == 2
+    assert "pip install 'textgym[openenv]'" in capsys.readouterr().err
+
+
 # ------------------------------------------------------------------------------------ over the wire
 @pytest.mark.slow
 @pytest.mark.parametrize("which", ["board", "text"])
