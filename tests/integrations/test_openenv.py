@@ -13,7 +13,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import gymnasium as gym
@@ -30,6 +29,7 @@ from textgym.integrations.openenv import (  # noqa: E402
     OpenEnvGymEnv,
     TextgymAction,
     TextgymEnvironment,
+    open_url,
     space_from_json,
     space_to_json,
 )
@@ -47,7 +47,7 @@ def free_port() -> int:
 
 def get_json(url: str) -> dict:
     """GET ``url`` (loopback) as JSON, with a timeout."""
-    with urllib.request.urlopen(url, timeout=10) as answer:
+    with open_url(url, timeout=10) as answer:
         return json.loads(answer.read())
 
 
@@ -112,10 +112,18 @@ def board_server():
     server.stop()
 
 
+#: The text server's env: TextTicTacToe-v0 with a KL coefficient other than its default (0.05).
+TEXT_KWARGS = {"kl_coef": 0.1}
+
+
 @pytest.fixture(scope="module")
 def text_server():
-    """``textgym/TextTicTacToe-v0`` (a multi-turn text env: a reference LM, KL terms, the env's own tokens)."""
-    server = Server("textgym/TextTicTacToe-v0", "--max-sessions", "2")
+    """``textgym/TextTicTacToe-v0`` (a multi-turn text env: a reference LM, KL terms, the env's own tokens).
+
+    Served with ``TEXT_KWARGS`` and a 64 KiB message limit (both options at values other than their defaults).
+    """
+    server = Server("textgym/TextTicTacToe-v0", "--max-sessions", "2", "--env-kwargs", json.dumps(TEXT_KWARGS),
+                    "--max-message-bytes", str(64 << 10))
     yield server
     server.stop()
 
@@ -127,9 +135,9 @@ def choose(rng: np.random.Generator, info: dict, n: int) -> int:
     return int(rng.choice(allowed))
 
 
-def local_episode(env_id: str, seed: int) -> list[tuple]:
+def local_episode(env_id: str, seed: int, **kwargs) -> list[tuple]:
     """(observation, reward, terminated, truncated, info) of each step of a seeded episode, in process."""
-    env = gym.make(env_id)
+    env = gym.make(env_id, **kwargs)
     rng = np.random.default_rng(seed)
     obs, info = env.reset(seed=seed)
     steps, done = [(obs, None, False, False, info)], False
@@ -204,6 +212,12 @@ def test_serve_refuses_an_unknown_id_and_bad_kwargs(capsys):
     assert "--env-kwargs must be a JSON object" in capsys.readouterr().err
     assert main(["serve", "textgym/TicTacToe-v0", "--env-kwargs", '{"colour": "red"}']) == 2
     assert "does not take the keyword arguments" in capsys.readouterr().err
+    assert main(["serve", "textgym/TicTacToe-v0", "--max-sessions", "0"]) == 2
+    assert "max_sessions must be a whole number >= 1" in capsys.readouterr().err
+    assert main(["serve", "textgym/TicTacToe-v0", "--max-message-bytes", "10"]) == 2
+    assert "max_message_bytes must be a whole number >= 1024" in capsys.readouterr().err
+    assert main(["serve", "textgym/TicTacToe-v0", "--port", "70000"]) == 2
+    assert "port must be a whole number 0-65535" in capsys.readouterr().err
 
 
 def test_serve_without_the_extra_says_what_to_install(monkeypatch, capsys):
@@ -222,9 +236,10 @@ def test_the_same_seed_gives_the_same_episode_as_in_process(which, request):
     """Observations, rewards, end flags and every info key (KL terms, masks, per-turn rewards) match exactly."""
     server = request.getfixturevalue(f"{which}_server")
     env_id = {"board": "textgym/TicTacToe-v0", "text": "textgym/TextTicTacToe-v0"}[which]
+    kwargs = TEXT_KWARGS if which == "text" else {}
     n = gym.make(env_id).action_space.n
     for seed in (0, 7):
-        local = local_episode(env_id, seed)
+        local = local_episode(env_id, seed, **kwargs)
         rng = np.random.default_rng(seed)
         with GenericEnvClient(base_url=server.url).sync() as client:
             result = client.reset(seed=seed)
@@ -305,6 +320,25 @@ def test_bad_input_over_the_wire_gets_a_clear_error_and_the_server_keeps_serving
 
 
 @pytest.mark.slow
+def test_a_lower_message_limit_closes_only_the_oversized_connection(text_server):
+    """Served with ``--max-message-bytes 65536``: a 100 kB step closes its connection (1009), a 60 kB one is read."""
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    ws_url = text_server.url.replace("http://", "ws://") + "/ws"
+    with connect(ws_url, open_timeout=10, close_timeout=5) as ws:
+        ws.send(json.dumps({"type": "reset", "data": {"seed": 0}}))
+        assert json.loads(ws.recv(timeout=30))["type"] == "observation"
+        ws.send(json.dumps({"type": "step", "data": {"action": 0, "pad": "x" * (60 << 10)}}))
+        assert "unknown action field(s) ['pad']" in json.loads(ws.recv(timeout=30))["data"]["message"]
+        ws.send(json.dumps({"type": "step", "data": {"action": 0, "pad": "x" * 100_000}}))
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=10)
+        assert closed.value.rcvd.code == 1009
+    assert text_server.wait_sessions(0) == 0
+
+
+@pytest.mark.slow
 def test_a_killed_client_leaves_no_session(board_server):
     """A client process killed mid-episode (SIGKILL): the server closes its session within seconds."""
     code = ("import sys, time\nfrom openenv.core import GenericEnvClient\n"
@@ -333,7 +367,7 @@ def test_a_gymnasium_env_stepping_the_server_equals_the_env_in_process(which, re
     """OpenEnvGymEnv rebuilds the spaces, observations (dtypes too), rewards and info of the in-process env."""
     server = request.getfixturevalue(f"{which}_server")
     env_id = {"board": "textgym/TicTacToe-v0", "text": "textgym/TextTicTacToe-v0"}[which]
-    local = gym.make(env_id)
+    local = gym.make(env_id, **(TEXT_KWARGS if which == "text" else {}))
     remote = OpenEnvGymEnv(server.url)
     assert (remote.observation_space, remote.action_space) == (local.observation_space, local.action_space)
     for seed in (3, 4):

@@ -309,8 +309,6 @@ def _serve_parser(sub) -> None:
                                                       "(default: 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="TCP port (default: 8000)")
     p.add_argument("--max-sessions", type=int, default=4, help="sessions open at once (default: 4)")
-    p.add_argument("--session-timeout", type=float, default=None,
-                   help="seconds before an idle detached session is closed (default: never)")
     p.add_argument("--max-message-bytes", type=int, default=1 << 20,
                    help="largest WebSocket message read; a bigger one closes its connection (default: 1048576)")
 
@@ -330,7 +328,7 @@ def serve(args: argparse.Namespace) -> int:
         raise ValueError(f"--env-kwargs must be a JSON object, got {args.env_kwargs!r} ({err})") from None
     if not isinstance(env_kwargs, dict):
         raise ValueError(f"--env-kwargs must be a JSON object, got {args.env_kwargs!r}")
-    app = make_app(args.env_id, env_kwargs, max_sessions=args.max_sessions, session_timeout=args.session_timeout)
+    app = make_app(args.env_id, env_kwargs, max_sessions=args.max_sessions)
     print(f"serving {args.env_id} on ws://{args.host}:{args.port}/ws (OpenEnv); Ctrl-C stops", file=sys.stderr,
           flush=True)
     run_app(app, host=args.host, port=args.port, max_message_bytes=args.max_message_bytes)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import math
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from typing import Any
@@ -236,8 +237,7 @@ def check_action(action: TextgymAction, space: spaces.Discrete) -> int:
     return value
 
 
-def make_app(env_id: str, env_kwargs: dict | None = None, *, max_sessions: int = 4,
-             session_timeout: float | None = None) -> FastAPI:
+def make_app(env_id: str, env_kwargs: dict | None = None, *, max_sessions: int = 4) -> FastAPI:
     """OpenEnv's FastAPI app serving ``env_id``: one env per WebSocket session (``/ws``), at most ``max_sessions``.
 
     The env is built once here, so an unknown id or bad keyword arguments fail now, not per session.
@@ -245,9 +245,9 @@ def make_app(env_id: str, env_kwargs: dict | None = None, *, max_sessions: int =
     Args:
         env_id: a registered Gymnasium id.
         env_kwargs: keyword arguments of ``gymnasium.make``.
-        max_sessions: sessions open at once; one more is refused with OpenEnv's ``CAPACITY_REACHED``.
-        session_timeout: seconds after which OpenEnv closes an idle session not attached to a socket
-            (``None``: never).
+        max_sessions: sessions open at once; one more is refused with OpenEnv's ``CAPACITY_REACHED``. A
+            session ends with its WebSocket: a client that closes, dies or stops answering pings
+            (20 s) frees it.
     """
     from openenv.core.env_server.types import ConcurrencyConfig
 
@@ -262,7 +262,7 @@ def make_app(env_id: str, env_kwargs: dict | None = None, *, max_sessions: int =
     def factory() -> TextgymEnvironment:
         return TextgymEnvironment(env_id, kwargs)
 
-    config = ConcurrencyConfig(max_concurrent_envs=max_sessions, session_timeout=session_timeout)
+    config = ConcurrencyConfig(max_concurrent_envs=max_sessions)
     server = HTTPEnvServer(factory, TextgymAction, TextgymObservation, concurrency_config=config,
                            state_cls=TextgymState)
     app = FastAPI(title=f"textgym {env_id} (OpenEnv)")
@@ -273,8 +273,7 @@ def make_app(env_id: str, env_kwargs: dict | None = None, *, max_sessions: int =
 
 
 def serve(env_id: str, env_kwargs: dict | None = None, *, host: str = "127.0.0.1", port: int = 8000,
-          max_sessions: int = 4, session_timeout: float | None = None, max_message_bytes: int = MAX_MESSAGE_BYTES,
-          log_level: str = "warning") -> None:
+          max_sessions: int = 4, max_message_bytes: int = MAX_MESSAGE_BYTES, log_level: str = "warning") -> None:
     """Serve ``env_id`` over OpenEnv's protocol until stopped (uvicorn; Ctrl-C or SIGTERM stops it).
 
     Args:
@@ -283,11 +282,10 @@ def serve(env_id: str, env_kwargs: dict | None = None, *, host: str = "127.0.0.1
         host: the address to bind (``127.0.0.1``: this machine only; ``0.0.0.0``: every interface).
         port: the TCP port.
         max_sessions: sessions open at once (see :func:`make_app`).
-        session_timeout: idle seconds before OpenEnv closes a detached session (see :func:`make_app`).
         max_message_bytes: the largest WebSocket message read; a bigger one closes its connection (1009).
         log_level: uvicorn's log level.
     """
-    app = make_app(env_id, env_kwargs, max_sessions=max_sessions, session_timeout=session_timeout)
+    app = make_app(env_id, env_kwargs, max_sessions=max_sessions)
     run_app(app, host=host, port=port, max_message_bytes=max_message_bytes, log_level=log_level)
 
 
@@ -303,6 +301,13 @@ def run_app(app: FastAPI, *, host: str = "127.0.0.1", port: int = 8000, max_mess
 
 
 # ------------------------------------------------------------------------------------------- client
+def open_url(url: str, timeout: float) -> Any:
+    """``urlopen(url)``, bypassing any HTTP proxy for a loopback host (as OpenEnv's client does)."""
+    host = urllib.parse.urlsplit(url).hostname or ""
+    handlers = [urllib.request.ProxyHandler({})] if host in ("127.0.0.1", "localhost", "::1") else []
+    return urllib.request.build_opener(*handlers).open(url, timeout=timeout)
+
+
 def _info_from_json(info: dict) -> dict:
     """``info`` with lists of numbers back as numpy arrays (``action_mask`` as int8, as textgym envs give it)."""
     out = {}
@@ -380,7 +385,7 @@ class OpenEnvGymEnv(gym.Env):
     def _served_spaces(self, timeout: float) -> dict:
         url = self.base_url.replace("ws://", "http://", 1).replace("wss://", "https://", 1) + "/spaces"
         try:
-            with urllib.request.urlopen(url, timeout=timeout) as answer:  # noqa: S310 - http(s) checked above
+            with open_url(url, timeout) as answer:
                 return json.loads(answer.read())
         except (urllib.error.URLError, OSError, ValueError) as err:
             raise ValueError(f"could not read the spaces from {url} ({err}); a server other than `textgym serve` "
