@@ -205,7 +205,10 @@ def test_the_environment_refuses_bad_input_by_name():
 
 
 def test_serve_refuses_an_unknown_id_and_bad_kwargs(capsys):
-    """``textgym serve`` exits 2 naming the unknown id (and the ids it knows), or the bad keyword arguments."""
+    """``textgym serve`` has help; it exits 2 naming an unknown id (and the ids it knows), or a bad option value."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["serve", "--help"])
+    assert exit_info.value.code == 0 and "usage: textgym serve" in capsys.readouterr().out
     assert main(["serve", "textgym/Nope-v0"]) == 2
     assert "unknown env id 'textgym/Nope-v0'" in capsys.readouterr().err
     assert main(["serve", "textgym/TicTacToe-v0", "--env-kwargs", "[1]"]) == 2
