@@ -7,7 +7,8 @@ trains any causal LM on any text env and reward with any agent (:mod:`textgym.ap
 ``textgym label`` collects rankings from a person (terminal or web page) or a judge
 (:mod:`textgym.app.feedback`); ``textgym loop`` runs RLHF as a loop of feedback rounds
 (:mod:`textgym.app.loop`); ``textgym personalize`` trains a reward model and LoRA adapters per
-simulated user on one shared base (:mod:`textgym.app.personalize`).
+simulated user on one shared base (:mod:`textgym.app.personalize`); ``textgym serve`` serves any
+registered env over OpenEnv's protocol (:mod:`textgym.integrations.openenv`, the ``openenv`` extra).
 
 Parsing imports nothing heavy: ``--help`` and argument errors answer at once; each subcommand
 imports what it needs when it runs.
@@ -296,16 +297,54 @@ def personalize(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------------------------- serve
+def _serve_parser(sub) -> None:
+    p = sub.add_parser("serve", help="serve a registered env over OpenEnv's protocol (pip install 'textgym[openenv]')",
+                       description="Serves ENV_ID (any registered Gymnasium id) with OpenEnv's server: one env per "
+                                   "WebSocket session at ws://HOST:PORT/ws; OpenEnv's clients (and "
+                                   "textgym.integrations.openenv.OpenEnvGymEnv) step it. Ctrl-C stops it.")
+    p.add_argument("env_id", help="a registered env id, e.g. textgym/TicTacToe-v0")
+    p.add_argument("--env-kwargs", default="{}", help="JSON object of gymnasium.make keyword arguments (default: {})")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind; 0.0.0.0 serves every interface "
+                                                      "(default: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="TCP port (default: 8000)")
+    p.add_argument("--max-sessions", type=int, default=4, help="sessions open at once (default: 4)")
+    p.add_argument("--max-message-bytes", type=int, default=1 << 20,
+                   help="largest WebSocket message read; a bigger one closes its connection (default: 1048576)")
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Run ``textgym serve``."""
+    import json
+
+    try:
+        from textgym.integrations.openenv import make_app, run_app
+    except ImportError as err:
+        print(f"textgym serve: error: {err}", file=sys.stderr)
+        return 2
+    try:
+        env_kwargs = json.loads(args.env_kwargs)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"--env-kwargs must be a JSON object, got {args.env_kwargs!r} ({err})") from None
+    if not isinstance(env_kwargs, dict):
+        raise ValueError(f"--env-kwargs must be a JSON object, got {args.env_kwargs!r}")
+    app = make_app(args.env_id, env_kwargs, max_sessions=args.max_sessions)
+    print(f"serving {args.env_id} on ws://{args.host}:{args.port}/ws (OpenEnv); Ctrl-C stops", file=sys.stderr,
+          flush=True)
+    run_app(app, host=args.host, port=args.port, max_message_bytes=args.max_message_bytes)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``textgym`` command."""
     parser = argparse.ArgumentParser(prog="textgym", description="Text generation as an RL environment, and RLHF.")
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (_demo_parser, _train_parser, _eval_parser, _bench_parser, _label_parser, _loop_parser,
-                _personalize_parser):
+                _personalize_parser, _serve_parser):
         add(sub)
     args = parser.parse_args(argv)
     commands = {"demo": demo, "train": train, "eval": evaluate, "bench": bench, "label": label, "loop": loop,
-                "personalize": personalize}
+                "personalize": personalize, "serve": serve}
     try:
         return commands[args.command](args)
     except KeyboardInterrupt:
