@@ -142,3 +142,18 @@ def test_actions_that_are_not_a_turn_are_refused(env_kwargs, tokenizer):
             env.step(bad)
     with pytest.raises(TypeError, match="TurnLevel wraps a textgym text environment"):
         TurnLevel(gym.make("textgym/TicTacToe-v0"))
+
+
+def test_episode_scoring_pays_at_the_end_and_has_no_per_token_ref_logprobs(env_kwargs, tokenizer):
+    """With ref_scoring="episode" the turn's reward is the episode's return, and the KL terms are in the final info."""
+    kwargs = {**env_kwargs, "kl_coef": 0.1}
+    ids = tokenizer("w3 w8 w5 w3 w1 w2", add_special_tokens=False)["input_ids"]
+    step_env = TurnLevel(gym.make("textgym/TextGeneration-v0", **kwargs))
+    episode_env = TurnLevel(gym.make("textgym/TextGeneration-v0", ref_scoring="episode", **kwargs))
+    step_env.reset(seed=1)
+    episode_env.reset(seed=1)
+    _, step_return, *_, step_info = step_env.step(ids)
+    _, episode_return, *_, episode_info = episode_env.step(ids)
+    assert "action_ref_logprobs" not in episode_info and episode_info["action_rewards"][:-1].tolist() == [0.0] * 5
+    assert episode_return == pytest.approx(step_return, abs=1e-5)
+    np.testing.assert_allclose(episode_info["ref_logprobs"], step_info["action_ref_logprobs"], atol=1e-5)

@@ -208,6 +208,26 @@ def test_bad_arguments_are_refused_clearly(tmp_path):
         TextgymRollout("textgym/Sentiment-v0")([[{"role": "user", "content": "The movie"}]] * 2, trainer)
 
 
+def test_the_seed_fixes_the_rollouts(tmp_path):
+    """The same seed plays the same episodes; another seed other ones; None takes the trainer's args.seed."""
+    def tokens(**seed):
+        return refusal(tmp_path, TextgymRollout("textgym/Sentiment-v0", max_new_tokens=6, **seed))["completion_ids"]
+
+    assert tokens(seed=5) == tokens(seed=5) != tokens(seed=6)
+    assert tokens() == tokens(seed=0)  # config() sets args.seed=0
+
+
+def test_prompt_dataset_holds_a_tasks_prompts():
+    """Each split's prompts, repeated; a bad repeat is refused."""
+    from textgym.tasks import get_task
+
+    assert prompt_dataset("sentiment", split="test")["prompt"] == get_task("sentiment").prompts("test")
+    assert prompt_dataset("tictactoe", repeat=3)["prompt"] == ["", "", ""]
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match="repeat"):
+            prompt_dataset("tictactoe", repeat=bad)
+
+
 def test_only_the_integration_imports_trl():
     """TRL is an optional extra: no module of textgym or agents but textgym/integrations/trl.py imports it."""
     for file in [*sorted((ROOT / "textgym").rglob("*.py")), *sorted((ROOT / "agents").rglob("*.py"))]:

@@ -37,7 +37,8 @@ and, as extra fields that TRL hands to every reward function as keyword argument
 - ``ref_logprobs`` (list of floats, one per completion token): the environment's
   ``log pi_ref(a_t | s_t)``, 0 on the environment's tokens.
 - ``kl`` (float): ``sum_t log pi(a_t | s_t) - log pi_ref(a_t | s_t)`` over the agent's tokens, the
-  sampled estimate of ``KL(pi || pi_ref)``.
+  sampled estimate of ``KL(pi || pi_ref)`` (the reference's log-probs are at temperature 1, so this
+  compares like with like at the trainer's ``temperature=1.0`` only).
 - ``env_return`` (float): the environment's return, the sum of its step rewards:
   ``score + kl_coef * sum(ref_logprobs)``.
 - ``objective`` (float): ``env_return - kl_coef * sum(logprobs)`` = ``score - kl_coef * kl``: the
