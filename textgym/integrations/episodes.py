@@ -11,6 +11,7 @@ and appended to the cache, never re-encoding the context.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -70,6 +71,8 @@ def play_episodes(envs, model: PreTrainedModel, prompts: Sequence[str], *, seed:
     """
     if len(prompts) != envs.num_envs:
         raise ValueError(f"got {len(prompts)} prompts for {envs.num_envs} env slots: pass one prompt per slot")
+    if isinstance(temperature, bool) or not isinstance(temperature, int | float) or not 0 < temperature < math.inf:
+        raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
     if not all(isinstance(p, str) for p in prompts):
         raise TypeError("prompts must be texts (str); a textgym env encodes each prompt itself")
     obs, info = envs.reset(seed=seed, options={"prompt": list(prompts)})
