@@ -96,11 +96,15 @@ def _play(envs, model: PreTrainedModel, obs: dict, info: dict, temperature: floa
     rewards = [[] for _ in range(num)]
     known = np.array([len(c) for c in contexts])  # tokens of each slot's context the cache holds
     episodes: list[Episode | None] = [None] * num
+    mask, blocked = None, None  # the last action mask seen, and its (N, A) additive form on the device: 0 or -inf
     while any(e is None for e in episodes):
         scaled = logits[:, :num_actions].float() / temperature  # (N, A)
         if "action_mask" in info:
-            allowed = torch.as_tensor(np.asarray(info["action_mask"]), device=scaled.device)
-            scaled = scaled.masked_fill(allowed == 0, float("-inf"))
+            if mask is None or not np.array_equal(info["action_mask"], mask):  # a static mask: built once
+                mask = np.array(info["action_mask"])
+                blocked = torch.zeros(mask.shape, device=scaled.device).masked_fill_(
+                    torch.as_tensor(mask == 0, device=scaled.device), float("-inf"))
+            scaled = scaled + blocked
         actions = sample_tokens(scaled, generator)  # (N,)
         chosen = torch.log_softmax(scaled, -1).gather(1, actions[:, None]).squeeze(1)
         host = torch.stack([actions.double(), chosen.double()]).cpu().numpy()  # (2, N): one transfer

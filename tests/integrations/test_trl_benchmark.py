@@ -1,0 +1,35 @@
+"""benchmarks/trl_rollout.py runs end to end in its smallest configuration and writes its figures."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("trl")
+
+ROOT = Path(__file__).parent.parent.parent
+
+
+@pytest.mark.slow
+def test_the_trl_rollout_benchmark_runs_quick(tmp_path):
+    """``--quick``: both sides train on the kit model, in turns, with equal completions; the JSON has the ratio."""
+    out = tmp_path / "trl_rollout.json"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    run = subprocess.run([sys.executable, "benchmarks/trl_rollout.py", "--quick", "--output", str(out)], cwd=ROOT,
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads(out.read_text())
+    (row,) = result["rows"]
+    assert row["model"] == "kit" and row["parameters"] > 0
+    assert len(row["step_seconds"]["textgym"]) == len(row["step_seconds"]["trl"]) == result["config"]["steps"]
+    speed = row["steps_per_s"]
+    assert speed["textgym"] > 0 and speed["trl"] > 0
+    assert row["ratio"] == pytest.approx(speed["textgym"] / speed["trl"])
+    assert len(row["round_ratios"]) == result["config"]["rounds"] == 1
+    assert set(result["machine"]["cpu_flags"]) >= {"avx2", "avx512_bf16", "amx_tile"}
+    assert "textgym/trl" in run.stdout and f"{row['ratio']:.2f}" in run.stdout
