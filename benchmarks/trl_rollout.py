@@ -17,11 +17,14 @@ on both sides: EOS is the only token either side may not sample (TRL: ``min_new_
 compute the reference log-probs of every token and the classifier's score of every completion.
 Both trainers take the same GRPO step (one optimiser step per generation, dropout off).
 
-The two sides alternate in one run (``rounds`` times, the order swapped each round), each a fresh
-trainer timing ``steps`` steps after one warm-up step (the period between consecutive step ends);
-steps/s is 1 / the median period. Reported per model: both sides' steps/s, the ratio textgym / TRL
-(of the medians over every round's periods) and each round's ratio (the spread), and the CPU's
-name and instruction-set flags. Writes ``benchmarks/results/trl_rollout.json``.
+The two sides take turns a step at a time in one process (each trainer's ``train()`` in its own
+thread, only one running at once), so the machine's load falls on both alike. ``rounds`` rounds of
+fresh trainers (the first mover swapped each round) each time ``steps`` steps per side after one
+warm-up step; a round's ratio textgym / TRL is the ratio of its steps/s (1 / the median step time).
+Reported per model: both sides' steps/s over every round, the ratio (the median of the rounds'
+ratios: the load may change between rounds, while within a round the sides share it step by step)
+and its spread (the lowest and the highest round's ratio),
+and the CPU's name and instruction-set flags. Writes ``benchmarks/results/trl_rollout.json``.
 
     python benchmarks/trl_rollout.py            # the kit model and a random 4x256 GPT-2
     python benchmarks/trl_rollout.py --quick    # one round of two steps on the kit model (smoke run)
@@ -74,7 +77,7 @@ class Config:
     """The environment's reference scoring: ``episode`` (one teacher-forced pass, as TRL) or ``step``."""
     rounds: int = 3
     """Alternations of the two sides."""
-    steps: int = 4
+    steps: int = 6
     """Timed steps per side per round (after one warm-up step)."""
     threads: int = 1
     """torch threads."""
@@ -243,7 +246,7 @@ def run_model(cfg: Config, size: str, folder: Path) -> dict:
     speed = {side: 1 / statistics.median(values) for side, values in periods.items()}
     return {"model": size, "layers": model.config.n_layer, "width": model.config.n_embd,
             "parameters": sum(p.numel() for p in model.parameters()), "steps_per_s": speed,
-            "ratio": speed["textgym"] / speed["trl"], "round_ratios": round_ratios,
+            "ratio": statistics.median(round_ratios), "round_ratios": round_ratios,
             "ratio_spread": [min(round_ratios), max(round_ratios)], "step_seconds": periods}
 
 

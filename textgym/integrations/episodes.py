@@ -109,12 +109,14 @@ def _play(envs, model: PreTrainedModel, obs: dict, info: dict, temperature: floa
         chosen = torch.log_softmax(scaled, -1).gather(1, actions[:, None]).squeeze(1)
         host = torch.stack([actions.double(), chosen.double()]).cpu().numpy()  # (2, N): one transfer
         obs, step_rewards, terminated, truncated, info = envs.step(host[0].astype(np.int64))
+        chosen_ids, chosen_logprobs, paid = host[0].astype(np.int64).tolist(), host[1].tolist(), step_rewards.tolist()
+        ended = (terminated | truncated).tolist()
         running = [s for s in range(num) if episodes[s] is None]
         for slot in running:
-            tokens[slot].append(int(host[0, slot]))
-            logprobs[slot].append(float(host[1, slot]))
-            rewards[slot].append(float(step_rewards[slot]))
-            if terminated[slot] or truncated[slot]:
+            tokens[slot].append(chosen_ids[slot])
+            logprobs[slot].append(chosen_logprobs[slot])
+            rewards[slot].append(float(paid[slot]))
+            if ended[slot]:
                 final = {key: _row(value, slot) for key, value in info["final_info"].items()
                          if not key.startswith("_")}
                 episodes[slot] = _episode(contexts[slot], tokens[slot], logprobs[slot], rewards[slot],
@@ -122,9 +124,10 @@ def _play(envs, model: PreTrainedModel, obs: dict, info: dict, temperature: floa
         if all(e is not None for e in episodes):
             break
         logits = cache.step(actions)
-        now = _contexts(obs)
-        written = [s for s in running if episodes[s] is None and len(now[s]) > known[s] + 1]
+        lengths = obs["attention_mask"].sum(1)  # (N,) each slot's context length
+        written = [s for s in running if episodes[s] is None and lengths[s] > known[s] + 1]
         if written:  # the environment's turn, after the agent's token: state, appended to the cache
+            now = _contexts(obs)
             extra = [now[s][known[s] + 1:] for s in written]
             for slot, ids in zip(written, extra, strict=True):
                 tokens[slot] += [int(t) for t in ids]
@@ -132,7 +135,7 @@ def _play(envs, model: PreTrainedModel, obs: dict, info: dict, temperature: floa
                 rewards[slot] += [0.0] * len(ids)
             rows = torch.as_tensor(written, device=logits.device)
             logits = logits.index_copy(0, rows, cache.extend(written, extra))
-        known = np.array([len(c) for c in now])
+        known = lengths
     return episodes
 
 
