@@ -20,10 +20,11 @@ Both trainers take the same GRPO step (one optimiser step per generation, dropou
 The two sides take turns a step at a time in one process (each trainer's ``train()`` in its own
 thread, only one running at once), so the machine's load falls on both alike. ``rounds`` rounds of
 fresh trainers (the first mover swapped each round) each time ``steps`` steps per side after one
-warm-up step; a round's ratio textgym / TRL is the ratio of its steps/s (1 / the median step time).
-Reported per model: both sides' steps/s over every round, the ratio (the median of the rounds'
-ratios: the load may change between rounds, while within a round the sides share it step by step)
-and its spread (the lowest and the highest round's ratio),
+warm-up step. Step i of the two sides trains on the same prompts, one right after the other: its
+ratio textgym / TRL is TRL's step time over textgym's. Reported per model: both sides' steps/s
+(1 / the median step time over every round), the ratio (the median of every pair's ratio, so the
+load, which changes from one minute to the next, cancels within each pair) and its spread (the
+lowest and the highest round's median),
 and the CPU's name and instruction-set flags. Writes ``benchmarks/results/trl_rollout.json``.
 
     python benchmarks/trl_rollout.py            # the kit model and a random 4x256 GPT-2
@@ -226,27 +227,29 @@ def run_model(cfg: Config, size: str, folder: Path) -> dict:
     path = model_folder(size, folder)
     reward = SentimentScore()
     periods: dict[str, list[float]] = {"textgym": [], "trl": []}
-    round_ratios, lengths = [], {}
+    round_ratios, pair_ratios, lengths = [], [], {}
     for round_ in range(cfg.rounds):
         turns = Turns(("textgym", "trl") if round_ % 2 == 0 else ("trl", "textgym"))
         with no_progress_bars():
             built = {side: trainer_for(side, path, cfg, str(folder / side), reward, turns) for side in turns.sides}
         take_turns({side: trainer for side, (trainer, _) in built.items()}, turns)
-        medians = {}
         for side, (_, timer) in built.items():
             lengths[side] = {timer.logs["completions/min_length"], timer.logs["completions/max_length"]}
             periods[side] += timer.periods
-            medians[side] = statistics.median(timer.periods)
-        round_ratios.append(medians["trl"] / medians["textgym"])
-        print(f"  {size} round {round_ + 1}: textgym {1 / medians['textgym']:.3f} steps/s, "
-              f"trl {1 / medians['trl']:.3f} steps/s, ratio {round_ratios[-1]:.3f}", flush=True)
+        # step i of both sides: the same prompts, one after the other
+        pairs = [trl / mine for mine, trl in zip(built["textgym"][1].periods, built["trl"][1].periods, strict=True)]
+        pair_ratios += pairs
+        round_ratios.append(statistics.median(pairs))
+        print(f"  {size} round {round_ + 1}: textgym {1 / statistics.median(built['textgym'][1].periods):.3f} "
+              f"steps/s, trl {1 / statistics.median(built['trl'][1].periods):.3f} steps/s, "
+              f"ratio {round_ratios[-1]:.3f}", flush=True)
     if lengths["textgym"] != {cfg.new_tokens} or lengths["trl"] != {cfg.new_tokens}:
         raise RuntimeError(f"the completions were not {cfg.new_tokens} tokens on both sides: {lengths}")
     model = load_causal_lm(path)
     speed = {side: 1 / statistics.median(values) for side, values in periods.items()}
     return {"model": size, "layers": model.config.n_layer, "width": model.config.n_embd,
             "parameters": sum(p.numel() for p in model.parameters()), "steps_per_s": speed,
-            "ratio": statistics.median(round_ratios), "round_ratios": round_ratios,
+            "ratio": statistics.median(pair_ratios), "round_ratios": round_ratios,
             "ratio_spread": [min(round_ratios), max(round_ratios)], "step_seconds": periods}
 
 
