@@ -23,9 +23,9 @@ fresh trainers (the first mover swapped each round) each time ``steps`` steps pe
 warm-up step. Step i of the two sides trains on the same prompts, one right after the other: its
 ratio textgym / TRL is TRL's step time over textgym's. Reported per model: both sides' steps/s
 (1 / the median step time over every round), the ratio (the median of every pair's ratio, so the
-load, which changes from one minute to the next, cancels within each pair) and its spread (the
-lowest and the highest round's median),
-and the CPU's name and instruction-set flags. Writes ``benchmarks/results/trl_rollout.json``.
+load, which changes from one minute to the next, cancels within each pair), its spread (the lowest
+and the highest round's median), and the CPU's name and instruction-set flags. Writes
+``benchmarks/results/trl_rollout.json``.
 
     python benchmarks/trl_rollout.py            # the kit model and a random 4x256 GPT-2
     python benchmarks/trl_rollout.py --quick    # one round of two steps on the kit model (smoke run)
@@ -36,12 +36,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import tempfile
 import threading
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -230,8 +231,7 @@ def run_model(cfg: Config, size: str, folder: Path) -> dict:
     round_ratios, pair_ratios, lengths = [], [], {}
     for round_ in range(cfg.rounds):
         turns = Turns(("textgym", "trl") if round_ % 2 == 0 else ("trl", "textgym"))
-        with no_progress_bars():
-            built = {side: trainer_for(side, path, cfg, str(folder / side), reward, turns) for side in turns.sides}
+        built = {side: trainer_for(side, path, cfg, str(folder / side), reward, turns) for side in turns.sides}
         take_turns({side: trainer for side, (trainer, _) in built.items()}, turns)
         for side, (_, timer) in built.items():
             lengths[side] = {timer.logs["completions/min_length"], timer.logs["completions/max_length"]}
@@ -271,12 +271,13 @@ def main() -> None:
         kind = type(value[0]) if isinstance(value, list) else type(value)
         parser.add_argument(f"--{name.replace('_', '-')}", type=kind, nargs="+" if isinstance(value, list) else None,
                             default=value)
-    parser.add_argument("--quick", action="store_true", help="the kit model, one round of two steps (smoke run)")
+    parser.add_argument("--quick", action="store_true",
+                        help="the kit model, one round of two steps of 8 completions of 8 tokens (smoke run)")
     ns = vars(parser.parse_args())
     quick = ns.pop("quick")
     cfg = Config(**ns)
     if quick:
-        cfg = Config(models=["kit"], batch=8, num_generations=4, new_tokens=8, rounds=1, steps=2, output=cfg.output)
+        cfg = replace(cfg, models=["kit"], batch=8, num_generations=4, new_tokens=8, rounds=1, steps=2)
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # rollout_func is experimental in TRL 1.16; we know
     warnings.filterwarnings("ignore", category=FutureWarning)  # transformers' renames, warned inside TRL each step
     torch.set_num_threads(cfg.threads)
@@ -285,7 +286,10 @@ def main() -> None:
     print(f"CPU: {machine['cpu']}; flags: " + ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in
                                                          machine["cpu_flags"].items()), flush=True)
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
+    wrong = [size for size in cfg.models if size != "kit" and not re.fullmatch(r"[1-9]\d*x[1-9]\d*", size)]
+    if wrong:
+        parser.error(f"--models takes 'kit' or LAYERSxWIDTH sizes such as 4x256, got {' '.join(wrong)}")
+    with tempfile.TemporaryDirectory() as tmp, no_progress_bars():
         for size in cfg.models:
             rows.append(run_model(cfg, size, Path(tmp)))
     print(f"{'model':>6} {'params':>9} | {'textgym':>8} {'trl':>8} steps/s | {'textgym/trl':>11} (rounds: min-max)")

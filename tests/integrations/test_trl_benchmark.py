@@ -16,15 +16,22 @@ pytest.importorskip("trl")
 ROOT = Path(__file__).parent.parent.parent
 
 
+def benchmark(*flags: str) -> subprocess.CompletedProcess:
+    """Run ``benchmarks/trl_rollout.py`` with ``flags``, importing this checkout's textgym."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    return subprocess.run([sys.executable, "benchmarks/trl_rollout.py", *flags], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
 @pytest.mark.slow
-def test_the_trl_rollout_benchmark_runs_quick(tmp_path):
+@pytest.mark.parametrize("ref_scoring", ["episode", "step"])
+def test_the_trl_rollout_benchmark_runs_quick(tmp_path, ref_scoring):
     """``--quick``: both sides train on the kit model, in turns, with equal completions; the JSON has the ratio."""
     out = tmp_path / "trl_rollout.json"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    run = subprocess.run([sys.executable, "benchmarks/trl_rollout.py", "--quick", "--output", str(out)], cwd=ROOT,
-                         env=env, capture_output=True, text=True, timeout=600)
+    run = benchmark("--quick", "--ref-scoring", ref_scoring, "--output", str(out))
     assert run.returncode == 0, run.stderr[-3000:]
     result = json.loads(out.read_text())
+    assert result["config"]["ref_scoring"] == ref_scoring
     (row,) = result["rows"]
     assert row["model"] == "kit" and row["parameters"] > 0
     assert len(row["step_seconds"]["textgym"]) == len(row["step_seconds"]["trl"]) == result["config"]["steps"]
@@ -35,3 +42,11 @@ def test_the_trl_rollout_benchmark_runs_quick(tmp_path):
     assert row["round_ratios"] == [pytest.approx(row["ratio"])] and row["ratio_spread"] == row["round_ratios"] * 2
     assert set(result["machine"]["cpu_flags"]) >= {"avx2", "avx512_bf16", "amx_tile"}
     assert "textgym/trl" in run.stdout and f"{row['ratio']:.2f}" in run.stdout
+
+
+@pytest.mark.slow
+def test_a_bad_model_size_is_refused(tmp_path):
+    """A size that is neither ``kit`` nor LAYERSxWIDTH stops the run before anything is built, and names it."""
+    run = benchmark("--models", "kit", "4by256", "--output", str(tmp_path / "x.json"))
+    assert run.returncode == 2 and "4by256" in run.stderr and "LAYERSxWIDTH" in run.stderr
+    assert not (tmp_path / "x.json").exists()
