@@ -89,6 +89,11 @@ class TextGenerationVectorEnv(VectorEnv):
         self._running = False
 
     @property
+    def tokenizer(self):
+        """The tokenizer that decodes actions into text (the reference model's)."""
+        return self.core.tokenizer
+
+    @property
     def turns(self) -> Turns | None:
         """The rules of the conversation (:class:`textgym.envs.turns.Turns`), or None: e.g. to add restarts."""
         return self.core.turns
