@@ -144,8 +144,8 @@ def test_the_kl_is_counted_once(tmp_path):
         refusal(tmp_path, TextgymRollout("textgym/Sentiment-v0", kl_coef=0.05, max_new_tokens=2), beta=0.05)
     with pytest.warns(UserWarning, match="reaches no reward"):
         refusal(tmp_path, TextgymRollout("textgym/Sentiment-v0", kl_coef=0.05, max_new_tokens=2))
-    with pytest.raises(ValueError, match="temperature 0.7"):
-        refusal(tmp_path, TextgymRollout("textgym/Sentiment-v0", kl_coef=0.05, max_new_tokens=2),
+    with pytest.raises(ValueError, match="temperature=0.5 is not the trainer's 0.7"):
+        refusal(tmp_path, TextgymRollout("textgym/Sentiment-v0", kl_coef=0.05, max_new_tokens=2, temperature=0.5),
                 reward_funcs=[env_objective], temperature=0.7)
     with warnings.catch_warnings():
         warnings.filterwarnings("error", message=".*reaches no reward")
@@ -263,3 +263,11 @@ def test_grpo_with_textgym_rollouts_learns_text_tictactoe(tmp_path):
     trainer.train()
     after = tictactoe_score(trainer.model)
     assert after > before + 0.2, (before, after)
+
+
+def test_the_envs_reference_is_scored_at_the_trainers_temperature(tmp_path):
+    """Policy = reference before any update: at temperature 0.7 on both sides the env's KL is 0 per completion."""
+    out = refusal(tmp_path, TextgymRollout("textgym/Sentiment-v0", kl_coef=0.05, max_new_tokens=4),
+                  reward_funcs=[env_objective], temperature=0.7)
+    assert np.allclose(out["kl"], 0, atol=1e-4)
+    assert not np.allclose(out["ref_logprobs"][0], 0)

@@ -37,8 +37,7 @@ and, as extra fields that TRL hands to every reward function as keyword argument
 - ``ref_logprobs`` (list of floats, one per completion token): the environment's
   ``log pi_ref(a_t | s_t)``, 0 on the environment's tokens.
 - ``kl`` (float): ``sum_t log pi(a_t | s_t) - log pi_ref(a_t | s_t)`` over the agent's tokens, the
-  sampled estimate of ``KL(pi || pi_ref)`` (the reference's log-probs are at temperature 1, so this
-  compares like with like at the trainer's ``temperature=1.0`` only).
+  sampled estimate of ``KL(pi || pi_ref)``, both at the trainer's ``temperature``.
 - ``env_return`` (float): the environment's return, the sum of its step rewards:
   ``score + kl_coef * sum(ref_logprobs)``.
 - ``objective`` (float): ``env_return - kl_coef * sum(logprobs)`` = ``score - kl_coef * kl``: the
@@ -58,9 +57,10 @@ reference model (``ref_per_token_logps`` is computed inside the trainer, and a r
 reach only the reward functions); so the environment's reference reaches TRL through the reward.
 
 Temperature: the rollout samples at the trainer's ``temperature`` and reports the log-probs of that
-distribution, as TRL computes them. The environment's reference log-probs are at temperature 1, so
-``kl_coef > 0`` with ``temperature != 1`` is refused. Sampling settings the rollout cannot honour
-(``top_p``, ``top_k``, ``min_p``, ``repetition_penalty``, ``generation_kwargs``, vLLM) are refused.
+distribution, as TRL computes them, and it makes the environment with the same ``temperature``, so the
+environment's reference log-probs (and ``kl``) are at it too, as TRL scores its own reference.
+Sampling settings the rollout cannot honour (``top_p``, ``top_k``, ``min_p``, ``repetition_penalty``,
+``generation_kwargs``, vLLM) are refused.
 
 ``environment_factory`` (TRL's tool-calling environments) is not provided: its moves are tool calls
 that TRL parses from the completion text with the model's chat template and response schema
@@ -144,13 +144,13 @@ class TextgymRollout:
                 or kl_coef < 0:
             raise ValueError(f"kl_coef must be a finite number >= 0, got {kl_coef!r}")
         self.env_id, self.kl_coef, self.seed, self.env_kwargs = env_id, float(kl_coef), seed, env_kwargs
-        self._envs: dict[int, TextGenerationVectorEnv] = {}
+        self._envs: dict[tuple[int, float], TextGenerationVectorEnv] = {}
         self._generator: torch.Generator | None = None
         self._checked: Any = None
 
     def __call__(self, prompts: list, trainer: Any) -> dict[str, list]:
         """Play one episode per prompt with ``trainer``'s model; TRL's fields (module docstring)."""
-        envs, fresh = self._envs_for(len(prompts))
+        envs, fresh = self._envs_for(len(prompts), float(trainer.args.temperature))
         if self._checked is not trainer:
             self._check(trainer, envs, prompts)
             self._checked = trainer
@@ -178,16 +178,21 @@ class TextgymRollout:
             "env_return": [sum(e.rewards) for e in episodes], "objective": objective,
         }
 
-    def _envs_for(self, count: int) -> tuple[TextGenerationVectorEnv, bool]:
-        """The vector env with ``count`` slots (built on first use: then True)."""
-        if count in self._envs:
-            return self._envs[count], False
-        envs = gym.make_vec(self.env_id, num_envs=count, vectorization_mode="vector_entry_point", **self.env_kwargs)
+    def _envs_for(self, count: int, temperature: float) -> tuple[TextGenerationVectorEnv, bool]:
+        """The vector env with ``count`` slots, scoring its reference at ``temperature`` (new: then True)."""
+        if (count, temperature) in self._envs:
+            return self._envs[count, temperature], False
+        kwargs = {"temperature": temperature, **self.env_kwargs}
+        if kwargs["temperature"] != temperature:
+            raise ValueError(f"the environment's temperature={kwargs['temperature']} is not the trainer's "
+                             f"{temperature}: the KL would compare different temperatures; leave temperature out of "
+                             "the environment's arguments (the rollout takes GRPOConfig.temperature)")
+        envs = gym.make_vec(self.env_id, num_envs=count, vectorization_mode="vector_entry_point", **kwargs)
         if not isinstance(envs, TextGenerationVectorEnv):
             raise TypeError(f"{self.env_id} is not a textgym text environment (its vector form is "
                             f"{type(envs).__name__}); TextgymRollout plays text envs whose actions are token ids")
         envs.kl_coef = self.kl_coef
-        self._envs[count] = envs
+        self._envs[count, temperature] = envs
         return envs, True
 
     def _check(self, trainer: Any, envs: TextGenerationVectorEnv, prompts: list) -> None:
@@ -207,10 +212,6 @@ class TextgymRollout:
             raise ValueError(f"the KL would be counted twice: the env's kl_coef={self.kl_coef} and GRPOConfig "
                              f"beta={args.beta}; keep one: TextgymRollout(kl_coef=0) for TRL's term, or beta=0.0 "
                              "with env_objective among the reward functions for the env's")
-        if self.kl_coef > 0 and args.temperature != 1.0:
-            raise ValueError(f"kl_coef={self.kl_coef} compares the policy at temperature {args.temperature} with the "
-                             "env's reference log-probs at temperature 1; use temperature=1.0, or kl_coef=0 and "
-                             "TRL's beta (TRL scores its reference at the same temperature)")
         if self.kl_coef > 0 and env_objective not in list(trainer.reward_funcs):
             warnings.warn(f"kl_coef={self.kl_coef} reaches no reward: the env's KL enters GRPO through the "
                           "env_objective reward function; add it to reward_funcs (in place of env_score)",
