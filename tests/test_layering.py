@@ -36,9 +36,18 @@ def imported(file: Path) -> set[str]:
 
 @pytest.mark.parametrize("name", sorted(modules(*LIBRARY)))
 def test_the_environment_library_imports_neither_agents_nor_the_application(name):
-    """The library module imports neither ``agents`` nor ``textgym.app``, even inside a function."""
+    """The library module imports neither ``agents``, ``textgym.app`` nor an integration, even inside a function."""
     file = modules(*LIBRARY)[name]
-    wrong = {m for m in imported(file) if m == "agents" or m.startswith(("agents.", "textgym.app"))}
+    above = ("agents.", "textgym.app", "textgym.integrations")
+    wrong = {m for m in imported(file) if m == "agents" or m.startswith(above)}
+    assert not wrong, f"{name} imports {sorted(wrong)}"
+
+
+@pytest.mark.parametrize("name", sorted(modules("textgym/integrations")))
+def test_integrations_sit_on_the_library_below_agents_and_the_application(name):
+    """An integration with another library uses the environment library only: no ``agents``, no ``textgym.app``."""
+    wrong = {m for m in imported(modules("textgym/integrations")[name])
+             if m == "agents" or m.startswith(("agents.", "textgym.app"))}
     assert not wrong, f"{name} imports {sorted(wrong)}"
 
 
