@@ -4,10 +4,10 @@ The two public pieces every algorithm in ``agents/`` is built on, and that a new
 
 - :class:`Rollout` steps a (vector) text environment with a sampler (an :class:`agents.sampling.LMSampler`,
   which records each action's log-probability and, with a value head, each state's value) and
-  returns finished :class:`Episode` s, in whole prompt groups when the environment has them
-  (``group_size``). Episodes still running when a batch is full carry over to the next call of the
-  same rollout: start a new rollout after an update (:meth:`agents.lm.LMAgent.prepare` does), or a
-  batch mixes episodes of two policies.
+  returns finished :class:`Episode` s in the order they were started, so in whole prompt groups when
+  the environment has them (``group_size``). Episodes of later rounds carry over to the next call of
+  the same rollout: start a new rollout after an update (:meth:`agents.lm.LMAgent.prepare` does), or
+  a batch mixes episodes of two policies.
 - :func:`evaluate` scores an :class:`EpisodeBatch` under the current policy: log-probabilities,
   entropies and values of every agent token, one teacher-forced forward per (mini)batch, never one
   forward per token.
@@ -180,6 +180,11 @@ def evaluate(policy: torch.nn.Module, batch: EpisodeBatch, num_actions: int | No
 class Rollout:
     """Episodes in progress in a vector text environment, and the collector that finishes them.
 
+    Episodes are returned in the order they were started (slot s's r-th episode is number
+    ``r * num_envs + s``), not in the order they finished: which episodes a batch holds is fixed
+    before any is sampled, so a batch is not biased toward short completions (taking the first to
+    finish would be), and a group's slots, adjacent, are returned together.
+
     Args:
         envs: A text-generation vector env (``gymnasium.make_vec(..., vectorization_mode="vector_entry_point")``).
         sampler: Acts on its observations; an :class:`agents.sampling.LMSampler` records log-probs and values.
@@ -208,26 +213,29 @@ class Rollout:
         self.starts = np.ones(n, dtype=bool)
         self.groups = np.asarray(info["group_id"]) if "group_id" in info else np.arange(n)
         self.steps = 0
+        self._rounds = np.full(n, -1)  # per slot: the round of its episode in progress
+        self._returned = 0  # episodes returned so far: the next to return is number self._returned
+        self._done: dict[int, Episode] = {}  # number -> finished episode not yet returned
         self._prompts: list[np.ndarray] = [np.empty(0, np.int64)] * n
         self._seen: list[list[tuple[float, float]]] = [[] for _ in range(n)]  # per slot: (log-prob, value) per action
         self._masks: list[list[np.ndarray | None]] = [[] for _ in range(n)]  # per slot: the allowed actions per action
-        self._pending: dict[int, list[Episode]] = {}  # group id -> finished episodes of a group not yet complete
-        self._ready: list[Episode] = []
 
     def collect(self, num_episodes: int) -> list[Episode]:
-        """Step until ``num_episodes`` episodes have finished, in whole groups; return exactly that many."""
+        """Step until the next ``num_episodes`` episodes (in starting order, so whole groups) have finished."""
         if num_episodes % self.group_size:
             raise ValueError(f"num_episodes={num_episodes} must be a multiple of the group size {self.group_size}")
-        while len(self._ready) < num_episodes:
+        wanted = range(self._returned, self._returned + num_episodes)
+        while any(number not in self._done for number in wanted):
             self._step()
-        episodes, self._ready = self._ready[:num_episodes], self._ready[num_episodes:]
-        return episodes
+        self._returned += num_episodes
+        return [self._done.pop(number) for number in wanted]
 
     def _step(self) -> None:
         obs, n = self.obs, self.envs.num_envs
         for slot in np.flatnonzero(self.starts):
             self._prompts[slot] = obs["input_ids"][slot][obs["attention_mask"][slot] == 1].copy()
             self._seen[slot], self._masks[slot] = [], []
+            self._rounds[slot] += 1
         actions = self.sampler.act(obs, self.starts, self.action_mask)
         values = self.sampler.last_values if self.sampler.last_values is not None else np.zeros(n)
         masks = None if self.action_mask is None else np.array(self.action_mask, bool)  # one copy per step
@@ -256,10 +264,7 @@ class Rollout:
         if any(m is not None for m in masks):
             width = next(len(m) for m in masks if m is not None)
             episode.action_masks = np.stack([np.ones(width, bool) if m is None else m for m in masks])
-        group = self._pending.setdefault(episode.group, [])
-        group.append(episode)
-        if len(group) == self.group_size:
-            self._ready += self._pending.pop(episode.group)
+        self._done[int(self._rounds[slot]) * self.envs.num_envs + int(slot)] = episode
 
 
 def complete(envs: Any, sampler: LMSampler, prompts: Sequence[str], deterministic: bool = True) -> list[Episode]:

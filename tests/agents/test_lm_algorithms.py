@@ -15,7 +15,7 @@ from agents.grpo import GRPO
 from agents.lm import LMConfig
 from agents.reinforce import REINFORCE
 from agents.rloo import RLOO
-from agents.rollout import Episode, EpisodeBatch, complete, evaluate
+from agents.rollout import Episode, EpisodeBatch, Rollout, complete, evaluate
 from textgym.models.tiny import random_causal_lm
 from textgym.rewards import KeywordReward
 
@@ -154,6 +154,24 @@ class Checked(REINFORCE):
             logprobs, _, _ = evaluate(self.policy, batch, self.num_actions)
         self.gaps.append(float(((logprobs - batch.logprobs) * batch.token_mask).abs().max()))
         super().advantages(batch, rewards)
+
+
+class Scripted:
+    """A sampler whose slot 0 ends every episode at once (EOS) while the other slots write until truncated."""
+
+    last_values = None
+
+    def act(self, obs, episode_start, action_mask=None, deterministic=False):
+        """Token 5 everywhere, EOS (0) in slot 0."""
+        self.last_logprobs = np.zeros(len(episode_start))
+        return np.where(np.arange(len(episode_start)) == 0, 0, 5)
+
+
+def test_a_batch_holds_the_episodes_started_first_not_the_first_to_finish(tokenizer, lm):
+    """A batch is each slot's next episodes, fixed before sampling: short answers do not crowd out long ones."""
+    rollout = Rollout(make(tokenizer, lm, num_envs=4, max_new_tokens=3), Scripted(), seed=0)
+    assert [len(e.completion_ids) for e in rollout.collect(4)] == [1, 3, 3, 3]
+    assert [len(e.completion_ids) for e in rollout.collect(4)] == [1, 3, 3, 3]
 
 
 def test_every_token_of_a_batch_was_sampled_by_the_weights_of_its_update(tokenizer, lm):
