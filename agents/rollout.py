@@ -84,7 +84,7 @@ class EpisodeBatch:
     prompt_lengths: torch.Tensor | None = None
     """(B,) tokens of each prompt: row b's prompt is ``input_ids[b, W - C_b - P_b : W - C_b]``, C_b its completion's."""
     prompts: tuple[str, ...] | None = None
-    """Each episode's prompt text."""
+    """Each episode's prompt text (in a whole batch; a minibatch drawn by :meth:`select` has None)."""
     values: torch.Tensor | None = None
     """(B, T) values recorded while acting (algorithms with a value head)."""
     advantages: torch.Tensor | None = None
@@ -105,11 +105,10 @@ class EpisodeBatch:
         return self.token_mask.shape[1]
 
     def select(self, index: torch.Tensor) -> EpisodeBatch:
-        """The episodes at ``index`` (a minibatch)."""
+        """The episodes at ``index`` (a minibatch: its tensors only, ``prompts`` None, so nothing waits on the host)."""
         index = index.to(self.input_ids.device)
-        take = lambda v: tuple(v[i] for i in index.tolist()) if isinstance(v, tuple) else v[index]  # noqa: E731
-        return replace(self, **{f.name: take(getattr(self, f.name)) for f in fields(self)
-                                if getattr(self, f.name) is not None})
+        return replace(self, prompts=None, **{f.name: getattr(self, f.name)[index] for f in fields(self)
+                                              if isinstance(getattr(self, f.name), torch.Tensor)})
 
     @classmethod
     def concat(cls, batches: list[EpisodeBatch]) -> EpisodeBatch:
@@ -293,7 +292,7 @@ def _answer_once(envs: Any, sampler: LMSampler, prompts: list[str], deterministi
     starts, action_mask = np.ones(envs.num_envs, dtype=bool), info.get("action_mask")
     finished: dict[int, Episode] = {}
     while len(finished) < envs.num_envs:
-        actions = sampler.act(obs, starts, action_mask, deterministic)
+        actions = sampler.act(obs, starts, action_mask, deterministic=deterministic)
         obs, _, terminated, truncated, info = envs.step(actions)
         starts, action_mask = terminated | truncated, info.get("action_mask")
         for slot in np.flatnonzero(starts):

@@ -220,7 +220,8 @@ def test_the_batch_carries_its_prompts_and_complete_answers_them_as_the_env_scor
     envs = make(tokenizer, lm, num_envs=4, group_size=2, reward_fn=KeywordReward(["w1", "w9"]))
     episodes = agent.prepare(envs).collect(8)
     batch = EpisodeBatch.from_episodes(episodes, agent.pad_id)
-    assert set(batch.prompts) <= set(PROMPTS) and batch.select(torch.tensor([2, 0])).prompts == batch.prompts[2::-2]
+    assert set(batch.prompts) <= set(PROMPTS) and [e.prompt for e in episodes] == list(batch.prompts)
+    assert EpisodeBatch.concat([batch, batch]).prompts == batch.prompts * 2
     assert batch.prompt_lengths.tolist() == [len(tokenizer(p)["input_ids"]) for p in batch.prompts]
     prompts = ["w1 w2", "w3", "w4 w6 w7"]
     first, again = complete(envs, agent.sampler, prompts), complete(envs, agent.sampler, prompts)
