@@ -243,3 +243,20 @@ def test_textgym_train_refuses_groups_of_one_for_group_baselines_before_building
 
     with pytest.raises(ValueError, match="GRPO compares the completions of one prompt .* group_size=1"):
         check_config(TrainConfig(agent="grpo", group_size=1))
+
+
+def test_the_train_command_leaves_unset_algorithm_defaults_unset_and_takes_kl_in_loss_both_ways(monkeypatch, capsys,
+                                                                                             tmp_path):
+    """``--kl-in-loss`` / ``--no-kl-in-loss`` set it; left out, the run's config says None (the algorithm's)."""
+    from textgym.app import harness
+    from textgym.app.cli import main
+
+    seen = []
+    monkeypatch.setattr(harness, "train", lambda cfg, resume: seen.append(cfg) or {"minutes": 0.0})
+    for flags in ([], ["--kl-in-loss"], ["--no-kl-in-loss"]):
+        assert main(["train", "--agent", "grpo", *flags]) == 0
+    assert [(c.kl_in_loss, c.update_epochs, c.num_minibatches) for c in seen] == [
+        (None, None, None), (True, None, None), (False, None, None)]
+    monkeypatch.undo()
+    assert main(["train", "--agent", "grpo", "--group-size", "1", "--out", str(tmp_path / "run")]) == 2
+    assert "group_size=1" in capsys.readouterr().err
