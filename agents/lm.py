@@ -6,7 +6,7 @@ An algorithm is a subclass that says how to turn a batch into advantages (:meth:
 and, if it differs from the clipped surrogate, what loss to minimise (:meth:`LMAgent.loss`): PPO
 (:mod:`agents.lm_ppo`), RLOO (:mod:`agents.rloo`), GRPO (:mod:`agents.grpo`) and REINFORCE
 (:mod:`agents.reinforce`) are one short module each, and so is a user's own
-(``examples/custom_algorithm.py``).
+(``examples/custom_algorithm.py``, ``examples/remax.py``).
 
 Rewards: the per-token reward an algorithm optimises is the environment's reward plus the agent's
 half of the KL penalty, rebuilt from what the episode reported:
