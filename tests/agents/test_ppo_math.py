@@ -113,8 +113,8 @@ def test_group_advantages_by_hand():
 
 
 def test_group_normalized_is_exactly_zero_on_ties_and_refuses_groups_of_one():
-    """A tied group of returns that float sums do not hold exactly (0.1 + 0.1 + 0.1) still gets exactly 0."""
-    returns, groups = torch.tensor([0.1, 0.1, 0.1, 0.7, 0.2, 0.3]), torch.tensor([0, 0, 0, 1, 1, 1])
+    """A tied group whose mean float sums do not hold exactly (3 x -0.23403046: 1e-4 off, before) gets exactly 0."""
+    returns, groups = torch.tensor([-0.23403046] * 3 + [0.7, 0.2, 0.3]), torch.tensor([0, 0, 0, 1, 1, 1])
     for scale in (True, False):
         assert group_normalized(returns, groups, scale=scale)[:3].tolist() == [0.0, 0.0, 0.0]
     torch.testing.assert_close(group_normalized(returns, groups, scale=False)[3:], torch.tensor([0.3, -0.2, -0.1]))
