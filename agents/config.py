@@ -7,16 +7,20 @@ from dataclasses import dataclass
 
 @dataclass
 class LMConfig:
-    """Hyperparameters of the language-model algorithms (cleanrl's names); each algorithm says which it reads."""
+    """Hyperparameters of the language-model algorithms (cleanrl's names); each algorithm says which it reads.
+
+    A field left None takes the algorithm's value (:attr:`agents.lm.LMAgent.defaults`) when the agent is
+    made; the agent's ``cfg`` (and the ``agent.json`` it saves) holds the value it uses.
+    """
 
     learning_rate: float = 5e-5
     """Adam learning rate."""
     batch_episodes: int = 32
     """Finished episodes per update (per process); a multiple of the environment's group size."""
-    num_minibatches: int = 2
-    """Minibatches per update epoch."""
-    update_epochs: int = 2
-    """Passes over each batch."""
+    num_minibatches: int | None = None
+    """Minibatches per update epoch; None: the algorithm's (``LMAgent.defaults``: 2; REINFORCE 1)."""
+    update_epochs: int | None = None
+    """Passes over each batch; None: the algorithm's (2; REINFORCE 1: one on-policy step per batch)."""
     clip_coef: float = 0.2
     """Ratio clipping of the surrogate (and of PPO's value loss)."""
     ent_coef: float = 0.0
@@ -41,8 +45,9 @@ class LMConfig:
     """Normalise advantages per minibatch (PPO, RLOO, REINFORCE; GRPO's are normalised per group)."""
     scale_rewards: bool = True
     """GRPO: divide each group's centred returns by the group's std (False: the Dr. GRPO variant)."""
-    kl_in_loss: bool = False
-    """Put the KL penalty in the loss (k3 estimator per token) instead of the reward."""
+    kl_in_loss: bool | None = None
+    """Put the KL penalty in the loss (k3 estimator per token) instead of the reward; None: the algorithm's
+    (GRPO: in the loss, as published, so only the score is group-normalised; the others: in the reward)."""
     kl_setpoint: float | None = None
     """If set, an adaptive controller steers the environment's kl_coef toward this KL per episode."""
     kl_horizon: int = 10_000
@@ -50,7 +55,8 @@ class LMConfig:
     max_grad_norm: float = 0.5
     """Gradient clipping."""
     target_kl: float | None = None
-    """Stop an update's epochs early when the approximate KL to the behaviour policy exceeds this."""
+    """Stop an update's epochs early when the approximate KL to the behaviour policy exceeds this (checked after
+    each epoch: it needs ``update_epochs`` > 1 to stop anything)."""
     temperature: float = 1.0
     """Sampling temperature while acting (> 0); every log-probability of a ratio or a KL is taken at it, the
     reference's too: the environment must have the same ``temperature`` (``textgym train`` sees to it)."""

@@ -1,10 +1,18 @@
 """GRPO (group relative policy optimisation, Shao et al. 2024) for causal language models.
 
 No value head: each prompt's ``group_size`` completions are compared with each other. An episode's
-advantage is its return minus its group's mean, divided by the group's standard deviation
+advantage is its score minus its group's mean, divided by the group's standard deviation
 (``scale_rewards``; without it, the Dr. GRPO variant), on every token; the update is the clipped
-surrogate. The KL to the reference is either the environment's reward shaping (default) or, with
-``kl_in_loss``, a per-token k3 term in the loss as in the GRPO paper and TRL.
+surrogate. A group whose scores are tied gets advantages of exactly 0.
+
+The KL to the reference, by default, is a per-token k3 term in the loss (``kl_coef * k3(pi, pi_ref)``),
+as published and as TRL does: only the score is group-normalised, so ``kl_coef`` changes the loss,
+never the advantages. ``kl_in_loss=False`` puts the KL in the reward instead (the environment's
+shaping): it is then part of the return that is normalised, and in a tied group the advantages are
+the sampled KL's noise, scaled to unit size.
+
+Per-token credit: the advantage compares whole completions, so where in a completion the score was
+earned (``credit="token"``, turn rewards) does not matter; the return is its sum.
 """
 
 from __future__ import annotations
@@ -26,6 +34,8 @@ class GRPO(LMAgent):
     """
 
     group_size = 4
+    min_group_size = 2
+    defaults = {**LMAgent.defaults, "kl_in_loss": True}
 
     def advantages(self, batch: EpisodeBatch, rewards: torch.Tensor) -> None:
         """Group-normalised returns, on every agent token."""
@@ -33,7 +43,7 @@ class GRPO(LMAgent):
         batch.advantages = normalised[:, None] * batch.token_mask
 
     def loss(self, mb: EpisodeBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """The clipped surrogate on group-normalised advantages (plus the KL term with ``kl_in_loss``)."""
+        """The clipped surrogate on group-normalised advantages, plus the KL term (with ``kl_in_loss``)."""
         logprobs, entropy, _ = evaluate(self.policy, mb, self.num_actions, entropy=True)
         mask = mb.token_mask
         loss, stats = ppo_loss(mb, logprobs, entropy, None, replace(self.cfg, norm_adv=False), mask, self.total(mask))

@@ -6,7 +6,7 @@ An algorithm is a subclass that says how to turn a batch into advantages (:meth:
 and, if it differs from the clipped surrogate, what loss to minimise (:meth:`LMAgent.loss`): PPO
 (:mod:`agents.lm_ppo`), RLOO (:mod:`agents.rloo`), GRPO (:mod:`agents.grpo`) and REINFORCE
 (:mod:`agents.reinforce`) are one short module each, and so is a user's own
-(``examples/custom_algorithm.py``).
+(``examples/custom_algorithm.py``, ``examples/remax.py``).
 
 Rewards: the per-token reward an algorithm optimises is the environment's reward plus the agent's
 half of the KL penalty, rebuilt from what the episode reported:
@@ -16,11 +16,21 @@ those of the distribution sampled (``temperature``; the policy's also after ``to
 the environment must be made with the agent's ``temperature`` (``learn`` refuses another). ``kl_coef`` is the
 environment's (one value for both); an adaptive controller (``kl_setpoint``) steers the
 environment's value. With ``kl_in_loss`` the KL leaves the reward and enters the loss instead
-(``+ kl_coef * k3(pi, pi_ref)`` per token), as GRPO does.
+(``+ kl_coef * k3(pi, pi_ref)`` per token), as GRPO does by default.
 
-Determinism: every call of :meth:`LMAgent.learn` starts fresh episodes with seeds derived from
-``(seed, updates, process)``, so a run saved at an update, loaded and continued repeats the
-uninterrupted run bit for bit on a CPU (``textgym train --resume``).
+Defaults per algorithm: config fields left None take the algorithm's values (:attr:`LMAgent.defaults`):
+two epochs of two minibatches and the KL in the reward, except GRPO (the KL in the loss) and REINFORCE
+(one step per batch).
+
+One policy per batch: :meth:`LMAgent.prepare` starts fresh episodes before every batch, so every token
+of a batch was sampled by the weights its behaviour log-probability names. Episodes still running when
+a batch is full are dropped, not continued after the update on a KV cache of the old weights (that
+would mix two policies in one episode, under one log-probability). Re-scoring their tokens under the
+new weights would not help: the new policy did not sample them.
+
+Determinism: every batch starts its episodes with seeds derived from ``(seed, updates, process)``, so
+a run saved at an update, loaded and continued repeats the uninterrupted run bit for bit on a CPU
+(``textgym train --resume``).
 
 Devices and processes: the policy and its optimizer go through ``accelerate``: one device, or under
 ``accelerate launch`` data parallelism (DDP; FSDP and DeepSpeed ZeRO through accelerate's config),
@@ -69,6 +79,10 @@ class LMAgent:
     value_head: ClassVar[bool] = False
     #: The environment's group size ``textgym train`` uses unless told otherwise (per-prompt baselines need > 1).
     group_size: ClassVar[int] = 1
+    #: The smallest group size the algorithm's baseline works with (:meth:`check_group_size`).
+    min_group_size: ClassVar[int] = 1
+    #: The values of the config fields left None (a subclass overrides some: ``{**LMAgent.defaults, ...}``).
+    defaults: ClassVar[dict[str, Any]] = {"num_minibatches": 2, "update_epochs": 2, "kl_in_loss": False}
     #: The hyperparameters' dataclass (a subclass may extend :class:`LMConfig`).
     config_class: ClassVar[type] = LMConfig
 
@@ -79,7 +93,8 @@ class LMAgent:
             model = load_causal_lm(model)
         if tokenizer is None:
             raise ValueError("pass the tokenizer of the model: it is saved with every checkpoint")
-        self.cfg = config or LMConfig()
+        config = config or LMConfig()
+        self.cfg = replace(config, **{k: v for k, v in self.defaults.items() if getattr(config, k) is None})
         self.tokenizer = tokenizer
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
         self.accelerator = accelerator or Accelerator()
@@ -94,6 +109,7 @@ class LMAgent:
         self.generator = torch.Generator().manual_seed(self.cfg.seed)
         self.kl_ctl: AdaptiveKLController | FixedKLController | None = None
         self.sampler: LMSampler | None = None
+        self.envs: Any = None  # the environment of the last prepare() or update(), for the hooks
         self.num_actions: int | None = None
         self.global_step = 0
         self.updates = 0
@@ -154,21 +170,13 @@ class LMAgent:
             callback: Called with each update's row; returning True stops (a later call continues
                 with fresh episodes, seeded from the update count).
         """
-        seed = self.cfg.seed + 1_000_003 * self.updates + 100_003 * self.accelerator.process_index
-        torch.manual_seed(seed)
-        self.generator.manual_seed(seed)
-        self.num_actions = int(envs.single_action_space.n)
-        _check_temperature(envs, self.cfg.temperature)
-        self._start_kl(envs)
-        self.sampler = self._sampler(envs.num_envs, seed + 7919)
-        rollout = Rollout(envs, self.sampler, seed=seed)
         rows: list[dict[str, float]] = []
         began, first_step = time.perf_counter(), self.global_step
         while self.global_step < total_steps:
+            rollout = self.prepare(envs)  # fresh episodes: none runs across an update
             episodes = rollout.collect(self.cfg.batch_episodes)
             steps = torch.tensor(rollout.steps, device=self.accelerator.device)
             self.global_step += int(self.reduce(steps))  # every process counts every process's steps: all stop together
-            rollout.steps = 0
             row = self.update(EpisodeBatch.from_episodes(episodes, self.pad_id, self.accelerator.device), envs)
             rows.append({"global_step": self.global_step, **row,
                          "charts/SPS": (self.global_step - first_step) / (time.perf_counter() - began)})
@@ -176,12 +184,41 @@ class LMAgent:
                 break
         return rows
 
+    def prepare(self, envs: Any) -> Rollout:
+        """Get ready to act in ``envs`` and to update from its episodes; return a rollout of fresh episodes.
+
+        Checks the environment's prompt groups (:meth:`check_group_size`) and temperature, takes its action space and
+        KL coefficient, reseeds torch, the minibatch order and a new sampler (:attr:`sampler`) from
+        ``(seed, updates, process)``, and resets the environment with that seed. :meth:`learn` calls
+        it before every batch (module docstring); after it, :meth:`update` takes batches of the
+        rollout's episodes, and the hooks find the environment in :attr:`envs`.
+        """
+        self.check_group_size(int(getattr(envs.unwrapped, "group_size", 1)))
+        seed = self.cfg.seed + 1_000_003 * self.updates + 100_003 * self.accelerator.process_index
+        torch.manual_seed(seed)
+        self.generator.manual_seed(seed)
+        self.envs, self.num_actions = envs, int(envs.single_action_space.n)
+        _check_temperature(envs, self.cfg.temperature)
+        self._start_kl(envs)
+        self.sampler = self._sampler(envs.num_envs, seed + 7919)
+        return Rollout(envs, self.sampler, seed=seed)
+
+    @classmethod
+    def check_group_size(cls, group_size: int) -> None:
+        """Refuse prompt groups smaller than the algorithm's baseline needs (:attr:`min_group_size`)."""
+        if group_size < cls.min_group_size:
+            raise ValueError(f"{cls.__name__} compares the completions of one prompt and needs groups of at least "
+                             f"{cls.min_group_size}; the environment has group_size={group_size}: make it with "
+                             f"gym.make_vec(..., group_size={max(cls.group_size, cls.min_group_size)}) "
+                             f"(textgym train: --group-size)")
+
     def update(self, batch: EpisodeBatch, envs: Any = None) -> dict[str, float]:
         """One update from a batch of finished episodes; returns its metrics.
 
         ``envs``: the environment whose ``kl_coef`` applies and an adaptive controller steers; None
-        keeps the coefficient of the last :meth:`learn` (0 before any).
+        keeps the one of the last :meth:`prepare` (a coefficient of 0 before any).
         """
+        self.envs = envs = envs if envs is not None else self.envs
         if self.kl_ctl is None:
             self.kl_ctl = FixedKLController(float(envs.unwrapped.kl_coef) if envs is not None else 0.0)
         with torch.no_grad():
@@ -242,7 +279,12 @@ class LMAgent:
         return (batch.token_scores - self.kl_coef * kl) * batch.token_mask
 
     def advantages(self, batch: EpisodeBatch, rewards: torch.Tensor) -> None:
-        """Set ``batch.advantages`` (B, T) (and ``batch.returns`` for a value head) from the rewards."""
+        """Set ``batch.advantages`` (B, T) (and ``batch.returns`` for a value head) from the rewards.
+
+        The hook may use the batch's prompts (``batch.prompts``, ``batch.prompt_lengths``) and the
+        environment (:attr:`envs`): e.g. answer the prompts greedily there for a baseline
+        (:func:`agents.rollout.complete`), which is free to reset it, since every batch starts afresh.
+        """
         raise NotImplementedError
 
     def loss(self, mb: EpisodeBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

@@ -102,17 +102,39 @@ def token_gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, g
     return advantages, (advantages + values) * mask
 
 
+def reward_to_go(rewards: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Per token, the sum of the rewards from that token to the episode's end (0 where ``mask`` is 0).
+
+    REINFORCE's per-token return: a token is credited with what was earned at it and after it, not before.
+
+    >>> reward_to_go(torch.tensor([[0.0, 2.0, -1.0, 3.0]]), torch.tensor([[0, 1, 1, 1]])).tolist()
+    [[0.0, 4.0, 2.0, 3.0]]
+    """
+    return rewards.flip(1).cumsum(1).flip(1) * mask
+
+
+def group_sizes(groups: torch.Tensor, minimum: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(same, count)``: which episodes share a group (B, B) and each episode's group size (B,).
+
+    Raises:
+        ValueError: A group has fewer than ``minimum`` episodes (a per-prompt baseline needs rivals).
+    """
+    same = groups[:, None] == groups[None, :]  # (B, B)
+    count = same.sum(1)
+    if bool((count < minimum).any()):
+        raise ValueError(f"a per-prompt baseline needs at least {minimum} episodes per group, got a group of "
+                         f"{int(count.min())}; collect with group_size >= {minimum}")
+    return same, count
+
+
 def leave_one_out(returns: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
     """RLOO's advantage: each episode's return minus the mean return of the other episodes of its group.
 
     >>> leave_one_out(torch.tensor([1.0, 3.0, 5.0, 10.0, 20.0]), torch.tensor([0, 0, 0, 1, 1])).tolist()
     [-3.0, 0.0, 3.0, -10.0, 10.0]
     """
-    same = groups[:, None] == groups[None, :]  # (B, B)
-    count = same.sum(1).to(returns.dtype)
-    if bool((count < 2).any()):
-        raise ValueError("leave-one-out needs at least 2 episodes per group; collect with group_size >= 2")
-    others = (same.to(returns.dtype) @ returns - returns) / (count - 1)
+    same, count = group_sizes(groups)
+    others = (same.to(returns.dtype) @ returns - returns) / (count.to(returns.dtype) - 1)
     return returns - others
 
 
@@ -121,15 +143,16 @@ def group_normalized(returns: torch.Tensor, groups: torch.Tensor, scale: bool = 
     """GRPO's advantage: each return minus its group's mean, divided by the group's std (if ``scale``).
 
     ``scale=False`` is the variant without the std (Dr. GRPO), which does not weigh prompts whose
-    completions all score alike more than others.
+    completions all score alike more than others. A group whose returns are tied gets exactly 0.
 
     >>> [round(a, 3) for a in group_normalized(torch.tensor([1.0, 3.0, 0.0, 0.0]), torch.tensor([0, 0, 1, 1])).tolist()]
     [-0.707, 0.707, 0.0, 0.0]
     """
-    same = (groups[:, None] == groups[None, :]).to(returns.dtype)  # (B, B)
-    count = same.sum(1)
-    mean = same @ returns / count
-    centred = returns - mean
+    same, count = group_sizes(groups)
+    same, count = same.to(returns.dtype), count.to(returns.dtype)
+    lowest = returns[None, :].expand_as(same).masked_fill(same == 0, float("inf")).min(1).values  # (B,)
+    shifted = returns - lowest  # exactly 0 across a tied group, so its mean and advantages are too
+    centred = shifted - same @ shifted / count
     if not scale:
         return centred
     std = (same @ centred**2 / (count - 1).clamp(min=1)).sqrt()  # unbiased, as TRL computes it
@@ -177,6 +200,21 @@ def policy_gradient_loss(new_logprob: torch.Tensor, advantages: torch.Tensor, ma
     -0.5
     """
     return masked_mean(-advantages * new_logprob, mask, total)
+
+
+def importance_weighted_loss(new_logprob: torch.Tensor, old_logprob: torch.Tensor, advantages: torch.Tensor,
+                             mask: torch.Tensor | None = None, total: torch.Tensor | float | None = None,
+                             ) -> torch.Tensor:
+    """The policy gradient off the behaviour policy: ``-advantage * pi(a | s) / pi_old(a | s)``, unclipped.
+
+    At the behaviour policy (ratio 1) its gradient is :func:`policy_gradient_loss`'s; after a step
+    the ratio reweights the behaviour policy's tokens to the current policy (per token, as PPO's
+    surrogate does, without its clipping).
+
+    >>> importance_weighted_loss(torch.log(torch.tensor([2.0, 0.5])), torch.zeros(2), torch.tensor([1.0, -1.0])).item()
+    -0.75
+    """
+    return masked_mean(-advantages * (new_logprob - old_logprob).exp(), mask, total)
 
 
 def kl_k3(logprob: torch.Tensor, ref_logprob: torch.Tensor) -> torch.Tensor:

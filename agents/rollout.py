@@ -4,11 +4,14 @@ The two public pieces every algorithm in ``agents/`` is built on, and that a new
 
 - :class:`Rollout` steps a (vector) text environment with a sampler (an :class:`agents.sampling.LMSampler`,
   which records each action's log-probability and, with a value head, each state's value) and
-  returns finished :class:`Episode` s, in whole prompt groups when the environment has them
-  (``group_size``). Episodes still running when a batch is full carry over to the next call.
+  returns finished :class:`Episode` s in the order they were started, so in whole prompt groups when
+  the environment has them (``group_size``). Episodes of later rounds carry over to the next call of
+  the same rollout: start a new rollout after an update (:meth:`agents.lm.LMAgent.prepare` does), or
+  a batch mixes episodes of two policies.
 - :func:`evaluate` scores an :class:`EpisodeBatch` under the current policy: log-probabilities,
   entropies and values of every agent token, one teacher-forced forward per (mini)batch, never one
   forward per token.
+- :func:`complete` answers given prompts once each in the environment (e.g. greedily, for a baseline).
 
 :meth:`EpisodeBatch.from_episodes` turns episodes into (B, T) tensors over completion positions:
 left-padded prompts + completions, completions right-aligned, ``token_mask`` 1 on the agent's tokens
@@ -17,6 +20,7 @@ left-padded prompts + completions, completions right-aligned, ``token_mask`` 1 o
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -53,6 +57,8 @@ class Episode:
     """Episodes with equal ``group`` answered the same prompt (:class:`textgym.envs.TextGenerationVectorEnv`)."""
     action_masks: np.ndarray | None = None
     """(agent tokens, A) bool: the actions the environment allowed at each agent token (None: all of them)."""
+    prompt: str = ""
+    """The prompt's text (the environment's ``info["prompt"]``)."""
 
 
 @dataclass
@@ -75,6 +81,10 @@ class EpisodeBatch:
     """(B,) each episode's task reward."""
     groups: torch.Tensor
     """(B,) group ids."""
+    prompt_lengths: torch.Tensor | None = None
+    """(B,) tokens of each prompt: row b's prompt is ``input_ids[b, W - C_b - P_b : W - C_b]``, C_b its completion's."""
+    prompts: tuple[str, ...] | None = None
+    """Each episode's prompt text (in a whole batch; a minibatch drawn by :meth:`select` has None)."""
     values: torch.Tensor | None = None
     """(B, T) values recorded while acting (algorithms with a value head)."""
     advantages: torch.Tensor | None = None
@@ -95,16 +105,17 @@ class EpisodeBatch:
         return self.token_mask.shape[1]
 
     def select(self, index: torch.Tensor) -> EpisodeBatch:
-        """The episodes at ``index`` (a minibatch)."""
+        """The episodes at ``index`` (a minibatch: its tensors only, ``prompts`` None, so nothing waits on the host)."""
         index = index.to(self.input_ids.device)
-        return replace(self, **{f.name: getattr(self, f.name)[index] for f in fields(self)
-                                if getattr(self, f.name) is not None})
+        return replace(self, prompts=None, **{f.name: getattr(self, f.name)[index] for f in fields(self)
+                                              if isinstance(getattr(self, f.name), torch.Tensor)})
 
     @classmethod
     def concat(cls, batches: list[EpisodeBatch]) -> EpisodeBatch:
         """The episodes of ``batches`` (equal widths, the same fields set) in one batch."""
+        join = lambda vs: sum(vs, ()) if isinstance(vs[0], tuple) else torch.cat(vs)  # noqa: E731
         return cls(**{f.name: None if getattr(batches[0], f.name) is None else
-                      torch.cat([getattr(b, f.name) for b in batches]) for f in fields(cls)})
+                      join([getattr(b, f.name) for b in batches]) for f in fields(cls)})
 
     @classmethod
     def from_episodes(cls, episodes: list[Episode], pad_id: int, device: torch.device | str = "cpu") -> EpisodeBatch:
@@ -138,6 +149,8 @@ class EpisodeBatch:
             input_ids=as_tensor(input_ids, torch.long), attention_mask=as_tensor(attention_mask, torch.long),
             **{k: as_tensor(v) for k, v in per_token.items() if k != "values"},
             scores=as_tensor([e.score for e in episodes]), groups=as_tensor([e.group for e in episodes], torch.long),
+            prompt_lengths=as_tensor([len(e.prompt_ids) for e in episodes], torch.long),
+            prompts=tuple(e.prompt for e in episodes),
             values=as_tensor(per_token["values"]) if episodes[0].values is not None else None,
             action_mask=None if action_mask is None else as_tensor(action_mask, torch.bool),
         )
@@ -167,6 +180,11 @@ def evaluate(policy: torch.nn.Module, batch: EpisodeBatch, num_actions: int | No
 class Rollout:
     """Episodes in progress in a vector text environment, and the collector that finishes them.
 
+    Episodes are returned in the order they were started (slot s's r-th episode is number
+    ``r * num_envs + s``), not in the order they finished: which episodes a batch holds is fixed
+    before any is sampled, so a batch is not biased toward short completions (taking the first to
+    finish would be), and a group's slots, adjacent, are returned together.
+
     Args:
         envs: A text-generation vector env (``gymnasium.make_vec(..., vectorization_mode="vector_entry_point")``).
         sampler: Acts on its observations; an :class:`agents.sampling.LMSampler` records log-probs and values.
@@ -195,26 +213,29 @@ class Rollout:
         self.starts = np.ones(n, dtype=bool)
         self.groups = np.asarray(info["group_id"]) if "group_id" in info else np.arange(n)
         self.steps = 0
+        self._rounds = np.full(n, -1)  # per slot: the round of its episode in progress
+        self._returned = 0  # episodes returned so far: the next to return is number self._returned
+        self._done: dict[int, Episode] = {}  # number -> finished episode not yet returned
         self._prompts: list[np.ndarray] = [np.empty(0, np.int64)] * n
         self._seen: list[list[tuple[float, float]]] = [[] for _ in range(n)]  # per slot: (log-prob, value) per action
         self._masks: list[list[np.ndarray | None]] = [[] for _ in range(n)]  # per slot: the allowed actions per action
-        self._pending: dict[int, list[Episode]] = {}  # group id -> finished episodes of a group not yet complete
-        self._ready: list[Episode] = []
 
     def collect(self, num_episodes: int) -> list[Episode]:
-        """Step until ``num_episodes`` episodes have finished, in whole groups; return exactly that many."""
+        """Step until the next ``num_episodes`` episodes (in starting order, so whole groups) have finished."""
         if num_episodes % self.group_size:
             raise ValueError(f"num_episodes={num_episodes} must be a multiple of the group size {self.group_size}")
-        while len(self._ready) < num_episodes:
+        wanted = range(self._returned, self._returned + num_episodes)
+        while any(number not in self._done for number in wanted):
             self._step()
-        episodes, self._ready = self._ready[:num_episodes], self._ready[num_episodes:]
-        return episodes
+        self._returned += num_episodes
+        return [self._done.pop(number) for number in wanted]
 
     def _step(self) -> None:
         obs, n = self.obs, self.envs.num_envs
         for slot in np.flatnonzero(self.starts):
             self._prompts[slot] = obs["input_ids"][slot][obs["attention_mask"][slot] == 1].copy()
             self._seen[slot], self._masks[slot] = [], []
+            self._rounds[slot] += 1
         actions = self.sampler.act(obs, self.starts, self.action_mask)
         values = self.sampler.last_values if self.sampler.last_values is not None else np.zeros(n)
         masks = None if self.action_mask is None else np.array(self.action_mask, bool)  # one copy per step
@@ -238,15 +259,49 @@ class Rollout:
         logprobs[where], values[where] = seen[:, 0], seen[:, 1]
         episode = Episode(self._prompts[slot], completion, final["ref_logprobs"][slot], float(final["score"][slot]),
                           logprobs, values if self.sampler.last_values is not None else None, agent,
-                          _token_scores(final, slot), int(self.groups[slot]))
+                          _token_scores(final, slot), int(self.groups[slot]), prompt=str(final["prompt"][slot]))
         masks = self._masks[slot]
         if any(m is not None for m in masks):
             width = next(len(m) for m in masks if m is not None)
             episode.action_masks = np.stack([np.ones(width, bool) if m is None else m for m in masks])
-        group = self._pending.setdefault(episode.group, [])
-        group.append(episode)
-        if len(group) == self.group_size:
-            self._ready += self._pending.pop(episode.group)
+        self._done[int(self._rounds[slot]) * self.envs.num_envs + int(slot)] = episode
+
+
+def complete(envs: Any, sampler: LMSampler, prompts: Sequence[str], deterministic: bool = True) -> list[Episode]:
+    """Each of ``prompts`` answered once by ``sampler`` in ``envs``, scored as the environment scores every episode.
+
+    With ``deterministic`` the answers are greedy (the most likely token at every step): a baseline
+    such as ReMax's. It resets ``envs`` (a :class:`Rollout` of them must start afresh after it) and
+    answers ``num_envs / group_size`` prompts at a time (the slots of a group share a prompt). The
+    episodes carry no behaviour log-probabilities.
+    """
+    size = getattr(envs.unwrapped, "group_size", 1)
+    width = envs.num_envs // size
+    episodes: list[Episode] = []
+    for start in range(0, len(prompts), width):
+        chunk = list(prompts[start:start + width])
+        chunk += chunk[-1:] * (width - len(chunk))  # the last pass filled up with its last prompt
+        answered = _answer_once(envs, sampler, [p for p in chunk for _ in range(size)], deterministic)
+        episodes += answered[::size][:len(prompts) - start]  # one slot of each group
+    return episodes
+
+
+def _answer_once(envs: Any, sampler: LMSampler, prompts: list[str], deterministic: bool) -> list[Episode]:
+    """One episode in every slot, slot i answering ``prompts[i]``."""
+    obs, info = envs.reset(options={"prompt": prompts})
+    prompt_ids = [ids[mask == 1].copy() for ids, mask in zip(obs["input_ids"], obs["attention_mask"], strict=True)]
+    starts, action_mask = np.ones(envs.num_envs, dtype=bool), info.get("action_mask")
+    finished: dict[int, Episode] = {}
+    while len(finished) < envs.num_envs:
+        actions = sampler.act(obs, starts, action_mask, deterministic=deterministic)
+        obs, _, terminated, truncated, info = envs.step(actions)
+        starts, action_mask = terminated | truncated, info.get("action_mask")
+        for slot in np.flatnonzero(starts):
+            if slot not in finished:  # later episodes of a slot are not asked for
+                final = info["final_info"]
+                finished[slot] = Episode(prompt_ids[slot], final["completion_ids"][slot], final["ref_logprobs"][slot],
+                                         float(final["score"][slot]), prompt=prompts[slot])
+    return [finished[slot] for slot in range(envs.num_envs)]
 
 
 def _token_scores(final: dict[str, Any], slot: int) -> np.ndarray | None:

@@ -16,6 +16,7 @@ QUICK_ARGS: dict[str, list[str]] = {
     "tictactoe_lesson.py": ["--steps", "4096"],
     "text_tictactoe_lesson.py": ["--steps", "1024"],
     "custom_algorithm.py": ["--steps", "512"],
+    "remax.py": ["--steps", "512"],
     "distributed_train.py": ["--steps", "48"],
     "sentiment_tuning.py": ["--steps", "512"],
     "detoxification.py": ["--steps", "512"],

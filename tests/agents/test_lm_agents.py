@@ -65,7 +65,7 @@ def test_the_update_does_one_forward_per_minibatch_of_whole_episodes(tokenizer):
     lm = random_causal_lm(len(tokenizer), 1, 16, n_positions=64, seed=0)
     agent = LMPPO(lm, tokenizer, config(update_epochs=3, num_minibatches=2, batch_episodes=8))
     envs = make(tokenizer, lm, num_envs=8)
-    episodes = Rollout(envs, agent._sampler(8, 0), seed=0).collect(8)
+    episodes = agent.prepare(envs).collect(8)
     calls = []
     trunk = lm.transformer.forward
     lm.transformer.forward = lambda *a, **k: (calls.append(k["input_ids"].shape), trunk(*a, **k))[1]
@@ -80,7 +80,7 @@ def test_acting_time_logprobs_and_values_equal_teacher_forcing(tokenizer):
     agent = LMPPO(lm, tokenizer, config())
     torch.nn.init.normal_(agent.module.value_head.weight)  # a non-trivial value head
     envs = make(tokenizer, lm, num_envs=4, max_new_tokens=5)
-    rollout = Rollout(envs, agent._sampler(4, 0), seed=0)
+    rollout = agent.prepare(envs)
     for _ in range(2):  # the second batch holds episodes begun during the first
         episodes = rollout.collect(12)
         prompts = {tuple(tokenizer(p)["input_ids"]) for p in PROMPTS}
@@ -205,11 +205,23 @@ def test_the_kl_coefficient_is_the_environments(tokenizer):
     assert envs.kl_coef != 0.2 and envs.kl_coef == adaptive.kl_coef  # the controller steers the env's value
 
 
-def test_group_algorithms_refuse_groups_of_one(tokenizer):
-    """RLOO refuses groups of one episode, and an unknown agent name lists the known ones."""
+@pytest.mark.parametrize("name", ["rloo", "grpo"])
+def test_group_algorithms_refuse_groups_of_one(tokenizer, name):
+    """RLOO and GRPO refuse an env of groups of one (naming its group_size and the fix), and batches of them."""
     lm = random_causal_lm(len(tokenizer), 1, 16, n_positions=64, seed=0)
-    with pytest.raises(ValueError, match="needs at least 2 episodes per group; collect with group_size >= 2"):
-        agent_class("rloo")(lm, tokenizer, config(batch_episodes=8)).learn(make(tokenizer, lm, 8), 8)
+    agent = agent_class(name)(lm, tokenizer, config(batch_episodes=8))
+    with pytest.raises(ValueError, match=r"needs groups of at least 2; the environment has group_size=1: make it with "
+                                         r"gym.make_vec\(..., group_size=4\) \(textgym train: --group-size\)"):
+        agent.learn(make(tokenizer, lm, 8), 8)
+    episodes = agent.prepare(make(tokenizer, lm, 8, group_size=2)).collect(8)
+    for episode in episodes:
+        episode.group = id(episode)  # every episode alone in its group
+    with pytest.raises(ValueError, match="at least 2 episodes per group, got a group of 1"):
+        agent.update(EpisodeBatch.from_episodes(episodes, 0))
+
+
+def test_an_unknown_agent_name_lists_the_known_ones():
+    """``agent_class`` names the agents it knows."""
     with pytest.raises(ValueError, match="unknown agent 'dqn'; known agents: ppo, rloo, grpo, reinforce"):
         agent_class("dqn")
 
@@ -219,14 +231,14 @@ def test_gradient_checkpointing_gives_the_same_update(tokenizer):
     lm = random_causal_lm(len(tokenizer), 2, 32, n_positions=64, seed=0)
     envs = make(tokenizer, lm, num_envs=8)
     plain = LMPPO(copy.deepcopy(lm), tokenizer, config(batch_episodes=8))
-    plain.num_actions = envs.single_action_space.n
-    episodes = Rollout(envs, plain._sampler(8, seed=0), seed=0).collect(8)
+    episodes = plain.prepare(envs).collect(8)
     checkpointed = LMPPO(copy.deepcopy(lm), tokenizer, config(batch_episodes=8, gradient_checkpointing=True))
     model = checkpointed.model
     on = "is_activation_checkpointing" if hasattr(type(model), "is_activation_checkpointing") else \
         "is_gradient_checkpointing"  # renamed in transformers 5.x
     assert getattr(model, on)
     for agent in (plain, checkpointed):
+        agent.prepare(envs)
         agent.update(EpisodeBatch.from_episodes(episodes, agent.pad_id), envs)
     for p, q in zip(plain.module.parameters(), checkpointed.module.parameters(), strict=True):
         torch.testing.assert_close(p, q, atol=1e-6, rtol=1e-5)

@@ -11,12 +11,14 @@ from agents.ppo_math import (
     FixedKLController,
     compute_gae,
     group_normalized,
+    importance_weighted_loss,
     kl_estimators,
     kl_k3,
     leave_one_out,
     masked_whiten,
     policy_gradient_loss,
     policy_loss,
+    reward_to_go,
     token_gae,
     value_loss,
 )
@@ -108,6 +110,25 @@ def test_group_advantages_by_hand():
     assert scaled[3:].abs().max() == 0  # a group that scored alike gets no advantage, not a division by zero
     with pytest.raises(ValueError, match="at least 2 episodes per group"):
         leave_one_out(torch.tensor([1.0, 2.0]), torch.tensor([0, 1]))
+
+
+def test_group_normalized_is_exactly_zero_on_ties_and_refuses_groups_of_one():
+    """A tied group whose mean float sums do not hold exactly (3 x -0.23403046: 1e-4 off, before) gets exactly 0."""
+    returns, groups = torch.tensor([-0.23403046] * 3 + [0.7, 0.2, 0.3]), torch.tensor([0, 0, 0, 1, 1, 1])
+    for scale in (True, False):
+        assert group_normalized(returns, groups, scale=scale)[:3].tolist() == [0.0, 0.0, 0.0]
+    torch.testing.assert_close(group_normalized(returns, groups, scale=False)[3:], torch.tensor([0.3, -0.2, -0.1]))
+    with pytest.raises(ValueError, match="at least 2 episodes per group, got a group of 1; collect with group_size"):
+        group_normalized(torch.tensor([1.0, 2.0, 3.0]), torch.tensor([0, 0, 1]))
+
+
+def test_reward_to_go_and_the_importance_weighted_loss_by_hand():
+    """Reward-to-go sums from each token on (masked tokens 0); the ratio loss is -A * pi / pi_old."""
+    rtg = reward_to_go(torch.tensor([[1.0, 0.0, 2.0], [0.0, 0.5, -1.0]]), torch.tensor([[1, 0, 1], [1, 1, 1]]))
+    assert rtg.tolist() == [[3.0, 0.0, 2.0], [-0.5, -0.5, -1.0]]
+    new, old = torch.log(torch.tensor([[3.0, 1.0]])), torch.zeros(1, 2)
+    loss = importance_weighted_loss(new, old, torch.tensor([[2.0, 5.0]]), torch.tensor([[1.0, 0.0]]))
+    assert loss.item() == pytest.approx(-6.0)  # -(2 * 3), the masked token left out
 
 
 def test_policy_gradient_and_kl_terms():

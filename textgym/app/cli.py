@@ -48,7 +48,7 @@ def _add_dataclass_flags(parser: argparse.ArgumentParser, cls: type, suppress: b
     for field in ordered_fields(cls):
         flag, help_text = f"--{field.name.replace('_', '-')}", f"{docs.get(field.name, '')} (default: {field.default})"
         default = argparse.SUPPRESS if suppress else field.default
-        if field.type == "bool":
+        if field.type in ("bool", "bool | None"):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=help_text)
         else:
             parser.add_argument(flag, type=_flag_type(field.type), default=default, help=help_text)

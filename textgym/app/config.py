@@ -46,7 +46,8 @@ class TrainConfig(LMConfig):
     """Beta of the KL penalty to the reference (the environment's; the agent uses the same)."""
     credit: str = "end"
     """Where the reward's score is paid: end (at the last token) or token (each part at the token that earned
-    it; needs a reward with parts, e.g. rm:PATH, whose head on each token is that token's part)."""
+    it; needs a reward with parts, e.g. rm:PATH, whose head on each token is that token's part). ppo and
+    reinforce use where each part was earned; rloo and grpo compare whole answers, so only the sum counts."""
     dtype: str = "float32"
     """Weights of the policy and the reference: float32, bfloat16, float16 or auto (the saved dtype)."""
     lora_r: int = 0

@@ -73,7 +73,7 @@ def check_config(cfg: TrainConfig) -> dict[str, Any]:
     klass = agent_class(cfg.agent)
     for name in ("total_steps", "num_envs", "batch_episodes", "num_minibatches", "update_epochs", "checkpoint_every",
                  "keep_checkpoints", "threads"):
-        if getattr(cfg, name) < 1:
+        if getattr(cfg, name) is not None and getattr(cfg, name) < 1:  # None: the algorithm's
             raise ValueError(f"{name} must be >= 1, got {getattr(cfg, name)}")
     for name in ("learning_rate", "kl_coef", "clip_coef", "ent_coef", "vf_coef", "max_new_tokens", "eval_prompts",
                  "lora_r", "max_grad_norm"):
@@ -84,6 +84,8 @@ def check_config(cfg: TrainConfig) -> dict[str, Any]:
     if group_size < 1 or cfg.num_envs % group_size or cfg.batch_episodes % group_size:
         raise ValueError(f"group_size={group_size} must divide num_envs={cfg.num_envs} and "
                          f"batch_episodes={cfg.batch_episodes}")
+    if hasattr(klass, "check_group_size"):
+        klass.check_group_size(group_size)
     as_dtype(cfg.dtype)
     for name in ("model", "reference"):
         if getattr(cfg, name) is not None:

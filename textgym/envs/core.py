@@ -30,7 +30,9 @@ Credit: the reward function's score is paid at the last step. With ``credit="tok
 that can say where in a completion it earned each part of its score (a ``parts`` method, e.g. a
 :class:`textgym.rewards.RewardModel`: one part per token), ``info["score_parts"]`` also places each
 part at the completion token that completed its text. The step rewards stay the same (every agent sees
-the same return); the agents of ``agents/`` pay each part at its token (per-token credit).
+the same return); an agent that reads the parts can credit each where it was earned. Of the agents
+of ``agents/``, PPO (GAE) and REINFORCE (reward-to-go) do; RLOO and GRPO compare whole completions,
+so for them only the sum counts.
 
 With :class:`textgym.envs.turns.Turns` rules the episode is a conversation: when the agent's turn
 ends, the rules reply and the reply's tokens join the context as state (module
