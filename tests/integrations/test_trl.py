@@ -196,7 +196,7 @@ def test_bad_arguments_are_refused_clearly(tmp_path):
         with pytest.raises(ValueError, match="kl_coef"):
             TextgymRollout("textgym/Sentiment-v0", kl_coef=bad)
     with pytest.raises(TypeError, match="not a textgym text environment"):
-        TextgymRollout("textgym/TicTacToe-v0")(["", ""], None)
+        refusal(tmp_path, TextgymRollout("textgym/TicTacToe-v0"), kit="textgym/tictactoe-lm", task="tictactoe")
     with pytest.raises(ValueError, match="processing_class"):
         refusal(tmp_path, TextgymRollout("textgym/Sentiment-v0"), kit="textgym/tictactoe-lm")
     with pytest.raises(ValueError, match="mask_truncated_completions"):

@@ -187,10 +187,14 @@ class TextgymRollout:
             raise ValueError(f"the environment's temperature={kwargs['temperature']} is not the trainer's "
                              f"{temperature}: the KL would compare different temperatures; leave temperature out of "
                              "the environment's arguments (the rollout takes GRPOConfig.temperature)")
-        envs = gym.make_vec(self.env_id, num_envs=count, vectorization_mode="vector_entry_point", **kwargs)
+        not_text = (f"{self.env_id} is not a textgym text environment; TextgymRollout plays text envs whose actions "
+                    "are token ids")
+        try:
+            envs = gym.make_vec(self.env_id, num_envs=count, vectorization_mode="vector_entry_point", **kwargs)
+        except TypeError as error:  # a toy env takes no temperature
+            raise (TypeError(not_text) if "temperature" in str(error) else error) from error
         if not isinstance(envs, TextGenerationVectorEnv):
-            raise TypeError(f"{self.env_id} is not a textgym text environment (its vector form is "
-                            f"{type(envs).__name__}); TextgymRollout plays text envs whose actions are token ids")
+            raise TypeError(f"{not_text} (its vector form is {type(envs).__name__})")
         envs.kl_coef = self.kl_coef
         self._envs[count, temperature] = envs
         return envs, True
