@@ -2,26 +2,36 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def bounded(default: Any, low: float | None = None, high: float | None = None) -> Any:
+    """A dataclass field with ``default`` whose value must lie in ``[low, high]`` (None: no bound that side).
+
+    The bounds are declared once, in the field's metadata; the command line's config validator
+    (:func:`textgym.app.config.validate`) checks every field against them before anything is built.
+    """
+    return field(default=default, metadata={"low": low, "high": high})
 
 
 @dataclass
 class LMConfig:
     """Hyperparameters of the language-model algorithms (cleanrl's names); each algorithm says which it reads."""
 
-    learning_rate: float = 5e-5
+    learning_rate: float = bounded(5e-5, low=0)
     """Adam learning rate."""
-    batch_episodes: int = 32
+    batch_episodes: int = bounded(32, low=1)
     """Finished episodes per update (per process); a multiple of the environment's group size."""
-    num_minibatches: int = 2
+    num_minibatches: int = bounded(2, low=1)
     """Minibatches per update epoch."""
-    update_epochs: int = 2
+    update_epochs: int = bounded(2, low=1)
     """Passes over each batch."""
-    clip_coef: float = 0.2
+    clip_coef: float = bounded(0.2, low=0)
     """Ratio clipping of the surrogate (and of PPO's value loss)."""
-    ent_coef: float = 0.0
+    ent_coef: float = bounded(0.0, low=0)
     """Entropy bonus."""
-    vf_coef: float = 0.5
+    vf_coef: float = bounded(0.5, low=0)
     """PPO: weight of the value loss."""
     value_trunk_grad: bool = False
     """PPO: let the value loss train the LM's trunk as well as the value head (a shared actor-critic trunk,
@@ -31,9 +41,9 @@ class LMConfig:
     board's rotations and reflections in ``textgym/TextTicTacToe-v0``), each with the rewards,
     advantages and behaviour log-probabilities of its episode. Each update then sees (1 + copies)
     times the episodes, for that much more compute (and minibatches that much larger)."""
-    gamma: float = 1.0
+    gamma: float = bounded(1.0, low=0, high=1)
     """PPO: discount."""
-    gae_lambda: float = 1.0
+    gae_lambda: float = bounded(1.0, low=0, high=1)
     """PPO: GAE's lambda. 1 (returns minus the value baseline) because the reward comes at the end: with
     less, a value head still learning the reward's scale bootstraps low, ending early looks better than
     going on, and PPO learns to cut answers short."""
@@ -43,15 +53,15 @@ class LMConfig:
     """GRPO: divide each group's centred returns by the group's std (False: the Dr. GRPO variant)."""
     kl_in_loss: bool = False
     """Put the KL penalty in the loss (k3 estimator per token) instead of the reward."""
-    kl_setpoint: float | None = None
+    kl_setpoint: float | None = bounded(None, low=0)
     """If set, an adaptive controller steers the environment's kl_coef toward this KL per episode."""
-    kl_horizon: int = 10_000
+    kl_horizon: int = bounded(10_000, low=1)
     """Horizon of the adaptive KL controller, in tokens."""
-    max_grad_norm: float = 0.5
+    max_grad_norm: float = bounded(0.5, low=0)
     """Gradient clipping."""
-    target_kl: float | None = None
+    target_kl: float | None = bounded(None, low=0)
     """Stop an update's epochs early when the approximate KL to the behaviour policy exceeds this."""
-    temperature: float = 1.0
+    temperature: float = bounded(1.0, low=0)
     """Sampling temperature while acting."""
     gradient_checkpointing: bool = False
     """Recompute the LM's activations in the backward pass instead of storing them (less memory, more time)."""
