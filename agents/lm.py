@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import gc
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, replace
@@ -175,6 +176,10 @@ class LMAgent:
 
         ``envs``: the environment whose ``kl_coef`` applies and an adaptive controller steers; None
         keeps the coefficient of the last :meth:`learn` (0 before any).
+
+        Raises:
+            FloatingPointError: If the batch's KL to the reference, or a minibatch's loss or gradient, is
+                not finite (a diverged policy); the weights are those of the last finite step.
         """
         if self.kl_ctl is None:
             self.kl_ctl = FixedKLController(float(envs.unwrapped.kl_coef) if envs is not None else 0.0)
@@ -182,6 +187,9 @@ class LMAgent:
             rewards = self.rewards(batch)
             self.advantages(batch, rewards)
             stats = self._episode_stats(batch, rewards)
+            if not math.isfinite(stats["objective/kl"]):  # a diverged policy: no update can learn from this batch
+                raise FloatingPointError(f"the KL to the reference is {stats['objective/kl']}: not finite (the policy "
+                                         "diverged); the weights were not updated")
             if self.cfg.symmetries:
                 batch = self._with_symmetries(batch, envs)
         trainable = [p for p in self.policy.parameters() if p.requires_grad]
