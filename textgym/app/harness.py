@@ -10,7 +10,10 @@ is created) -> the whole config saved as ``config.json`` beside the results. A r
 - ``checkpoints/update-NNNNNN/``: every ``checkpoint_every`` updates, written to a temporary folder
   and renamed into place, so a run killed at any moment (even by SIGKILL) leaves only whole
   checkpoints; the ``keep_checkpoints`` newest are kept. Each is a model folder (weights or LoRA
-  adapters, and the tokenizer) and the agent's state;
+  adapters, and the tokenizer) and the agent's state. ``--resume`` starts from the newest that
+  loads: one that does not (truncated weights, a missing file) is renamed ``damaged-update-NNNNNN``
+  with a warning naming it, and the run goes on from the one before. A run folder that was moved or
+  copied resumes where it is now;
 - ``policy/`` (``save_pretrained`` and the tokenizer), ``eval.json`` and ``reward_scores.png`` at the end.
 
 The agent is any class of the agent protocol (:mod:`agents`): built as ``Class(model, tokenizer,
@@ -18,6 +21,11 @@ config)``, resumed with ``Class.load(folder)``. The harness drives its ``learn``
 every checkpoint; each ``learn`` starts fresh episodes seeded from the update count, so ``--resume``
 from the last checkpoint reaches the same final weights and metrics as an uninterrupted run with the
 same seed, bit for bit (on CPU).
+
+A run that diverges (a loss, gradient or KL that is not finite) stops before the step that would
+spoil its weights, with :class:`FloatingPointError` (``textgym train`` exits 1): the checkpoints
+written so far stay, and no ``policy/`` is saved. ``num_envs`` whose KV caches alone would exceed
+the free memory is refused before anything is created.
 
 Several processes: under ``accelerate launch`` every process trains (data parallelism through
 accelerate) and rolls out its own ``num_envs`` episodes; only the main process writes files.
