@@ -299,8 +299,8 @@ def check_memory(cfg: TrainConfig, derived: dict, device: Any) -> None:
     Each slot holds the policy's and the reference's KV caches over its window (context and
     completion), a few vocabulary-wide rows of fp32 log-probabilities, and its observation. This is
     a lower bound on what the run needs (batches, activations and the models come on top), read from
-    the model's config before anything is loaded. A config that cannot be read is left to the model
-    loading that follows, which names the problem.
+    the model's config (a local folder or the hub's cache, never the network) before anything is
+    loaded. A config that cannot be read so is left to the model loading that follows.
 
     Raises:
         ValueError: If the estimate exceeds the free memory (the message gives both).
@@ -310,12 +310,14 @@ def check_memory(cfg: TrainConfig, derived: dict, device: Any) -> None:
     from textgym.models import resolve
 
     try:
-        config = AutoConfig.from_pretrained(resolve(derived["model"]), trust_remote_code=cfg.trust_remote_code)
+        config = AutoConfig.from_pretrained(resolve(derived["model"]), trust_remote_code=cfg.trust_remote_code,
+                                            local_files_only=True)  # never the network: a hub model not cached
         layers, width, vocab = (int(getattr(config, name)) for name in ("num_hidden_layers", "hidden_size",
                                                                           "vocab_size"))
     except Exception:  # a model this cannot size: loading it next reports what is wrong
         return
-    dtype = str(getattr(config, "torch_dtype", None)) if cfg.dtype == "auto" else cfg.dtype
+    saved = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)  # the newer name first
+    dtype = str(saved) if cfg.dtype == "auto" else cfg.dtype
     element = 2 if dtype.removeprefix("torch.") in ("bfloat16", "float16") else 4
     window = derived["max_context"] + derived["max_new_tokens"]
     per_slot = 2 * 2 * layers * width * window * element + 4 * vocab * 4 + 2 * window * 8
