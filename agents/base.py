@@ -117,7 +117,10 @@ def import_class(spec: str, base: type) -> type:
     except ModuleNotFoundError as err:
         raise ValueError(f"cannot import {module_name!r} for {spec!r}: {err}") from None
     for part in name.split("."):
-        target = getattr(target, part, None)
+        if not hasattr(target, part):
+            raise ValueError(f"{spec!r}: {module_name} has no {part!r}")
+        target = getattr(target, part)
     if not isinstance(target, type) or not issubclass(target, base):
-        raise ValueError(f"{spec!r} is not a {base.__name__} class")
+        kind = "class" if base is object else f"{base.__name__} class"
+        raise ValueError(f"{spec!r} is not a {kind}")
     return target

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def bounded(default: Any, low: float | None = None, high: float | None = None) -> Any:
+    """A dataclass field with ``default`` whose value must lie in ``[low, high]`` (None: no bound that side).
+
+    The bounds are declared once, in the field's metadata; the command line's config validator
+    (:func:`textgym.app.config.validate`) checks every field against them before anything is built.
+    """
+    return field(default=default, metadata={"low": low, "high": high})
 
 
 @dataclass
@@ -13,19 +23,19 @@ class LMConfig:
     made; the agent's ``cfg`` (and the ``agent.json`` it saves) holds the value it uses.
     """
 
-    learning_rate: float = 5e-5
+    learning_rate: float = bounded(5e-5, low=0)
     """Adam learning rate."""
-    batch_episodes: int = 32
+    batch_episodes: int = bounded(32, low=1)
     """Finished episodes per update (per process); a multiple of the environment's group size."""
-    num_minibatches: int | None = None
+    num_minibatches: int | None = bounded(None, low=1)
     """Minibatches per update epoch; None: the algorithm's (``LMAgent.defaults``: 2; REINFORCE 1)."""
-    update_epochs: int | None = None
+    update_epochs: int | None = bounded(None, low=1)
     """Passes over each batch; None: the algorithm's (2; REINFORCE 1: one on-policy step per batch)."""
-    clip_coef: float = 0.2
+    clip_coef: float = bounded(0.2, low=0)
     """Ratio clipping of the surrogate (and of PPO's value loss)."""
-    ent_coef: float = 0.0
+    ent_coef: float = bounded(0.0, low=0)
     """Entropy bonus."""
-    vf_coef: float = 0.5
+    vf_coef: float = bounded(0.5, low=0)
     """PPO: weight of the value loss."""
     value_trunk_grad: bool = False
     """PPO: let the value loss train the LM's trunk as well as the value head (a shared actor-critic trunk,
@@ -35,9 +45,9 @@ class LMConfig:
     board's rotations and reflections in ``textgym/TextTicTacToe-v0``), each with the rewards,
     advantages and behaviour log-probabilities of its episode. Each update then sees (1 + copies)
     times the episodes, for that much more compute (and minibatches that much larger)."""
-    gamma: float = 1.0
+    gamma: float = bounded(1.0, low=0, high=1)
     """PPO: discount."""
-    gae_lambda: float = 1.0
+    gae_lambda: float = bounded(1.0, low=0, high=1)
     """PPO: GAE's lambda. 1 (returns minus the value baseline) because the reward comes at the end: with
     less, a value head still learning the reward's scale bootstraps low, ending early looks better than
     going on, and PPO learns to cut answers short."""
@@ -48,22 +58,22 @@ class LMConfig:
     kl_in_loss: bool | None = None
     """Put the KL penalty in the loss (k3 estimator per token) instead of the reward; None: the algorithm's
     (GRPO: in the loss, as published, so only the score is group-normalised; the others: in the reward)."""
-    kl_setpoint: float | None = None
+    kl_setpoint: float | None = bounded(None, low=0)
     """If set, an adaptive controller steers the environment's kl_coef toward this KL per episode."""
-    kl_horizon: int = 10_000
+    kl_horizon: int = bounded(10_000, low=1)
     """Horizon of the adaptive KL controller, in tokens."""
-    max_grad_norm: float = 0.5
+    max_grad_norm: float = bounded(0.5, low=0)
     """Gradient clipping."""
-    target_kl: float | None = None
+    target_kl: float | None = bounded(None, low=0)
     """Stop an update's epochs early when the approximate KL to the behaviour policy exceeds this (checked after
     each epoch: it needs ``update_epochs`` > 1 to stop anything)."""
-    temperature: float = 1.0
+    temperature: float = bounded(1.0, low=0)
     """Sampling temperature while acting (> 0); every log-probability of a ratio or a KL is taken at it, the
     reference's too: the environment must have the same ``temperature`` (``textgym train`` sees to it)."""
-    top_k: int | None = None
+    top_k: int | None = bounded(None, low=0)
     """Sample among the top_k most likely tokens only (None or 0: all); the policy's log-probabilities are
     those of this cut, renormalised distribution (the reference's are not cut)."""
-    top_p: float = 1.0
+    top_p: float = bounded(1.0, low=0, high=1)
     """Sample among the fewest most likely tokens whose probability reaches top_p (after top_k), in (0, 1];
     1: all. Log-probabilities as for top_k."""
     gradient_checkpointing: bool = False

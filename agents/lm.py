@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import gc
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, replace
@@ -217,6 +218,10 @@ class LMAgent:
 
         ``envs``: the environment whose ``kl_coef`` applies and an adaptive controller steers; None
         keeps the one of the last :meth:`prepare` (a coefficient of 0 before any).
+
+        Raises:
+            FloatingPointError: If the batch's KL to the reference, or a minibatch's loss or gradient, is
+                not finite (a diverged policy); the weights are those of the last finite step.
         """
         self.envs = envs = envs if envs is not None else self.envs
         if self.kl_ctl is None:
@@ -225,6 +230,9 @@ class LMAgent:
             rewards = self.rewards(batch)
             self.advantages(batch, rewards)
             stats = self._episode_stats(batch, rewards)
+            if not math.isfinite(stats["objective/kl"]):  # a diverged policy: no update can learn from this batch
+                raise FloatingPointError(f"the KL to the reference is {stats['objective/kl']}: not finite (the policy "
+                                         "diverged); the weights were not updated")
             if self.cfg.symmetries:
                 batch = self._with_symmetries(batch, envs)
         trainable = [p for p in self.policy.parameters() if p.requires_grad]

@@ -178,6 +178,10 @@ def run_epochs(batch: Any, loss_fn: Callable[[Any], tuple[torch.Tensor, dict[str
 
     Returns:
         The last minibatch's diagnostics, as floats (read from the device once, at the end).
+
+    Raises:
+        FloatingPointError: At the first minibatch whose gradient is not finite (a NaN or infinite loss),
+            before the optimizer steps: the weights stay those of the last finite step.
     """
     mb_size = max(1, batch.size // cfg.num_minibatches)
     stats: dict[str, torch.Tensor] = {}
@@ -187,7 +191,12 @@ def run_epochs(batch: Any, loss_fn: Callable[[Any], tuple[torch.Tensor, dict[str
             loss, stats = loss_fn(batch.select(order[start:start + mb_size]))
             optimizer.zero_grad()
             accelerator.backward(loss)
-            accelerator.clip_grad_norm_(parameters, cfg.max_grad_norm)
+            norm = accelerator.clip_grad_norm_(parameters, cfg.max_grad_norm)
+            # the norm is the same on every process (after the all-reduce): all stop together, before the step
+            if not torch.isfinite(loss.detach() if norm is None else norm):
+                raise FloatingPointError(f"the loss is {loss.item()} and its gradient's norm "
+                                         f"{'unknown' if norm is None else norm.item()}: not finite (a learning rate, "
+                                         "reward or KL coefficient too large?); the weights were not updated")
             optimizer.step()
         if cfg.target_kl is not None and "losses/approx_kl" in stats:
             approx_kl = accelerator.reduce(stats["losses/approx_kl"].reshape(1), "mean")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import gymnasium as gym
@@ -235,6 +236,21 @@ def test_restarts_begin_a_share_of_the_games_at_the_given_positions(kit):
         TicTacToeTurns(restart_share=1.5)
     with pytest.raises(ValueError, match="not both"):
         gym.make(ID, model=model, tokenizer=tokenizer, turns=rules, opponent="minimax")
+
+
+@pytest.mark.parametrize(("restart", "message"), [
+    (("45", True), "the moves must be a sequence of whole cell numbers 0-8, e.g. (4, 5), got '45'"),
+    (((4.0, 5), False), "the moves must be a sequence of whole cell numbers"),
+    (((True,), False), "the moves must be a sequence of whole cell numbers"),
+    (((4,), "no"), "agent_first must be True or False, got 'no'"),
+    (((4,), 0), "agent_first must be True or False, got 0"),
+    (((4,),), "must be (moves, agent_first, ...)"),
+])
+def test_restarts_of_the_wrong_type_are_refused_not_coerced(restart, message):
+    """A restart's moves must be whole cell numbers and its seat a bool: ``"45"`` is not cells 4, 5, nor "no" True."""
+    with pytest.raises(ValueError, match=re.escape(message)):
+        TicTacToeTurns(restarts=[restart])
+    assert TicTacToeTurns(restarts=[(np.array([4, 0]), np.bool_(True))]).restarts == [((4, 0), True)]
 
 
 def test_mistakes_are_the_non_optimal_moves_of_the_policys_own_games():

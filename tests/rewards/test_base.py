@@ -36,6 +36,24 @@ def test_non_finite_scores_name_reward_and_input():
         score_batch(Const([np.nan]), ["p"], ["c"])
 
 
+def test_a_reward_that_raises_is_named_with_its_cause():
+    """An exception inside a reward (or a term of a sum) names that reward and keeps the original as the cause."""
+    from textgym.rewards import RewardError, WeightedSum, score_terms
+
+    class Broken:
+        name = "broken"
+
+        def __call__(self, prompts, completions):
+            return np.array([1.0 / 0 for _ in completions])
+
+    with pytest.raises(RewardError, match=r"reward 'broken' raised ZeroDivisionError: .*division by zero .*scoring "
+                                          r"2 completions; the first: prompt 'p', completion 'c1'") as info:
+        score_batch(Broken(), ["p", "p"], ["c1", "c2"])
+    assert isinstance(info.value.__cause__, ZeroDivisionError)
+    with pytest.raises(RewardError, match="reward 'broken' raised"):
+        score_terms(WeightedSum({LengthReward(target=1): 1.0, Broken(): 1.0}), ["p"], ["c"])
+
+
 def test_wrong_shape_and_length():
     """Scores of the wrong shape, or unequal numbers of prompts and completions, are refused."""
     with pytest.raises(ValueError, match="shape \\(2,\\)"):

@@ -122,7 +122,27 @@ def _eval_parser(sub) -> None:
     p.add_argument("--num-prompts", type=int, default=64, help="held-out prompts, one completion each")
     p.add_argument("--max-new-tokens", type=int, help="completion length limit (default: the task's)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="reports/eval", help="report folder")
+    p.add_argument("--out", default="reports/eval", help="report folder (new or empty: a report is never replaced)")
+
+
+def _check_eval_args(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """The ``(name, path)`` of each ``--model``, after checking the arguments; loads nothing."""
+    from pathlib import Path
+
+    if args.num_prompts < 1:
+        raise ValueError(f"--num-prompts must be >= 1 (one completion per held-out prompt), got {args.num_prompts}")
+    if args.max_new_tokens is not None and args.max_new_tokens < 1:
+        raise ValueError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens} (leave it out for the task's)")
+    named = [tuple(spec.split("=", 1)) if "=" in spec else (spec, spec) for spec in args.model]
+    names = [name for name, _ in named]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ValueError(f"--model names {', '.join(map(repr, repeated))} more than once: name each model "
+                         "(--model before=PATH --model after=PATH)")
+    out = Path(args.out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise FileExistsError(f"{out} already exists: choose another --out (an earlier report is never replaced)")
+    return named
 
 
 def evaluate(args: argparse.Namespace) -> int:
@@ -130,6 +150,7 @@ def evaluate(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
+    named = _check_eval_args(args)
     from textgym.eval.report import evaluate_policy, metrics_table, plot_scores
     from textgym.models import load_causal_lm, load_tokenizer
     from textgym.rewards.named import make_reward
@@ -137,7 +158,6 @@ def evaluate(args: argparse.Namespace) -> int:
 
     task = get_task(args.task)
     reward_fn = make_reward(args.reward) if args.reward else task.reward()
-    named = [spec.split("=", 1) if "=" in spec else (spec, spec) for spec in args.model]
     reference = load_causal_lm(args.reference or named[0][1])
     results = {}
     for name, path in named:
@@ -211,6 +231,23 @@ def _label_parser(sub) -> None:
     p.add_argument("--port", type=int, default=8765, help="with --web: the port to serve on")
 
 
+def _check_label_args(args: argparse.Namespace) -> None:
+    """Refuse, before anything is sampled or written, what would give a rankings file ``label`` cannot read back."""
+    from pathlib import Path
+
+    if args.judge and args.principle:
+        raise ValueError("pass --judge or --principle, not both")
+    if Path(args.output).is_dir():
+        raise ValueError(f"--output {args.output} is a folder: name the rankings file, e.g. "
+                         f"{Path(args.output) / 'rankings.jsonl'}")
+    if args.model:
+        for flag, value, low, why in (("-k", args.k, 2, "a ranking compares at least 2 completions"),
+                                      ("--num", args.num, 1, "prompts to sample"),
+                                      ("--max-new-tokens", args.max_new_tokens, 1, "the longest completion")):
+            if value < low:
+                raise ValueError(f"{flag} must be >= {low} ({why}), got {value}")
+
+
 def label(args: argparse.Namespace) -> int:
     """Run ``textgym label``."""
     from textgym.app.feedback import (
@@ -224,8 +261,7 @@ def label(args: argparse.Namespace) -> int:
     from textgym.rewards.combine import WeightedSum
     from textgym.rewards.named import make_reward
 
-    if args.judge and args.principle:
-        raise ValueError("pass --judge or --principle, not both")
+    _check_label_args(args)
     done = answered(args.output)
     if args.input:
         items = [item for item in items_from_file(args.input) if item not in done]
@@ -342,7 +378,9 @@ def main(argv: list[str] | None = None) -> int:
     for add in (_demo_parser, _train_parser, _eval_parser, _bench_parser, _label_parser, _loop_parser,
                 _personalize_parser, _serve_parser):
         add(sub)
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # the subcommand's own usage, not the top level's
+        sub.choices[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
     commands = {"demo": demo, "train": train, "eval": evaluate, "bench": bench, "label": label, "loop": loop,
                 "personalize": personalize, "serve": serve}
     try:
@@ -353,6 +391,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, FileExistsError) as err:
         print(f"textgym {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except FloatingPointError as err:  # training diverged (a NaN or infinite loss or KL): nothing bad was saved
+        print(f"textgym {args.command}: error: {err}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agents.config import LMConfig
+from agents.config import LMConfig, bounded
 
 
 @dataclass
@@ -34,15 +34,15 @@ class TrainConfig(LMConfig):
     """A reward spec (``sentiment``, ``rm:PATH``, ``keyword:great``; textgym.rewards.named); None: the task's."""
     agent: str = "ppo"
     """``ppo``, ``rloo``, ``grpo``, ``reinforce`` (agents.LM_AGENTS), or ``module:Class`` / ``file.py:Class``."""
-    total_steps: int = 16_384
+    total_steps: int = bounded(16_384, low=1)
     """Environment steps (generated tokens over all envs and processes)."""
-    num_envs: int = 16
+    num_envs: int = bounded(16, low=1)
     """Parallel contexts of the vector env (per process)."""
-    group_size: int | None = None
+    group_size: int | None = bounded(None, low=1)
     """Slots that answer the same prompt (per-prompt baselines); None: 4 for rloo and grpo, else 1."""
-    max_new_tokens: int | None = None
+    max_new_tokens: int | None = bounded(None, low=1)
     """Longest completion in tokens; None: the task's."""
-    kl_coef: float = 0.05
+    kl_coef: float = bounded(0.05, low=0)
     """Beta of the KL penalty to the reference (the environment's; the agent uses the same)."""
     credit: str = "end"
     """Where the reward's score is paid: end (at the last token) or token (each part at the token that earned
@@ -50,20 +50,20 @@ class TrainConfig(LMConfig):
     reinforce use where each part was earned; rloo and grpo compare whole answers, so only the sum counts."""
     dtype: str = "float32"
     """Weights of the policy and the reference: float32, bfloat16, float16 or auto (the saved dtype)."""
-    lora_r: int = 0
+    lora_r: int = bounded(0, low=0)
     """0: train every weight, with a separate frozen reference. >0: train LoRA adapters of this rank;
     the reference is the same base weights with the adapters off (half the memory)."""
-    checkpoint_every: int = 10
+    checkpoint_every: int = bounded(10, low=1)
     """Write a checkpoint every this many updates."""
-    keep_checkpoints: int = 2
+    keep_checkpoints: int = bounded(2, low=1)
     """How many of the newest checkpoints to keep."""
-    eval_prompts: int = 64
+    eval_prompts: int = bounded(64, low=0)
     """Held-out prompts evaluated at the end (0: no evaluation)."""
     out: str = "runs/train"
     """Run folder."""
     tensorboard: bool = True
     """Also log to TensorBoard (``out/tb``)."""
-    threads: int = 2
+    threads: int = bounded(2, low=1)
     """torch threads."""
     trust_remote_code: bool = False
     """Let transformers run code shipped with a hub model (only for models you trust)."""
@@ -260,7 +260,13 @@ def field_docs(cls: type) -> dict[str, str]:
 
 
 def load_config_file(path: str | Path, cls: type = TrainConfig) -> dict[str, Any]:
-    """Read a JSON or TOML config; an unknown key is an error that names it and lists the known keys."""
+    """Read a JSON or TOML config; an unknown key is an error that names it and lists the known keys.
+
+    Raises:
+        FileNotFoundError: If ``path`` is not a file.
+        ValueError: If it is not .json or .toml, cannot be parsed (the message names the file and the
+            parser's line and column), holds something other than a table of settings, or an unknown key.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file {path} does not exist")
@@ -270,11 +276,18 @@ def load_config_file(path: str | Path, cls: type = TrainConfig) -> dict[str, Any
         except ModuleNotFoundError:  # Python 3.10
             import tomli as tomllib
 
-        values = tomllib.loads(path.read_text())
+        parse, kind, error = tomllib.loads, "TOML", tomllib.TOMLDecodeError
     elif path.suffix == ".json":
-        values = json.loads(path.read_text())
+        parse, kind, error = json.loads, "JSON", json.JSONDecodeError
     else:
         raise ValueError(f"config file {path}: write it as .json or .toml")
+    try:
+        values = parse(path.read_text())
+    except (error, UnicodeDecodeError) as err:
+        raise ValueError(f"config file {path} is not valid {kind}: {err}") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"config file {path} must hold a table of settings (a JSON object such as "
+                         f'{{"kl_coef": 0.1}}), not a {type(values).__name__}')
     known = [f.name for f in ordered_fields(cls)]
     for key in values:
         if key not in known:
@@ -284,12 +297,34 @@ def load_config_file(path: str | Path, cls: type = TrainConfig) -> dict[str, Any
     return values
 
 
-def validate(cfg: Any) -> None:
-    """Check every field of a config dataclass against its type; numbers must be finite, counts positive.
+def read_saved_config(path: str | Path, key: str | None = None) -> dict[str, Any]:
+    """The config a run or loop folder saved (``path``, JSON; under ``key`` if given), errors naming the file.
 
     Raises:
-        ValueError: A value of the wrong type (``num_envs = 2.5``, ``kl_coef = "0.1"``, ``tensorboard = "no"``)
-            or a number that is not finite.
+        ValueError: If the file is not valid JSON or holds no table of settings (where told, under ``key``).
+    """
+    try:
+        saved = json.loads(Path(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path} is not valid JSON ({err}): the folder's saved config is damaged; restore it, "
+                         "or start a new run in another folder") from None
+    values = saved.get(key) if key is not None and isinstance(saved, dict) else saved
+    if not isinstance(values, dict):
+        where = f" under {key!r}" if key is not None else ""
+        raise ValueError(f"{path} holds no table of settings{where}: the folder's saved config is damaged; "
+                         "restore it, or start a new run in another folder")
+    return values
+
+
+def validate(cfg: Any) -> None:
+    """Check every field of a config dataclass against its type and its bounds; numbers must be finite.
+
+    A field's bounds are declared once, in its metadata (:func:`agents.config.bounded`); None (where a
+    field allows it) is never out of bounds.
+
+    Raises:
+        ValueError: A value of the wrong type (``num_envs = 2.5``, ``kl_coef = "0.1"``, ``tensorboard = "no"``),
+            a number that is not finite, or one outside its field's bounds (``gamma = -5``).
     """
     for field in dataclasses.fields(cfg):
         value, kind = getattr(cfg, field.name), str(field.type)
@@ -300,9 +335,20 @@ def validate(cfg: Any) -> None:
         expected = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,)}[base]
         if not isinstance(value, expected) or (base != "bool" and isinstance(value, bool)):
             raise ValueError(f"{field.name} must be {_article(base)}{' or None' if optional else ''}, "
-                            f"got {value!r} ({type(value).__name__})")
+                             f"got {value!r} ({type(value).__name__})")
         if base in ("int", "float") and not math.isfinite(value):
             raise ValueError(f"{field.name} must be a finite number, got {value}")
+        _check_bounds(field, value)
+
+
+def _check_bounds(field: dataclasses.Field, value: float) -> None:
+    low, high = field.metadata.get("low"), field.metadata.get("high")
+    if low is not None and high is not None and not low <= value <= high:
+        raise ValueError(f"{field.name} must be between {low} and {high}, got {value}")
+    if low is not None and value < low:
+        raise ValueError(f"{field.name} must be >= {low}, got {value}")
+    if high is not None and value > high:
+        raise ValueError(f"{field.name} must be <= {high}, got {value}")
 
 
 def _article(kind: str) -> str:

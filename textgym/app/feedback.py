@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from textgym.data.loaders import read_jsonl
-from textgym.data.preferences import append_row, check_ranking, drop_last_row, read_rankings
+from textgym.data.loaders import read_jsonl_numbered
+from textgym.data.preferences import append_row, check_ranking, check_ranking_row, drop_last_row, read_rankings
 from textgym.models import model_device, quiet_transformers
 from textgym.rewards.base import Reward, RewardFunction, score_terms
 
@@ -34,13 +34,32 @@ class Item:
 
 
 def items_from_file(path: str | Path) -> list[Item]:
-    """Items from a JSONL file of ``{"prompt", "completions"}`` rows (ids are row numbers unless given)."""
-    items = []
-    for index, row in enumerate(read_jsonl(path)):
-        completions = row.get("completions")
-        if not isinstance(row.get("prompt"), str) or not isinstance(completions, list) or len(completions) < 2:
-            raise ValueError(f"{path}: row {index + 1} needs a 'prompt' string and a list of >= 2 'completions'")
-        items.append(Item(int(row.get("id", index)), row["prompt"], [str(c) for c in completions]))
+    """Items from a JSONL file of ``{"prompt", "completions"}`` rows (ids are row numbers unless given).
+
+    Each row is checked as the rankings file will be read back (:func:`textgym.data.preferences.read_rankings`):
+    a non-empty ``prompt`` string, a list of at least 2 non-empty completion strings, and an optional
+    whole-number ``id`` that no other row has.
+
+    Raises:
+        ValueError: Naming the file and line of the first row that breaks one of these rules.
+    """
+    items: list[Item] = []
+    lines: dict[int, int] = {}  # id -> the line that gave it
+    for index, (line, row) in enumerate(read_jsonl_numbered(path)):
+        where = f"{path}:{line}"
+        try:
+            check_ranking_row({"prompt": row.get("prompt"), "completions": row.get("completions"), "skipped": True})
+        except ValueError as err:
+            raise ValueError(f"{where}: {err} (each row needs a 'prompt' string and a list of >= 2 non-empty "
+                             "'completions' strings)") from None
+        item_id = row.get("id", index)
+        if isinstance(item_id, bool) or not isinstance(item_id, int):
+            raise ValueError(f"{where}: 'id' must be a whole number, got {item_id!r}")
+        if item_id in lines:
+            raise ValueError(f"{where}: id {item_id} is also the id of line {lines[item_id]}: answers name their "
+                             "prompt by id, so each row needs its own")
+        lines[item_id] = line
+        items.append(Item(item_id, row["prompt"], list(row["completions"])))
     return items
 
 

@@ -10,7 +10,10 @@ is created) -> the whole config saved as ``config.json`` beside the results. A r
 - ``checkpoints/update-NNNNNN/``: every ``checkpoint_every`` updates, written to a temporary folder
   and renamed into place, so a run killed at any moment (even by SIGKILL) leaves only whole
   checkpoints; the ``keep_checkpoints`` newest are kept. Each is a model folder (weights or LoRA
-  adapters, and the tokenizer) and the agent's state;
+  adapters, and the tokenizer) and the agent's state. ``--resume`` starts from the newest that
+  loads: one that does not (truncated weights, a missing file) is renamed ``damaged-update-NNNNNN``
+  with a warning naming it, and the run goes on from the one before. A run folder that was moved or
+  copied resumes where it is now;
 - ``policy/`` (``save_pretrained`` and the tokenizer), ``eval.json`` and ``reward_scores.png`` at the end.
 
 The agent is any class of the agent protocol (:mod:`agents`): built as ``Class(model, tokenizer,
@@ -18,6 +21,11 @@ config)``, resumed with ``Class.load(folder)``. The harness drives its ``learn``
 every checkpoint; each ``learn`` starts fresh episodes seeded from the update count, so ``--resume``
 from the last checkpoint reaches the same final weights and metrics as an uninterrupted run with the
 same seed, bit for bit (on CPU).
+
+A run that diverges (a loss, gradient or KL that is not finite) stops before the step that would
+spoil its weights, with :class:`FloatingPointError` (``textgym train`` exits 1): the checkpoints
+written so far stay, and no ``policy/`` is saved. ``num_envs`` whose KV caches alone would exceed
+the free memory is refused before anything is created.
 
 Several processes: under ``accelerate launch`` every process trains (data parallelism through
 accelerate) and rolls out its own ``num_envs`` episodes; only the main process writes files.
@@ -32,16 +40,18 @@ import os
 import resource
 import shutil
 import time
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from textgym.app.config import TrainConfig, changed_settings, validate
+from textgym.app.config import TrainConfig, changed_settings, read_saved_config, validate
 
 #: Metrics that measure time: logged, but not part of what a resumed run must reproduce.
 TIMING_METRICS = ("charts/SPS",)
-#: Settings a resumed run may change: none of them touches the training itself.
-RESUME_MAY_CHANGE = ("eval_prompts", "keep_checkpoints", "tensorboard", "threads", "total_steps")
+#: Settings a resumed run may change: none of them touches the training itself (``out`` may differ
+#: too: a run folder that was moved or copied resumes where it is now).
+RESUME_MAY_CHANGE = ("eval_prompts", "keep_checkpoints", "out", "tensorboard", "threads", "total_steps")
 
 
 def resolve_env_id(name: str) -> str:
@@ -61,24 +71,20 @@ def resolve_env_id(name: str) -> str:
 
 
 def check_config(cfg: TrainConfig) -> dict[str, Any]:
-    """Validate all of ``cfg`` and compute the sizes derived from it (saved beside the config); creates nothing."""
+    """Validate all of ``cfg`` and compute the sizes derived from it (saved beside the config); creates nothing.
+
+    Types and bounds are checked first, before torch and the agents are imported, so a bad value is
+    named at once.
+    """
+    validate(cfg)
     import textgym
     from agents import agent_class
     from textgym.models import as_dtype, resolve
     from textgym.models.sampling import Sampling
     from textgym.tasks import DEFAULT_MODEL, get_task
 
-    validate(cfg)
     env_id = resolve_env_id(cfg.env)
     klass = agent_class(cfg.agent)
-    for name in ("total_steps", "num_envs", "batch_episodes", "num_minibatches", "update_epochs", "checkpoint_every",
-                 "keep_checkpoints", "threads"):
-        if getattr(cfg, name) is not None and getattr(cfg, name) < 1:  # None: the algorithm's
-            raise ValueError(f"{name} must be >= 1, got {getattr(cfg, name)}")
-    for name in ("learning_rate", "kl_coef", "clip_coef", "ent_coef", "vf_coef", "max_new_tokens", "eval_prompts",
-                 "lora_r", "max_grad_norm"):
-        if getattr(cfg, name) is not None and getattr(cfg, name) < 0:
-            raise ValueError(f"{name} must be >= 0, got {getattr(cfg, name)}")
     Sampling(cfg.temperature, cfg.top_k, cfg.top_p)  # temperature > 0, top_k >= 0, 0 < top_p <= 1
     group_size = cfg.group_size if cfg.group_size is not None else getattr(klass, "group_size", 1)
     if group_size < 1 or cfg.num_envs % group_size or cfg.batch_episodes % group_size:
@@ -108,7 +114,8 @@ def check_config(cfg: TrainConfig) -> dict[str, Any]:
         raise ValueError("credit=token needs a reward that scores per token: pass --reward rm:PATH")
     return {"env_id": env_id, "task": task.name, "model": cfg.model or DEFAULT_MODEL,
             "reward": cfg.reward or "(the task's)", "agent_class": f"{klass.__module__}:{klass.__qualname__}",
-            "group_size": group_size, "max_new_tokens": cfg.max_new_tokens or task.max_new_tokens,
+            "group_size": group_size,
+            "max_new_tokens": task.max_new_tokens if cfg.max_new_tokens is None else cfg.max_new_tokens,
             "max_context": task.max_context}
 
 
@@ -159,11 +166,15 @@ class RunFolder:
 
     def latest_checkpoint(self) -> Path | None:
         """The newest whole checkpoint (temporary folders of an interrupted write are ignored)."""
-        done = sorted(self.checkpoints.glob("update-*")) if self.checkpoints.is_dir() else []
-        return done[-1] if done else None
+        done = self.whole_checkpoints()
+        return done[0] if done else None
 
-    def start(self, cfg: TrainConfig, derived: dict, resume: bool) -> Path | None:
-        """Create or reopen the folder; returns the checkpoint to resume from, if any."""
+    def whole_checkpoints(self) -> list[Path]:
+        """The checkpoints written whole (temporary folders of an interrupted write are ignored), newest first."""
+        return sorted(self.checkpoints.glob("update-*"), reverse=True) if self.checkpoints.is_dir() else []
+
+    def start(self, cfg: TrainConfig, derived: dict, resume: bool) -> list[Path]:
+        """Create or reopen the folder; returns the checkpoints to resume from, newest first (none: start afresh)."""
         saved = self.out / "config.json"
         if saved.is_file() and not resume:
             raise FileExistsError(f"{self.out} already holds a run: pass --resume to continue it, "
@@ -172,7 +183,7 @@ class RunFolder:
             raise FileNotFoundError(f"cannot resume {self.out}: it holds no run (no config.json); "
                                     "leave out --resume to start one")
         if resume:
-            changed = changed_settings(json.loads(saved.read_text())["config"], cfg, RESUME_MAY_CHANGE)
+            changed = changed_settings(read_saved_config(saved, "config"), cfg, RESUME_MAY_CHANGE)
             if changed:
                 raise ValueError(f"cannot resume {self.out}: it was started with a different config ("
                                  + "; ".join(changed) + "). Rerun with the same config (only "
@@ -182,7 +193,14 @@ class RunFolder:
         if self.checkpoints.is_dir():
             for stale in self.checkpoints.glob(".tmp-*"):  # an interrupted checkpoint write
                 shutil.rmtree(stale)
-        return self.latest_checkpoint() if resume else None
+        return self.whole_checkpoints() if resume else []
+
+    def set_aside(self, checkpoint: Path) -> Path:
+        """Rename a checkpoint that cannot be loaded to ``damaged-update-NNNNNN`` (kept, never resumed from)."""
+        damaged = checkpoint.with_name(f"damaged-{checkpoint.name}")
+        shutil.rmtree(damaged, ignore_errors=True)
+        os.replace(checkpoint, damaged)
+        return damaged
 
     def save_checkpoint(self, agent: Any, rows: list[dict], keep: int) -> Path:
         """Write the agent and the metrics so far to a temporary folder, then rename it into place."""
@@ -220,34 +238,115 @@ class RunFolder:
             writer.writerow(row)
 
 
-def build(cfg: TrainConfig, derived: dict, checkpoint: Path | None, accelerator: Any) -> tuple[Any, Any]:
-    """The agent (fresh or from ``checkpoint``) and the vector env, its reference on the agent's device."""
-    import gymnasium as gym
-
+def load_agent(cfg: TrainConfig, derived: dict, checkpoint: Path | None, accelerator: Any) -> Any:
+    """The agent: fresh from ``derived["model"]``, or resumed from ``checkpoint``."""
     from agents import agent_class
     from textgym.models import load_causal_lm, load_tokenizer
-    from textgym.rewards.named import make_reward
 
     klass = agent_class(cfg.agent)
-    loading = {"trust_remote_code": cfg.trust_remote_code, "dtype": None if cfg.dtype == "auto" else cfg.dtype}
+    dtype = None if cfg.dtype == "auto" else cfg.dtype
     if checkpoint is not None:
-        agent = klass.load(checkpoint, accelerator, dtype=loading["dtype"])
-    else:
-        model = load_causal_lm(derived["model"], **loading)
-        if cfg.lora_r:
-            from agents.lora import lora_policy
+        return klass.load(checkpoint, accelerator, dtype=dtype)
+    model = load_causal_lm(derived["model"], trust_remote_code=cfg.trust_remote_code, dtype=dtype)
+    if cfg.lora_r:
+        from agents.lora import lora_policy
 
-            model = lora_policy(model, r=cfg.lora_r, alpha=2 * cfg.lora_r)
-        fields = {f.name for f in dataclasses.fields(getattr(klass, "config_class", type(cfg)))}
-        config = getattr(klass, "config_class", type(cfg))(**{k: v for k, v in asdict(cfg).items() if k in fields})
-        agent = klass(model, load_tokenizer(derived["model"], trust_remote_code=cfg.trust_remote_code), config,
-                      accelerator)
+        model = lora_policy(model, r=cfg.lora_r, alpha=2 * cfg.lora_r)
+    fields = {f.name for f in dataclasses.fields(getattr(klass, "config_class", type(cfg)))}
+    config = getattr(klass, "config_class", type(cfg))(**{k: v for k, v in asdict(cfg).items() if k in fields})
+    return klass(model, load_tokenizer(derived["model"], trust_remote_code=cfg.trust_remote_code), config,
+                 accelerator)
+
+
+def resume_newest(folder: RunFolder, candidates: list[Path], load: Any, main: bool = True) -> tuple[Path, Any]:
+    """``(checkpoint, load(checkpoint))`` for the newest of ``candidates`` (newest first) that loads.
+
+    A checkpoint that cannot be loaded (truncated weights, a missing file) is skipped with a warning that
+    names it, and (by the main process) renamed to ``damaged-update-NNNNNN``, so the run goes on from
+    the one before and later checkpoints take its place.
+
+    Raises:
+        Exception: The oldest candidate's error, if none of them loads.
+        ValueError: If there are no candidates.
+    """
+    for position, checkpoint in enumerate(candidates):
+        try:
+            return checkpoint, load(checkpoint)
+        except Exception as err:  # any damage to a checkpoint: the one before may be whole
+            if position == len(candidates) - 1:
+                raise
+            kept = folder.set_aside(checkpoint).name if main else checkpoint.name
+            warnings.warn(f"checkpoint {checkpoint} cannot be loaded ({type(err).__name__}: {err}); resuming from "
+                          f"the one before, {candidates[position + 1].name} (the damaged one is kept as {kept})",
+                          stacklevel=2)
+    raise ValueError(f"{folder.out} holds no checkpoint to resume from")
+
+
+def available_memory(device: Any) -> int | None:
+    """Bytes free for new tensors on ``device`` (a GPU's free memory, or the host's MemAvailable); None: unknown."""
+    import torch
+
+    device = torch.device(device)
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    meminfo = Path("/proc/meminfo")
+    if device.type == "cpu" and meminfo.is_file():
+        for line in meminfo.read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    return None
+
+
+def check_memory(cfg: TrainConfig, derived: dict, device: Any) -> None:
+    """Refuse ``cfg.num_envs`` slots whose per-slot buffers alone would not fit in the memory free on ``device``.
+
+    Each slot holds the policy's and the reference's KV caches over its window (context and
+    completion), a few vocabulary-wide rows of fp32 log-probabilities, and its observation. This is
+    a lower bound on what the run needs (batches, activations and the models come on top), read from
+    the model's config (a local folder or the hub's cache, never the network) before anything is
+    loaded. A config that cannot be read so is left to the model loading that follows.
+
+    Raises:
+        ValueError: If the estimate exceeds the free memory (the message gives both).
+    """
+    from transformers import AutoConfig
+
+    from textgym.models import resolve
+
+    try:
+        config = AutoConfig.from_pretrained(resolve(derived["model"]), trust_remote_code=cfg.trust_remote_code,
+                                            local_files_only=True)  # never the network: a hub model not cached
+        layers, width, vocab = (int(getattr(config, name)) for name in ("num_hidden_layers", "hidden_size",
+                                                                          "vocab_size"))
+    except Exception:  # a model this cannot size: loading it next reports what is wrong
+        return
+    saved = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)  # the newer name first
+    dtype = str(saved) if cfg.dtype == "auto" else cfg.dtype
+    element = 2 if dtype.removeprefix("torch.") in ("bfloat16", "float16") else 4
+    window = derived["max_context"] + derived["max_new_tokens"]
+    per_slot = 2 * 2 * layers * width * window * element + 4 * vocab * 4 + 2 * window * 8
+    free = available_memory(device)
+    if free is not None and cfg.num_envs * per_slot > free:
+        raise ValueError(f"num_envs={cfg.num_envs:,} needs at least {cfg.num_envs * per_slot / 2**30:,.1f} GiB for "
+                         f"its slots' KV caches and log-probabilities ({per_slot / 2**20:.2f} MiB each), but "
+                         f"{free / 2**30:.1f} GiB are free on {device}; use at most "
+                         f"--num-envs {max(1, free // per_slot):,}")
+
+
+def build_envs(cfg: TrainConfig, derived: dict, agent: Any, accelerator: Any) -> Any:
+    """The vector env, its reference on the agent's device (the same weights with LoRA, adapters off)."""
+    import gymnasium as gym
+
+    from textgym.models import load_causal_lm
+    from textgym.rewards.named import make_reward
+
     if cfg.lora_r:
         from agents.lora import AdapterDisabledReference
 
         reference = AdapterDisabledReference(agent.model)  # the same weights, adapters off
     else:
-        reference = load_causal_lm(cfg.reference or derived["model"], **loading).to(accelerator.device)
+        reference = load_causal_lm(cfg.reference or derived["model"], trust_remote_code=cfg.trust_remote_code,
+                                   dtype=None if cfg.dtype == "auto" else cfg.dtype).to(accelerator.device)
     env_kwargs: dict[str, Any] = {"model": reference, "tokenizer": agent.tokenizer, "kl_coef": cfg.kl_coef,
                                   "max_new_tokens": derived["max_new_tokens"], "ref_scoring": "episode",
                                   "temperature": cfg.temperature}
@@ -255,9 +354,8 @@ def build(cfg: TrainConfig, derived: dict, checkpoint: Path | None, accelerator:
         env_kwargs["credit"] = cfg.credit
     if cfg.reward is not None:
         env_kwargs["reward_fn"] = make_reward(cfg.reward)
-    envs = gym.make_vec(derived["env_id"], num_envs=cfg.num_envs, group_size=derived["group_size"],
+    return gym.make_vec(derived["env_id"], num_envs=cfg.num_envs, group_size=derived["group_size"],
                         vectorization_mode="vector_entry_point", **env_kwargs)
-    return agent, envs
 
 
 def check_launch(env: dict[str, str] | None = None) -> None:
@@ -278,24 +376,29 @@ def check_launch(env: dict[str, str] | None = None) -> None:
 
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict[str, Any]:
     """Run (or resume) a training run; returns the final metrics (last update and evaluation)."""
+    check_launch()
+    derived = check_config(cfg)
     import torch
     from accelerate import Accelerator
 
     from textgym.eval.report import fixed
 
-    check_launch()
-    derived = check_config(cfg)
     torch.set_num_threads(cfg.threads)
     accelerator = Accelerator()
     main = accelerator.is_main_process
+    check_memory(cfg, derived, accelerator.device)  # before the folder and any allocation
     folder = RunFolder(cfg.out)
-    checkpoint = folder.start(cfg, derived, resume) if main else None
-    if accelerator.num_processes > 1:  # every process resumes from the checkpoint the main one found
+    candidates = folder.start(cfg, derived, resume) if main else []
+    if accelerator.num_processes > 1:  # every process resumes from the checkpoints the main one found
         from accelerate.utils import broadcast_object_list
 
-        checkpoint = broadcast_object_list([checkpoint])[0]
-    agent, envs = build(cfg, derived, checkpoint, accelerator)
-    rows = json.loads((checkpoint / "metrics.json").read_text()) if checkpoint else []
+        candidates = broadcast_object_list([candidates])[0]
+    if candidates:
+        checkpoint, (agent, rows) = resume_newest(folder, candidates, lambda path: (
+            load_agent(cfg, derived, path, accelerator), json.loads((path / "metrics.json").read_text())), main)
+    else:
+        checkpoint, agent, rows = None, load_agent(cfg, derived, None, accelerator), []
+    envs = build_envs(cfg, derived, agent, accelerator)
     writer = None
     if main:
         folder.write_metrics(rows)
@@ -323,8 +426,15 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
         accelerator.wait_for_everyone()
         return True  # the next learn() starts fresh episodes, seeded from the update count: resumable
 
-    while agent.global_step < cfg.total_steps:
-        agent.learn(envs, cfg.total_steps, on_update)
+    try:
+        while agent.global_step < cfg.total_steps:
+            agent.learn(envs, cfg.total_steps, on_update)
+    except FloatingPointError as err:  # a non-finite loss, gradient or KL: the weights are not worth saving
+        last = folder.latest_checkpoint()
+        kept = f"The last good checkpoint, {last}, is kept" if last else "No checkpoint had been written yet"
+        raise FloatingPointError(f"training diverged after {agent.updates} updates: {err}. {kept}, and no policy "
+                                 "was saved: lower --learning-rate or --kl-coef and start a new run (another --out)"
+                                 ) from err
     seconds = time.perf_counter() - began
     result: dict[str, Any] = {"train": {k: v for k, v in rows[-1].items() if k not in TIMING_METRICS} if rows else {},
                               "minutes": seconds / 60, "tokens_per_s": (agent.global_step - first_step) / seconds,

@@ -36,7 +36,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from textgym.app.config import LoopConfig, TrainConfig, changed_settings, validate
+from textgym.app.config import LoopConfig, TrainConfig, changed_settings, read_saved_config, validate
 from textgym.app.harness import atomic_write
 from textgym.app.pipeline import env_id, reward_model, supervised_fine_tuning
 from textgym.tasks import Task, get_task
@@ -116,8 +116,9 @@ def _start(cfg: LoopConfig, out: Path) -> None:
     saved = out / "loop.json"
     config = json.loads(json.dumps(asdict(cfg)))
     if saved.is_file():
-        may_change = {"rounds", "judge_threshold", "reward_threshold", "host", "port", "threads"}
-        changed = changed_settings(json.loads(saved.read_text()), cfg, may_change)
+        # out: a loop folder that was moved or copied resumes where it is now
+        may_change = {"rounds", "judge_threshold", "reward_threshold", "host", "port", "threads", "out"}
+        changed = changed_settings(read_saved_config(saved), cfg, may_change)
         if changed:
             raise ValueError(f"{out} holds a loop started with another config ({'; '.join(changed)}); rerun with the "
                              f"same config (only {', '.join(sorted(may_change))} may change), or choose another --out")

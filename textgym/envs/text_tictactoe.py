@@ -91,6 +91,24 @@ def board_after(moves: Sequence[int], agent_first: bool) -> list[int]:
     return board
 
 
+def _restart_fields(history: Any) -> tuple[tuple[int, ...], bool]:
+    """``(moves, agent_first)`` of a restart ``(moves, agent_first, ...)``, with their types checked (no coercion).
+
+    >>> _restart_fields(([0, 4], True, 0.5))
+    ((0, 4), True)
+    """
+    if isinstance(history, (str, bytes)) or not isinstance(history, Sequence) or len(history) < 2:
+        raise ValueError(f"restart {history!r} must be (moves, agent_first, ...), e.g. ((0, 4), True)")
+    moves, agent_first = history[0], history[1]
+    if isinstance(moves, (str, bytes)) or not isinstance(moves, Sequence | np.ndarray) or not all(
+            isinstance(cell, int | np.integer) and not isinstance(cell, bool | np.bool_) for cell in moves):
+        raise ValueError(f"restart {history!r}: the moves must be a sequence of whole cell numbers 0-8, "
+                         f"e.g. (4, 5), got {moves!r}")
+    if not isinstance(agent_first, bool | np.bool_):
+        raise ValueError(f"restart {history!r}: agent_first must be True or False, got {agent_first!r}")
+    return tuple(int(cell) for cell in moves), bool(agent_first)
+
+
 @dataclass
 class _Game:
     board: list[int]
@@ -158,7 +176,7 @@ class TicTacToeTurns(Turns):
     def restarts(self, histories: Iterable[tuple[Sequence[int], ...]]) -> None:
         checked = []
         for history in histories:
-            moves, agent_first = tuple(int(cell) for cell in history[0]), bool(history[1])
+            moves, agent_first = _restart_fields(history)
             if (len(set(moves)) != len(moves) or not all(0 <= c < 9 for c in moves) or len(moves) > MAX_RESTART_MOVES
                     or len(moves) % 2 != (0 if agent_first else 1) or winner(board_after(moves, agent_first)) != 0):
                 raise ValueError(f"restart {moves} (agent first: {agent_first}) is not a game in progress with the "

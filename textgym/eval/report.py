@@ -72,16 +72,25 @@ def evaluate_policy(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, 
         seed: Sampling seed.
         perplexity_texts: Held-out preferred texts for the perplexity (0: skip it).
 
+    Raises:
+        ValueError: If ``num_prompts`` < 1 or ``max_new_tokens`` < 1.
+
     Returns:
         ``reward`` (summary), ``reward_scores``, ``kl_to_reference``, ``perplexity_heldout``,
         ``distinct_2``, ``tokens_per_s`` (sampling), the judge's metrics, ``completions`` and
         ``prompts_distinct`` (how many were sampled, for how many prompts), and ``prompts`` / ``samples``.
     """
+    if isinstance(num_prompts, bool) or not isinstance(num_prompts, int) or num_prompts < 1:
+        raise ValueError(f"num_prompts must be a whole number >= 1 (one completion per held-out prompt), "
+                         f"got {num_prompts!r}")
+    if max_new_tokens is not None and max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be >= 1 or None (the task's), got {max_new_tokens}")
     spec = get_task(task)
     held_out = spec.prompts("test")
     prompts = [held_out[i % len(held_out)] for i in range(num_prompts)]
     began = time.perf_counter()
-    ids = sample_completions(model, tokenizer, prompts, max_new_tokens or spec.max_new_tokens, seed=seed)
+    limit = spec.max_new_tokens if max_new_tokens is None else max_new_tokens
+    ids = sample_completions(model, tokenizer, prompts, limit, seed=seed)
     speed = sum(len(c) for c in ids) / (time.perf_counter() - began)
     texts = [tokenizer.decode(c, skip_special_tokens=True) for c in ids]
     scores = score_batch(reward_fn, prompts, texts, warn_dead=False)

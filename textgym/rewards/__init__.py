@@ -1,6 +1,13 @@
 """Reward functions: the batched protocol and its implementations."""
 
-from textgym.rewards.base import DeadRewardWarning, RewardFunction, score_batch, score_parts, score_terms
+from textgym.rewards.base import (
+    DeadRewardWarning,
+    RewardError,
+    RewardFunction,
+    score_batch,
+    score_parts,
+    score_terms,
+)
 from textgym.rewards.classifier import ClassifierReward, RewardModel
 from textgym.rewards.combine import WeightedSum
 from textgym.rewards.lexical import BleuReward, RougeReward
@@ -9,6 +16,6 @@ from textgym.rewards.rules import DistinctN, KeywordReward, LengthReward, Repeti
 
 __all__ = [
     "BleuReward", "ClassifierReward", "DeadRewardWarning", "DistinctN", "KeywordReward", "LengthReward",
-    "LexiconSentiment", "RepetitionPenalty", "RewardFunction", "RewardModel", "RougeReward", "WeightedSum",
-    "score_batch", "score_parts", "score_terms",
+    "LexiconSentiment", "RepetitionPenalty", "RewardError", "RewardFunction", "RewardModel", "RougeReward",
+    "WeightedSum", "score_batch", "score_parts", "score_terms",
 ]

@@ -90,6 +90,22 @@ class DeadRewardWarning(UserWarning):
     """Every reward in a batch was equal: advantages are zero and nothing is learned."""
 
 
+class RewardError(RuntimeError):
+    """A reward function raised while scoring: the message names the reward and the batch; the cause is chained."""
+
+
+def _call(reward_fn: RewardFunction, method: Any, prompts: Sequence[str], completions: Sequence[str]) -> Any:
+    """``method(prompts, completions)`` (the reward, its ``terms`` or its ``parts``), naming the reward if it raises."""
+    try:
+        return method(list(prompts), list(completions))
+    except RewardError:
+        raise  # a reward inside this one (a term of a sum) already named itself
+    except Exception as err:
+        raise RewardError(f"reward {_name(reward_fn)!r} raised {type(err).__name__}: {err} (scoring "
+                          f"{len(completions)} completions; the first: prompt {prompts[0]!r:.80}, completion "
+                          f"{completions[0]!r:.80})") from err
+
+
 def score_batch(
     reward_fn: RewardFunction, prompts: Sequence[str], completions: Sequence[str], warn_dead: bool = True,
 ) -> np.ndarray:
@@ -112,6 +128,7 @@ def score_batch(
             any score is NaN or infinite (the message names the reward and the offending prompt and
             completion).
         TypeError: If the result is not numbers (the message names the reward).
+        RewardError: If ``reward_fn`` raises (the message names it; the exception it raised is the cause).
 
     Example:
         >>> from textgym.rewards.rules import LengthReward
@@ -125,7 +142,7 @@ def score_batch(
             f"reward {_name(reward_fn)!r}: got {len(prompts)} prompts but {len(completions)} "
             "completions; pass one prompt per completion"
         )
-    return check_scores(reward_fn, prompts, completions, reward_fn(list(prompts), list(completions)), warn_dead)
+    return check_scores(reward_fn, prompts, completions, _call(reward_fn, reward_fn, prompts, completions), warn_dead)
 
 
 def check_scores(reward_fn: RewardFunction, prompts: Sequence[str], completions: Sequence[str], raw: Any,
@@ -167,6 +184,9 @@ def score_terms(
 
     Returns:
         ``(scores, terms)`` where the arrays of ``terms`` sum to ``scores``.
+
+    Raises:
+        RewardError: If the reward (or its ``terms``) raises, naming it; plus :func:`score_batch`'s checks.
     """
     if not hasattr(reward_fn, "terms"):
         scores = score_batch(reward_fn, prompts, completions, warn_dead=warn_dead)
@@ -174,7 +194,7 @@ def score_terms(
     if not completions:
         raise ValueError(f"reward {_name(reward_fn)!r} was given no completions; score at least one")
     terms = {name: np.asarray(value, dtype=np.float64)
-             for name, value in reward_fn.terms(list(prompts), list(completions)).items()}
+             for name, value in _call(reward_fn, reward_fn.terms, prompts, completions).items()}
     scores = check_scores(reward_fn, prompts, completions, np.sum(list(terms.values()), axis=0), warn_dead)
     return scores, terms
 
@@ -192,13 +212,14 @@ def score_parts(
         TypeError: If the reward has no ``parts`` method.
         ValueError: If it returns the wrong number of completions, offsets outside the completion,
             mismatched lengths or non-finite parts (the message names the reward and the input).
+        RewardError: If its ``parts`` method raises (the message names the reward).
     """
     if not callable(getattr(reward_fn, "parts", None)):
         raise TypeError(f"reward {_name(reward_fn)!r} cannot say where in a completion its score was earned (it has "
                         "no parts method); use credit='end', or a reward with parts such as RewardModel")
     if not completions:
         raise ValueError(f"reward {_name(reward_fn)!r} was given no completions; score at least one")
-    parts = list(reward_fn.parts(list(prompts), list(completions)))
+    parts = list(_call(reward_fn, reward_fn.parts, prompts, completions))
     if len(parts) != len(completions):
         raise ValueError(f"reward {_name(reward_fn)!r} returned parts for {len(parts)} completions, not "
                          f"{len(completions)}; return one (ends, values) pair per completion")
