@@ -6,13 +6,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-def bounded(default: Any, low: float | None = None, high: float | None = None) -> Any:
+def bounded(default: Any, low: float | None = None, high: float | None = None, above: float | None = None) -> Any:
     """A dataclass field with ``default`` whose value must lie in ``[low, high]`` (None: no bound that side).
+
+    ``above`` is a strict lower bound instead of ``low``: the value must be greater than it.
 
     The bounds are declared once, in the field's metadata; the command line's config validator
     (:func:`textgym.app.config.validate`) checks every field against them before anything is built.
     """
-    return field(default=default, metadata={"low": low, "high": high})
+    return field(default=default, metadata={"low": low, "high": high, "above": above})
 
 
 @dataclass
@@ -58,7 +60,7 @@ class LMConfig:
     kl_in_loss: bool | None = None
     """Put the KL penalty in the loss (k3 estimator per token) instead of the reward; None: the algorithm's
     (GRPO: in the loss, as published, so only the score is group-normalised; the others: in the reward)."""
-    kl_setpoint: float | None = bounded(None, low=0)
+    kl_setpoint: float | None = bounded(None, above=0)
     """If set, an adaptive controller steers the environment's kl_coef toward this KL per episode."""
     kl_horizon: int = bounded(10_000, low=1)
     """Horizon of the adaptive KL controller, in tokens."""
@@ -67,13 +69,13 @@ class LMConfig:
     target_kl: float | None = bounded(None, low=0)
     """Stop an update's epochs early when the approximate KL to the behaviour policy exceeds this (checked after
     each epoch: it needs ``update_epochs`` > 1 to stop anything)."""
-    temperature: float = bounded(1.0, low=0)
+    temperature: float = bounded(1.0, above=0)
     """Sampling temperature while acting (> 0); every log-probability of a ratio or a KL is taken at it, the
     reference's too: the environment must have the same ``temperature`` (``textgym train`` sees to it)."""
     top_k: int | None = bounded(None, low=0)
     """Sample among the top_k most likely tokens only (None or 0: all); the policy's log-probabilities are
     those of this cut, renormalised distribution (the reference's are not cut)."""
-    top_p: float = bounded(1.0, low=0, high=1)
+    top_p: float = bounded(1.0, above=0, high=1)
     """Sample among the fewest most likely tokens whose probability reaches top_p (after top_k), in (0, 1];
     1: all. Log-probabilities as for top_k."""
     gradient_checkpointing: bool = False

@@ -102,8 +102,14 @@ class LMAgent:
         disable_dropout(model)  # acting and learning must see the same policy
         if self.cfg.gradient_checkpointing:
             _enable_checkpointing(model)
+        sampling = Sampling(self.cfg.temperature, self.cfg.top_k, self.cfg.top_p)
+        if self.cfg.kl_in_loss and sampling.truncates:
+            raise ValueError(f"{type(self).__name__} with kl_in_loss=True cannot sample with top_k/top_p: the k3 KL "
+                             "term is biased when the policy's distribution is cut (the reference's mass outside "
+                             "the cut is never sampled); set kl_in_loss=False (textgym train: --no-kl-in-loss) to "
+                             "put the KL in the reward, or sample without top_k/top_p")
         policy = LMPolicy(model, value_head=self.value_head, value_trunk_grad=self.cfg.value_trunk_grad,
-                          sampling=Sampling(self.cfg.temperature, self.cfg.top_k, self.cfg.top_p))
+                          sampling=sampling)
         trainable = [p for p in policy.parameters() if p.requires_grad]
         optimizer = torch.optim.Adam(trainable, lr=self.cfg.learning_rate, eps=1e-5, foreach=True)
         self.policy, self.optimizer = self.accelerator.prepare(policy.eval(), optimizer)
@@ -321,8 +327,9 @@ class LMAgent:
     def _episode_stats(self, batch: EpisodeBatch, rewards: torch.Tensor) -> dict[str, float]:
         mask = batch.token_mask
         log_ratio = (batch.logprobs - batch.ref_logprobs) * mask
-        per_episode = torch.stack([batch.scores, kl_k3(batch.logprobs, batch.ref_logprobs).mul(mask).sum(1),
-                                   log_ratio.sum(1), rewards.sum(1), mask.sum(1)])  # (5, B)
+        # k3 is unbiased only where the reference's support is the policy's: under top-k/top-p, report k1
+        kl = log_ratio if self.module.sampling.truncates else kl_k3(batch.logprobs, batch.ref_logprobs).mul(mask)
+        per_episode = torch.stack([batch.scores, kl.sum(1), log_ratio.sum(1), rewards.sum(1), mask.sum(1)])  # (5, B)
         means = self.reduce(per_episode.sum(1)) / (batch.size * self.accelerator.num_processes)
         names = ("objective/score", "objective/kl", "objective/kl_k1", "charts/episodic_return",
                  "charts/episode_length")

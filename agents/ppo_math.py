@@ -218,7 +218,10 @@ def importance_weighted_loss(new_logprob: torch.Tensor, old_logprob: torch.Tenso
 
 
 def kl_k3(logprob: torch.Tensor, ref_logprob: torch.Tensor) -> torch.Tensor:
-    """Per-token k3 estimate of KL(pi || ref) from tokens sampled from pi: never negative, unbiased.
+    """Per-token k3 estimate of KL(pi || ref) from tokens sampled from pi: never negative.
+
+    Unbiased where ref's support lies within pi's; under a top-k/top-p cut of pi its expectation falls short
+    by ref's mass outside the cut.
 
     >>> round(kl_k3(torch.tensor([0.0]), torch.log(torch.tensor([0.5]))).item(), 4)
     0.1931
@@ -228,7 +231,7 @@ def kl_k3(logprob: torch.Tensor, ref_logprob: torch.Tensor) -> torch.Tensor:
 
 
 def kl_estimators(logprob: torch.Tensor, ref_logprob: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Schulman's estimators of KL(pi || ref) from samples of pi: k1 (unbiased), k2, k3 (unbiased, >= 0).
+    """Schulman's estimators of KL(pi || ref) from samples of pi: k1 (unbiased), k2, k3 (>= 0; unbiased, see kl_k3).
 
     >>> {k: round(v.item(), 4) for k, v in kl_estimators(torch.tensor([0.0]), torch.log(torch.tensor([0.5]))).items()}
     {'k1': 0.6931, 'k2': 0.2402, 'k3': 0.1931}

@@ -278,3 +278,13 @@ def test_bad_sampling_settings_are_refused_by_the_agent(tokenizer, settings, mes
     """An LM agent names a bad temperature, top-k or top-p when it is made."""
     with pytest.raises(ValueError, match=message):
         LMPPO(random_causal_lm(len(tokenizer), 1, 16, n_positions=64, seed=0), tokenizer, config(**settings))
+
+
+def test_under_top_k_the_kl_is_reported_by_k1_and_kept_out_of_the_loss(tokenizer):
+    """k3 is biased under a cut distribution: objective/kl is then k1, and a k3 loss term is refused."""
+    lm = random_causal_lm(len(tokenizer), 1, 16, n_positions=64, seed=0)
+    with pytest.raises(ValueError, match="k3 KL term is biased"):
+        agent_class("grpo")(lm, tokenizer, config(top_k=5))  # GRPO's KL is in its loss by default
+    agent = LMPPO(lm, tokenizer, config(learning_rate=0.0, batch_episodes=8, top_k=5))
+    row = agent.learn(make(tokenizer, lm, num_envs=8), total_steps=1)[0]
+    assert row["objective/kl"] == pytest.approx(row["objective/kl_k1"])

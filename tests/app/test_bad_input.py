@@ -227,3 +227,23 @@ def test_label_output_that_is_a_folder_is_refused(tmp_path, capsys):
     source.write_text(json.dumps({"prompt": "a", "completions": ["x", "y"]}) + "\n")
     assert main(["label", "--input", str(source), "--judge", "length:3", "--output", str(tmp_path)]) == 2
     assert f"--output {tmp_path} is a folder: name the rankings file" in capsys.readouterr().err
+
+
+def test_running_out_of_memory_while_resuming_sets_no_checkpoint_aside(tmp_path):
+    """Out of memory is the machine's trouble, not the checkpoint's: it is raised, and nothing is renamed."""
+    from textgym.app.harness import resume_newest
+
+    class Folder:
+        out, set_aside_calls = tmp_path, []
+
+        def set_aside(self, path):
+            self.set_aside_calls.append(path)
+            return path
+
+    def load(path):
+        raise MemoryError("no room")
+
+    folder = Folder()
+    with pytest.raises(MemoryError):
+        resume_newest(folder, [tmp_path / "update-000002", tmp_path / "update-000001"], load)
+    assert folder.set_aside_calls == []

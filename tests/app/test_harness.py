@@ -123,8 +123,9 @@ def test_a_run_folder_is_never_overwritten_or_resumed_with_another_config(tmp_pa
     (["--credit", "dense"], "credit must be end or token"),
     (["--credit", "token"], "credit=token needs a reward that scores per token: pass --reward rm:PATH"),
     (["--credit", "token", "--reward", "length:3"], "length:3 does not"),
-    (["--temperature", "0"], "temperature must be > 0"), (["--top-k", "-1"], "top_k must be a whole number >= 1"),
-    (["--top-p", "1.5"], "top_p must be in (0, 1]"),
+    (["--temperature", "0"], "temperature must be > 0"), (["--top-k", "-1"], "top_k must be >= 0"),
+    (["--top-p", "1.5"], "top_p must be <= 1"), (["--top-p", "0"], "top_p must be in (0, 1]"),
+    (["--kl-setpoint", "0"], "kl_setpoint must be > 0"),
 ])
 def test_unknown_names_list_the_known_ones(tmp_path, capsys, flags, message):
     """An unknown env, reward or agent, or zero steps, exits 2 with the known names and creates no folder."""

@@ -342,7 +342,10 @@ def validate(cfg: Any) -> None:
 
 
 def _check_bounds(field: dataclasses.Field, value: float) -> None:
-    low, high = field.metadata.get("low"), field.metadata.get("high")
+    low, high, above = field.metadata.get("low"), field.metadata.get("high"), field.metadata.get("above")
+    if above is not None and not value > above:
+        raise ValueError(f"{field.name} must be " + (f"in ({above}, {high}]" if high is not None else f"> {above}")
+                         + f", got {value}")
     if low is not None and high is not None and not low <= value <= high:
         raise ValueError(f"{field.name} must be between {low} and {high}, got {value}")
     if low is not None and value < low:

@@ -267,11 +267,16 @@ def resume_newest(folder: RunFolder, candidates: list[Path], load: Any, main: bo
 
     Raises:
         Exception: The oldest candidate's error, if none of them loads.
+        MemoryError: Out of memory while loading (``torch.OutOfMemoryError`` too): no checkpoint is set aside.
         ValueError: If there are no candidates.
     """
+    import torch
+
     for position, checkpoint in enumerate(candidates):
         try:
             return checkpoint, load(checkpoint)
+        except (MemoryError, torch.OutOfMemoryError):  # the machine's trouble, not the checkpoint's
+            raise
         except Exception as err:  # any damage to a checkpoint: the one before may be whole
             if position == len(candidates) - 1:
                 raise
@@ -424,7 +429,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
         if main:
             folder.save_checkpoint(agent, rows, cfg.keep_checkpoints)
         accelerator.wait_for_everyone()
-        return True  # the next learn() starts fresh episodes, seeded from the update count: resumable
+        return True  # stop learn() at the checkpoint (every batch starts fresh episodes: nothing else to save)
 
     try:
         while agent.global_step < cfg.total_steps:

@@ -231,7 +231,7 @@ def run_loop(cfg: LoopConfig, progress: bool = True) -> list[dict[str, float]]:
             run = TrainConfig(env=env_id(task), model=str(policy), reference=str(sft), reward=f"rm:{reward}",
                               agent=cfg.agent, credit=cfg.credit, total_steps=cfg.steps_per_round, num_envs=16,
                               max_new_tokens=cfg.max_new_tokens, kl_coef=cfg.kl_coef, learning_rate=cfg.learning_rate,
-                              batch_episodes=32, num_minibatches=2, update_epochs=2, seed=cfg.seed + round_,
+                              batch_episodes=32, seed=cfg.seed + round_,
                               eval_prompts=0, out=str(folder / "rl"), tensorboard=False, threads=cfg.threads)
             train(run, resume=(folder / "rl" / "config.json").is_file(), progress=False)
             policy = folder / "rl" / "policy"

@@ -126,7 +126,7 @@ def run_personalization(cfg: PersonalizeConfig, progress: bool = True) -> dict[s
             run = TrainConfig(env=env_id(task), model=str(sft), lora_r=cfg.lora_r, reward=f"rm:{reward}",
                               agent=cfg.agent, total_steps=cfg.steps, num_envs=16, max_new_tokens=cfg.max_new_tokens,
                               kl_coef=cfg.kl_coef, learning_rate=cfg.learning_rate, batch_episodes=32,
-                              num_minibatches=2, update_epochs=2, seed=cfg.seed + index, eval_prompts=0,
+                              seed=cfg.seed + index, eval_prompts=0,
                               out=str(folder / "rl"), tensorboard=False, threads=cfg.threads)
             train(run, resume=(folder / "rl" / "config.json").is_file(), progress=False)
             portable_base(folder / "rl" / "policy", sft)

@@ -105,7 +105,7 @@ def reinforce(cfg: DemoConfig, task: Task, policy: Path, reward: Path, out: Path
     shutil.rmtree(out, ignore_errors=True)
     run = TrainConfig(env=env_id(task), model=str(policy), reward=f"rm:{reward}", agent=cfg.agent,
                       total_steps=cfg.ppo_steps, num_envs=16, max_new_tokens=cfg.max_new_tokens, kl_coef=cfg.kl_coef,
-                      learning_rate=cfg.ppo_learning_rate, batch_episodes=32, num_minibatches=2, update_epochs=2,
+                      learning_rate=cfg.ppo_learning_rate, batch_episodes=32,
                       seed=cfg.seed, eval_prompts=0, out=str(out), tensorboard=False, threads=cfg.threads)
     train(run, progress=progress)
     with open(out / "metrics.csv") as handle:
