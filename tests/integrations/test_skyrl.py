@@ -129,3 +129,15 @@ def test_bad_settings_and_actions_are_refused_by_name():
     env.init([])
     with pytest.raises(TypeError, match="response text"):
         env.step([9, 15])
+
+
+@pytest.mark.parametrize("ref_scoring", ["step", "episode"])
+def test_reference_logprobs_are_reported_in_either_scoring_mode(ref_scoring):
+    """Per turn where the env scores as it goes; for the whole completion at the end, in both modes (never 0s)."""
+    env = make("textgym/TinyLanguage-v0", env_kwargs={"ref_scoring": ref_scoring})
+    env.init([])
+    out = env.step("the cat sees a dog")
+    stepped, completion = out["metadata"]["token_ids"], out["metadata"]["completion_ref_logprobs"]
+    assert out["done"] and len(completion) == len(stepped) and all(lp < 0 for lp in completion)
+    assert out["metadata"]["ref_logprobs"] == (completion if ref_scoring == "step" else [])
+    env.close()

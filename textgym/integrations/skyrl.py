@@ -79,8 +79,10 @@ class TextgymTextEnv(BaseTextEnv):
 
     ``metadata`` of each step: ``token_ids`` (the ids stepped for this turn, an appended end-of-turn or
     EOS included), ``dropped_tokens`` (ids written after the env answered or the episode ended),
-    ``ref_logprobs`` (``log pi_ref`` of each stepped id), ``reply`` (the env's text, where it answered),
-    and at the end ``score``, ``reward_terms`` and ``completion`` (the env's ``info``).
+    ``ref_logprobs`` (``log pi_ref`` of each stepped id, where the env scores as it goes, its
+    ``ref_scoring="step"``; empty with ``"episode"``), ``reply`` (the env's text, where it answered), and
+    at the end ``score``, ``reward_terms``, ``completion`` (the env's ``info``) and
+    ``completion_ref_logprobs`` (``log pi_ref`` of every completion token, in either scoring mode).
     """
 
     def __init__(self, env_config: Any = None, extras: Mapping[str, Any] | None = None):
@@ -137,6 +139,8 @@ class TextgymTextEnv(BaseTextEnv):
         metadata = {"token_ids": stepped, "dropped_tokens": ids[len(stepped):] if len(stepped) < len(ids) else [],
                     "ref_logprobs": ref_logprobs, "reply": info.get("reply", "")}
         metadata.update({k: info[k] for k in ("score", "reward_terms", "completion") if k in info})
+        if over:
+            metadata["completion_ref_logprobs"] = list(map(float, info["ref_logprobs"]))
         observations = [{"role": "user", "content": info["reply"]}] if answered and not over else []
         return BaseTextEnvStepOutput(observations=observations, reward=reward, done=over, metadata=metadata)
 
@@ -144,7 +148,8 @@ class TextgymTextEnv(BaseTextEnv):
         """Step one token id; (info, reward, the episode is over)."""
         _, reward, terminated, truncated, info = self.env.step(int(token))
         stepped.append(int(token))
-        ref_logprobs.append(float(info.get("ref_logprob", 0.0)))
+        if "ref_logprob" in info:  # scored as it goes (ref_scoring="step"); "episode": at the end only
+            ref_logprobs.append(float(info["ref_logprob"]))
         return info, float(reward), bool(terminated or truncated)
 
     def get_metrics(self) -> dict[str, Any]:
