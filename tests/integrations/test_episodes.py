@@ -68,7 +68,7 @@ def test_it_samples_what_the_agents_sampler_samples(kit):
 
 
 def test_bad_calls_are_refused(kit):
-    """One prompt per slot, prompts are texts, the temperature is a finite number > 0."""
+    """One prompt per slot, prompts are texts, the temperature is a finite number > 0 (numpy numbers too)."""
     model, tokenizer = kit
     envs = gym.make_vec(ID, num_envs=2, vectorization_mode="vector_entry_point", model=model, tokenizer=tokenizer)
     with pytest.raises(ValueError, match="3 prompts for 2 env slots"):
@@ -78,6 +78,7 @@ def test_bad_calls_are_refused(kit):
     for bad in (0, -1.0, float("inf"), "1"):
         with pytest.raises(ValueError, match="temperature"):
             play_episodes(envs, model, ["", ""], temperature=bad)
+    assert len(play_episodes(envs, model, ["", ""], temperature=np.float32(0.7))) == 2
 
 
 def test_the_env_library_does_not_import_the_integrations():

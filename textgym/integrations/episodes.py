@@ -11,7 +11,6 @@ and appended to the cache, never re-encoding the context.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -20,7 +19,7 @@ import torch
 from transformers import PreTrainedModel
 
 from textgym.models.kv import SlotKVCache
-from textgym.models.sampling import sample_tokens
+from textgym.models.sampling import Sampling, sample_tokens
 
 
 @dataclass
@@ -71,20 +70,19 @@ def play_episodes(envs, model: PreTrainedModel, prompts: Sequence[str], *, seed:
     """
     if len(prompts) != envs.num_envs:
         raise ValueError(f"got {len(prompts)} prompts for {envs.num_envs} env slots: pass one prompt per slot")
-    if isinstance(temperature, bool) or not isinstance(temperature, int | float) or not 0 < temperature < math.inf:
-        raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
+    sampling = Sampling(temperature)  # checks it
     if not all(isinstance(p, str) for p in prompts):
         raise TypeError("prompts must be texts (str); a textgym env encodes each prompt itself")
     obs, info = envs.reset(seed=seed, options={"prompt": list(prompts)})
     training = model.training
     model.eval()
     try:
-        return _play(envs, model, obs, info, temperature, generator)
+        return _play(envs, model, obs, info, sampling, generator)
     finally:
         model.train(training)
 
 
-def _play(envs, model: PreTrainedModel, obs: dict, info: dict, temperature: float,
+def _play(envs, model: PreTrainedModel, obs: dict, info: dict, sampling: Sampling,
           generator: torch.Generator | None) -> list[Episode]:
     """The sampling loop of :func:`play_episodes` (see there)."""
     num, num_actions = envs.num_envs, int(envs.single_action_space.n)
@@ -96,15 +94,12 @@ def _play(envs, model: PreTrainedModel, obs: dict, info: dict, temperature: floa
     rewards = [[] for _ in range(num)]
     known = np.array([len(c) for c in contexts])  # tokens of each slot's context the cache holds
     episodes: list[Episode | None] = [None] * num
-    mask, blocked = None, None  # the last action mask seen, and its (N, A) additive form on the device: 0 or -inf
+    mask, allowed = None, None  # the last action mask seen, and its (N, A) bool form on the device
     while any(e is None for e in episodes):
-        scaled = logits[:, :num_actions].float() / temperature  # (N, A)
-        if "action_mask" in info:
-            if mask is None or not np.array_equal(info["action_mask"], mask):  # a static mask: built once
-                mask = np.array(info["action_mask"])
-                blocked = torch.zeros(mask.shape, device=scaled.device).masked_fill_(
-                    torch.as_tensor(mask == 0, device=scaled.device), float("-inf"))
-            scaled = scaled + blocked
+        if "action_mask" in info and (mask is None or not np.array_equal(info["action_mask"], mask)):
+            mask = np.array(info["action_mask"])  # a static mask: moved to the device once
+            allowed = torch.as_tensor(mask == 1, device=logits.device)
+        scaled = sampling.logits(logits[:, :num_actions], allowed if "action_mask" in info else None)  # (N, A) fp32
         actions = sample_tokens(scaled, generator)  # (N,)
         chosen = torch.log_softmax(scaled, -1).gather(1, actions[:, None]).squeeze(1)
         host = torch.stack([actions.double(), chosen.double()]).cpu().numpy()  # (2, N): one transfer
