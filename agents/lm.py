@@ -197,8 +197,10 @@ class LMAgent:
         Checks the environment's prompt groups (:meth:`check_group_size`) and temperature, takes its action space and
         KL coefficient, reseeds torch, the minibatch order and a new sampler (:attr:`sampler`) from
         ``(seed, updates, process)``, and resets the environment with that seed. :meth:`learn` calls
-        it before every batch (module docstring); after it, :meth:`update` takes batches of the
-        rollout's episodes, and the hooks find the environment in :attr:`envs`.
+        it before every batch (module docstring); after it, :meth:`update` takes a batch of the
+        rollout's episodes, and the hooks find the environment in :attr:`envs`. A rollout serves one
+        batch: call ``prepare`` again before the next (a hook such as ReMax's baseline resets the
+        environment, and the episodes of the next batch must come from the updated weights).
         """
         self.check_group_size(int(getattr(envs.unwrapped, "group_size", 1)))
         seed = self.cfg.seed + 1_000_003 * self.updates + 100_003 * self.accelerator.process_index

@@ -57,11 +57,11 @@ def test_textgym_train_builds_grpo_with_its_kl_in_the_loss():
     from accelerate import Accelerator
 
     from textgym.app.config import TrainConfig
-    from textgym.app.harness import build, check_config
+    from textgym.app.harness import check_config, load_agent
 
     for given, expected in ((None, True), (False, False)):
         cfg = TrainConfig(agent="grpo", num_envs=4, batch_episodes=4, kl_in_loss=given)
-        agent, _ = build(cfg, check_config(cfg), None, Accelerator())
+        agent = load_agent(cfg, check_config(cfg), None, Accelerator())
         assert agent.cfg.kl_in_loss is expected and cfg.kl_in_loss is given  # the run's config keeps "the algorithm's"
 
 
