@@ -19,6 +19,7 @@ import statistics
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -135,14 +136,18 @@ def run_case(cfg: Config, size: str, batch: int, new_tokens: int) -> dict:
             "ratios": {f"{name}/b": value / base for name, value in tps.items() if name != "b_generate"}}
 
 
-def main() -> None:
-    """Parse flags, run every case, print the table, write the JSON."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    defaults = Config()
+def add_config_flags(parser: argparse.ArgumentParser, defaults: Any) -> None:
+    """One ``--flag`` per field of the settings dataclass ``defaults`` (a list field takes several values)."""
     for name, value in asdict(defaults).items():
         kind = type(value[0]) if isinstance(value, list) else type(value)
         parser.add_argument(f"--{name.replace('_', '-')}", type=kind, nargs="+" if isinstance(value, list) else None,
                             default=value)
+
+
+def main() -> None:
+    """Parse flags, run every case, print the table, write the JSON."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_flags(parser, Config())
     parser.add_argument("--quick", action="store_true", help="one small case, one repeat (smoke test)")
     ns = vars(parser.parse_args())
     quick = ns.pop("quick")

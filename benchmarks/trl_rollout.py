@@ -47,7 +47,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scale import cpu_name  # benchmarks/scale.py, beside this script
+from rollout import add_config_flags  # benchmarks/rollout.py, beside this script
+from scale import cpu_flags, cpu_name  # benchmarks/scale.py
 from transformers import PrinterCallback, TrainerCallback
 
 import textgym  # noqa: F401  (registers the environments)
@@ -56,9 +57,6 @@ from textgym.models import load_causal_lm, load_tokenizer, native_half, no_progr
 from textgym.models.tiny import random_causal_lm
 from textgym.rewards import score_batch
 from textgym.tasks import DEFAULT_MODEL, get_task
-
-#: The instruction-set flags of ``/proc/cpuinfo`` that decide a CPU's matrix speed (bf16 needs avx512_bf16 or amx).
-CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "amx_fp16")
 
 
 @dataclass
@@ -253,24 +251,10 @@ def run_model(cfg: Config, size: str, folder: Path) -> dict:
             "ratio_spread": [min(round_ratios), max(round_ratios)], "step_seconds": periods}
 
 
-def cpu_flags() -> dict[str, bool]:
-    """Which of :data:`CPU_FLAGS` the CPU has (``/proc/cpuinfo``; all False where it cannot be read)."""
-    try:
-        line = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
-        have = set(line.split(":", 1)[1].split())
-    except (OSError, StopIteration):
-        have = set()
-    return {flag: flag in have for flag in CPU_FLAGS}
-
-
 def main() -> None:
     """Parse flags, run both sides on every model, print the figures, write the JSON."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    defaults = Config()
-    for name, value in asdict(defaults).items():
-        kind = type(value[0]) if isinstance(value, list) else type(value)
-        parser.add_argument(f"--{name.replace('_', '-')}", type=kind, nargs="+" if isinstance(value, list) else None,
-                            default=value)
+    add_config_flags(parser, Config())
     parser.add_argument("--quick", action="store_true",
                         help="the kit model, one round of two steps of 8 completions of 8 tokens (smoke run)")
     ns = vars(parser.parse_args())
