@@ -61,5 +61,5 @@ def test_the_site_builds_with_warnings_as_errors(tmp_path):
     done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert (tmp_path / "site" / "benchmarks" / "index.html").exists()
-    assert "TextGenerationEnv" in (tmp_path / "site" / "api" / "envs" / "index.html").read_text()
+    assert (tmp_path / "site" / "benchmarks.html").exists()
+    assert "TextGenerationEnv" in (tmp_path / "site" / "api" / "envs.html").read_text()
