@@ -8,9 +8,9 @@ TORCH_SPEC ?= torch==2.13.0
 CONSTRAINTS ?= constraints.txt
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-LINTED := textgym agents examples benchmarks tests
+LINTED := textgym agents examples benchmarks tests docs
 
-.PHONY: demo test test-quick lint bench browser test-latest test-compat constraints clean
+.PHONY: demo test test-quick lint docs bench browser test-latest test-compat constraints clean
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,9 @@ test-quick: $(STAMP)  ## everything but the tests marked slow (learning to a bar
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check $(LINTED)
+
+docs: $(STAMP)  ## the docs site into site/, every warning an error (the benchmarks page is built from benchmarks/results)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
 
 bench: $(STAMP)
 	$(PY) benchmarks/rollout.py
@@ -63,4 +66,4 @@ constraints: $(STAMP)
 	$(PY) -m pip freeze --exclude-editable | grep -viE "^(torch|nvidia|triton|py-spy)([-=])" > $(CONSTRAINTS)
 
 clean:
-	rm -rf $(VENV) .venv-latest .venv-compat build *.egg-info
+	rm -rf $(VENV) .venv-latest .venv-compat build site *.egg-info

@@ -313,7 +313,7 @@ def test_a_person_ranks_in_a_browser(tmp_path, browser):
         assert [card.find_element(By.CLASS_NAME, "rank").text for card in cards()] == [
             "3rd", "tied 1st", "tied 1st", "4th"]
         browser.save_screenshot(str(tmp_path / "label_web.png"))
-        if os.environ.get("TEXTGYM_SAVE_SCREENSHOT"):  # refreshes the README's picture
+        if os.environ.get("TEXTGYM_SAVE_SCREENSHOT"):  # refreshes the docs' picture
             shutil.copyfile(tmp_path / "label_web.png", SCREENSHOT)
         keys(Keys.ENTER)
         wait.until(lambda d: d.find_element(By.ID, "idle").is_displayed())

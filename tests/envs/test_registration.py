@@ -1,4 +1,4 @@
-"""Environment ids work the way users reach them: by module-qualified id, and from the README's snippets."""
+"""Environment ids work the way users reach them: by module-qualified id, and from the environment guide's snippets."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 
 import textgym  # noqa: F401  (registers the ids)
 
-README = Path(__file__).parent.parent.parent / "README.md"
+GUIDE = Path(__file__).parent.parent.parent / "docs" / "guides" / "environment.md"
 
 
 def test_module_qualified_id_needs_no_import():
@@ -24,9 +24,9 @@ def test_module_qualified_id_needs_no_import():
     assert result.stdout.split() == ["textgym/TicTacToe-v0", "(18,)"]
 
 
-def test_readme_vector_env_snippet_runs():
-    """The README's vector-env snippet defines everything it uses and steps all 8 slots."""
-    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+def test_the_guide_vector_env_snippet_runs():
+    """The environment guide's vector-env snippet defines everything it uses and steps all 8 slots."""
+    blocks = re.findall(r"```python\n(.*?)```", GUIDE.read_text(), flags=re.S)
     snippet = next(block for block in blocks if "gym.make_vec(" in block and "KeywordReward([\"great\"])" in block)
     namespace: dict = {}
     exec("import gymnasium as gym\nimport textgym\nfrom textgym.rewards import KeywordReward\n" + snippet, namespace)
