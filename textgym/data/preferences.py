@@ -27,7 +27,7 @@ import datasets
 from textgym.data.loaders import read_jsonl_numbered
 
 
-def check_ranking(ranking: Sequence[int], k: int) -> None:
+def check_ranking(ranking: object, k: int) -> None:
     """Raise ``ValueError`` unless ``ranking`` gives each of ``k`` completions a rank in 1..k.
 
     Without ties the ranks are a permutation of 1..k; with ties, tied completions share a rank.

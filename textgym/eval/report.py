@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -92,7 +92,8 @@ def evaluate_policy(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, 
     limit = spec.max_new_tokens if max_new_tokens is None else max_new_tokens
     ids = sample_completions(model, tokenizer, prompts, limit, seed=seed)
     speed = sum(len(c) for c in ids) / (time.perf_counter() - began)
-    texts = [tokenizer.decode(c, skip_special_tokens=True) for c in ids]
+    # one sequence decodes to one string (transformers types decode for batches too: str | list[str])
+    texts = [cast(str, tokenizer.decode(c, skip_special_tokens=True)) for c in ids]
     scores = score_batch(reward_fn, prompts, texts, warn_dead=False)
     result: dict[str, Any] = {"reward": score_summary(scores), "reward_scores": scores.tolist(),
                               "distinct_2": distinct_n(texts, 2), "tokens_per_s": speed, "completions": len(prompts),

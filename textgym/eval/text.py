@@ -49,7 +49,7 @@ def distinct_n(texts: Sequence[str], n: int = 2) -> float:
     return len(set(grams)) / len(grams) if grams else 0.0
 
 
-def score_summary(scores: Sequence[float]) -> dict[str, float]:
+def score_summary(scores: Sequence[float] | np.ndarray) -> dict[str, float]:
     """Mean, standard deviation and quartiles of a score distribution.
 
     >>> score_summary([1.0, 2.0, 3.0, 4.0])["median"]
