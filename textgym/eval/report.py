@@ -1,8 +1,8 @@
 """Before/after evaluation of policies on an embedded task: the numbers and plots of an RLHF report.
 
-:func:`evaluate_policy` samples one completion per held-out prompt and measures what the seeds
-measure: the reward's score distribution, the KL to a reference model, the perplexity of held-out
-preferred texts (the seed 003 metric), distinct-2, and an independent judge. ``textgym demo``,
+:func:`evaluate_policy` samples one completion per held-out prompt and measures what an RLHF report
+shows: the reward's score distribution, the KL to a reference model, the perplexity of held-out
+preferred answers given their prompts, distinct-2, and an independent judge. ``textgym demo``,
 ``textgym train``, ``textgym eval`` and ``benchmarks/rewards.py`` all call it, so their numbers
 are comparable.
 
@@ -112,7 +112,7 @@ def evaluate_policy(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, 
 
 
 def plot_scores(results: dict[str, dict], path: str | Path, title: str = "reward of held-out completions") -> None:
-    """Histogram and boxplot of each policy's reward scores, side by side (seed 002's before/after view)."""
+    """Histogram and boxplot of each policy's reward scores, side by side: how the whole distribution moved."""
     import matplotlib
 
     matplotlib.use("Agg")

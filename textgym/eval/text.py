@@ -18,7 +18,8 @@ def perplexity(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts
     """exp(mean negative log-likelihood per token) of ``texts`` under ``model``.
 
     With ``prompts`` (one per text, each a prefix of its text), only the tokens after the prompt
-    count: the perplexity of held-out answers given their questions, as seed 003 measures it.
+    count: the perplexity of held-out answers given their questions (``perplexity_heldout`` in
+    :func:`textgym.eval.report.evaluate_policy`).
 
     Example:
         >>> from textgym.models import load_causal_lm, load_tokenizer
