@@ -28,8 +28,9 @@ test: $(STAMP)
 test-quick: $(STAMP)  ## everything but the tests marked slow (learning to a bar, several processes)
 	$(PY) -m pytest -q -m "not slow"
 
-lint: $(STAMP)
+lint: $(STAMP)  ## ruff over the code and tests; mypy over the packages (its settings in pyproject.toml)
 	$(VENV)/bin/ruff check $(LINTED)
+	$(VENV)/bin/mypy
 
 bench: $(STAMP)
 	$(PY) benchmarks/rollout.py
