@@ -28,8 +28,9 @@ test: $(STAMP)
 test-quick: $(STAMP)  ## everything but the tests marked slow (learning to a bar, several processes)
 	$(PY) -m pytest -q -m "not slow"
 
-lint: $(STAMP)
+lint: $(STAMP)  ## ruff over the code and tests; mypy over the packages (its settings in pyproject.toml)
 	$(VENV)/bin/ruff check $(LINTED)
+	$(VENV)/bin/mypy
 
 docs: $(STAMP)  ## the docs site into site/, every warning an error (the benchmarks page is built from benchmarks/results)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site

@@ -7,7 +7,7 @@ import importlib.util
 import os
 import sys
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
@@ -90,7 +90,10 @@ class RandomAgent:
         return cls(int((Path(path) / "random_agent.txt").read_text()))
 
 
-def import_class(spec: str, base: type) -> type:
+T = TypeVar("T")
+
+
+def import_class(spec: str, base: type[T]) -> type[T]:
     """The class ``module:QualName`` or ``path/to/file.py:QualName``, which must derive from ``base``.
 
     A module is looked up on ``sys.path`` and in the current folder (as ``python -m`` would); nothing
@@ -107,6 +110,8 @@ def import_class(spec: str, base: type) -> type:
             if not Path(module_name).is_file():
                 raise ValueError(f"{spec!r}: no such file {module_name!r}")
             loader = importlib.util.spec_from_file_location(Path(module_name).stem, module_name)
+            if loader is None or loader.loader is None:
+                raise ValueError(f"{spec!r}: Python cannot load {module_name!r} as a module")
             target = importlib.util.module_from_spec(loader)
             sys.modules[loader.name] = target
             loader.loader.exec_module(target)

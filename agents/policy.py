@@ -16,6 +16,7 @@ is exactly 1 on the first minibatch of an update.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -46,7 +47,8 @@ class LMPolicy(nn.Module):
         self.value_trunk_grad = value_trunk_grad
         self.value_head: nn.Linear | None = None
         if value_head:
-            self.value_head = nn.Linear(model.get_input_embeddings().embedding_dim, 1, device=model_device(model))
+            embeddings: Any = model.get_input_embeddings()  # an nn.Embedding, typed as any nn.Module
+            self.value_head = nn.Linear(embeddings.embedding_dim, 1, device=model_device(model))
             nn.init.zeros_(self.value_head.weight)
             nn.init.zeros_(self.value_head.bias)
 
@@ -62,14 +64,16 @@ class LMPolicy(nn.Module):
                                 entropy=entropy, hidden=self.value_head is not None, allowed=action_mask,
                                 sampling=self.sampling)
         values = None
-        if self.value_head is not None:
+        if self.value_head is not None and scores.hidden is not None:  # asked for hidden states with the head
             hidden = scores.hidden if self.value_trunk_grad else scores.hidden.detach()
             values = self.value_head(hidden.float()).squeeze(-1)  # (B, K)
         return scores.logprobs, scores.entropy, values
 
     def save_pretrained(self, path: str | Path) -> None:
         """The LM with ``save_pretrained`` (plain transformers, or peft for adapters) and ``value_head.safetensors``."""
-        adapters = {"save_embedding_layers": False} if hasattr(self.model, "peft_config") else {}  # no hub look-up
+        adapters: dict[str, Any] = {}
+        if hasattr(self.model, "peft_config"):
+            adapters["save_embedding_layers"] = False  # no hub look-up
         with no_progress_bars():
             self.model.save_pretrained(path, safe_serialization=True, **adapters)
         if self.value_head is not None:

@@ -34,6 +34,8 @@ class REINFORCE(LMAgent):
         """``-advantage * pi / pi_old`` on the agent's tokens (first step: ``-advantage * log pi``'s gradient)."""
         logprobs, entropy, _ = evaluate(self.policy, mb, self.num_actions, entropy=True)
         mask, total = mb.token_mask, self.total(mb.token_mask)
+        if mb.advantages is None:
+            raise ValueError("the batch has no advantages: advantages() sets them before the update")
         advantages = masked_whiten(mb.advantages, mask, self.reduce) if self.cfg.norm_adv else mb.advantages
         loss = importance_weighted_loss(logprobs, mb.logprobs, advantages, mask, total)
         with torch.no_grad():

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 import torch
@@ -114,8 +114,9 @@ class EpisodeBatch:
     def concat(cls, batches: list[EpisodeBatch]) -> EpisodeBatch:
         """The episodes of ``batches`` (equal widths, the same fields set) in one batch."""
         join = lambda vs: sum(vs, ()) if isinstance(vs[0], tuple) else torch.cat(vs)  # noqa: E731
-        return cls(**{f.name: None if getattr(batches[0], f.name) is None else
-                      join([getattr(b, f.name) for b in batches]) for f in fields(cls)})
+        joined: dict[str, Any] = {f.name: None if getattr(batches[0], f.name) is None else
+                                  join([getattr(b, f.name) for b in batches]) for f in fields(cls)}
+        return cls(**joined)
 
     @classmethod
     def from_episodes(cls, episodes: list[Episode], pad_id: int, device: torch.device | str = "cpu") -> EpisodeBatch:
@@ -137,10 +138,10 @@ class EpisodeBatch:
             scores[np.flatnonzero(agent)[-1]] += e.score - scores.sum()  # the rest of the score at the last agent token
             per_token["token_scores"][row, cols] = scores
         as_tensor = lambda a, dtype=torch.float32: torch.as_tensor(a, dtype=dtype).to(device)  # noqa: E731
-        masked = [e for e in episodes if e.action_masks is not None]
+        masks = [e.action_masks for e in episodes if e.action_masks is not None]
         action_mask = None
-        if masked:  # the sampler drew from the allowed actions only, so the update scores them the same way
-            action_mask = np.ones((len(episodes), longest, masked[0].action_masks.shape[1]), bool)
+        if masks:  # the sampler drew from the allowed actions only, so the update scores them the same way
+            action_mask = np.ones((len(episodes), longest, masks[0].shape[1]), np.bool_)
             for row, e in enumerate(episodes):
                 if e.action_masks is not None:
                     agent = np.arange(len(e.completion_ids)) if e.agent_mask is None else np.flatnonzero(e.agent_mask)
@@ -154,6 +155,16 @@ class EpisodeBatch:
             values=as_tensor(per_token["values"]) if episodes[0].values is not None else None,
             action_mask=None if action_mask is None else as_tensor(action_mask, torch.bool),
         )
+
+
+@overload
+def evaluate(policy: torch.nn.Module, batch: EpisodeBatch, num_actions: int | None = None, *,
+             entropy: Literal[True]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]: ...
+
+
+@overload
+def evaluate(policy: torch.nn.Module, batch: EpisodeBatch, num_actions: int | None = None,
+             entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]: ...
 
 
 def evaluate(policy: torch.nn.Module, batch: EpisodeBatch, num_actions: int | None = None,
@@ -232,7 +243,7 @@ class Rollout:
 
     def _step(self) -> None:
         obs, n = self.obs, self.envs.num_envs
-        for slot in np.flatnonzero(self.starts):
+        for slot in np.flatnonzero(self.starts).tolist():
             self._prompts[slot] = obs["input_ids"][slot][obs["attention_mask"][slot] == 1].copy()
             self._seen[slot], self._masks[slot] = [], []
             self._rounds[slot] += 1
@@ -246,7 +257,7 @@ class Rollout:
         self.steps += n
         self.starts = terminated | truncated
         self.action_mask = info.get("action_mask")
-        for slot in np.flatnonzero(self.starts):
+        for slot in np.flatnonzero(self.starts).tolist():
             self._finished(slot, info["final_info"])
             self.groups[slot] = info["group_id"][slot] if "group_id" in info else self.groups[slot] + n
 
@@ -296,7 +307,7 @@ def _answer_once(envs: Any, sampler: LMSampler, prompts: list[str], deterministi
         actions = sampler.act(obs, starts, action_mask, deterministic=deterministic)
         obs, _, terminated, truncated, info = envs.step(actions)
         starts, action_mask = terminated | truncated, info.get("action_mask")
-        for slot in np.flatnonzero(starts):
+        for slot in np.flatnonzero(starts).tolist():
             if slot not in finished:  # later episodes of a slot are not asked for
                 final = info["final_info"]
                 finished[slot] = Episode(prompt_ids[slot], final["completion_ids"][slot], final["ref_logprobs"][slot],

@@ -67,7 +67,7 @@ class LMSampler:
         self.device = self.cache.device
         self.value_head = value_head
         self.num_actions = num_actions
-        self.last_logprobs: np.ndarray | None = None  # log pi(a | s) of the last actions, as sampled
+        self.last_logprobs = np.zeros(0)  # (N,) log pi(a | s) of the last actions, as sampled (none yet)
         self.last_values: np.ndarray | None = None  # value_head(s) of the last states, if a head was given
         self.num_envs = num_envs
         self.generator = None if seed is None else torch.Generator(device=self.device).manual_seed(seed)
@@ -112,22 +112,28 @@ class LMSampler:
 
     def _ingest(self, contexts: list[np.ndarray], starts: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Bring every slot's cache up to its observed context; next-token logits (N, V) and hidden states."""
-        logits = hidden = None
-        if len(starts) < self.num_envs:  # every cache takes the token its slot sampled last
-            logits, hidden = self.cache.step(self._last_actions), self.cache.last_hidden
+        logits: torch.Tensor | None = None
+        hidden: torch.Tensor | None = None  # with a value head only: the cache keeps hidden states then
+        last = self._last_actions  # None only before the first act(), which starts every slot
+        if len(starts) < self.num_envs and last is not None:  # every cache takes the token its slot sampled last
+            logits, hidden = self.cache.step(last), self.cache.last_hidden
             written = [s for s in range(self.num_envs) if s not in starts and len(contexts[s]) > self._cached[s] + 1]
             if written:  # and the environment's turn after it, where it took one
                 rows = torch.as_tensor(written, device=self.device)
                 extra = [contexts[s][self._cached[s] + 1:] for s in written]
                 logits = logits.index_copy(0, rows, self.cache.extend(written, extra))
-                hidden = None if hidden is None else hidden.index_copy(0, rows, self.cache.last_hidden)
+                written_hidden = self.cache.last_hidden
+                if hidden is not None and written_hidden is not None:
+                    hidden = hidden.index_copy(0, rows, written_hidden)
         if len(starts):
             fresh = self.cache.start(starts.tolist(), [contexts[s] for s in starts])
             rows = torch.as_tensor(starts, device=self.device)
             logits = fresh if logits is None else logits.index_copy(0, rows, fresh)
-            if self.value_head is not None:
-                fresh_hidden = self.cache.last_hidden
+            fresh_hidden = self.cache.last_hidden
+            if fresh_hidden is not None:
                 hidden = fresh_hidden if hidden is None else hidden.index_copy(0, rows, fresh_hidden)
+        if logits is None:
+            raise ValueError("the sampler has no environment slot to act for (num_envs is 0)")
         return logits, hidden
 
     @property

@@ -58,7 +58,7 @@ class SB3Agent:
     def act(self, obs: Any, *, episode_start: np.ndarray | None = None, action_mask: np.ndarray | None = None,
             deterministic: bool = False) -> np.ndarray:
         """``model.predict`` on a batch of observations (masks go to maskable algorithms)."""
-        kwargs = {}
+        kwargs: dict[str, Any] = {}
         if action_mask is not None and "action_masks" in self.model.predict.__code__.co_varnames:
             kwargs["action_masks"] = np.asarray(action_mask).astype(bool)
         actions, _ = self.model.predict(obs, episode_start=episode_start, deterministic=deterministic, **kwargs)
@@ -97,7 +97,9 @@ class SB3Agent:
         """The agent :meth:`save` wrote (SB3's loader unpickles: load only folders you trust)."""
         from agents.base import import_class
 
-        algorithm = import_class((Path(path) / "sb3_algorithm.txt").read_text().strip(), BaseAlgorithm)
+        spec = (Path(path) / "sb3_algorithm.txt").read_text().strip()
+        # mypy takes no abstract class for a type[T] parameter (python/mypy#4717); import_class only checks subclassing
+        algorithm = import_class(spec, BaseAlgorithm)  # type: ignore[type-abstract]
         return cls(algorithm.load(Path(path) / "sb3_model.zip", env=env))
 
 
@@ -125,13 +127,18 @@ class CausalLMPolicy(ActorCriticPolicy):
         spec = self._model_spec[0]
         lm = load_causal_lm(spec) if isinstance(spec, str) else spec
         self.lm = LMPolicy(lm)
-        self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
+        # SB3 types optimizer_class as the Optimizer base, whose __init__ takes no lr (its subclasses do); SB3's
+        # own _build ignores the same error
+        self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)  # type: ignore[call-arg]
 
     def _heads(self, obs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         ids, mask = obs["input_ids"].long(), obs["attention_mask"].long()  # SB3's buffers store floats
         out = self.lm.model(input_ids=ids, attention_mask=mask, position_ids=positions_from_mask(mask),
                             logits_to_keep=keep_last(1, ids.shape[1], ids.device), output_hidden_states=True)
-        values = self.lm.value_head(out.hidden_states[-1][:, -1].detach().float())  # (B, 1)
+        head = self.lm.value_head
+        if head is None:  # _build's LMPolicy has one
+            raise RuntimeError("CausalLMPolicy's LMPolicy lost its value head")
+        values = head(out.hidden_states[-1][:, -1].detach().float())  # (B, 1)
         return out.logits[:, -1].float(), values
 
     def forward(self, obs, deterministic: bool = False):

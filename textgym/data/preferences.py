@@ -10,7 +10,7 @@ Two JSONL formats, one object per line:
 - pairs: ``{"prompt": str, "chosen": str, "rejected": str}``, answers without the prompt.
 
 A ranking of K completions yields every pair whose ranks differ, preferred first: K(K-1)/2 pairs
-when there are no ties (seeds 001 and 004: the labeller ranks, the reward model learns from pairs),
+when there are no ties (as in InstructGPT: the labeller ranks, the reward model learns from pairs),
 and each correction one more: the edited answer over the one it edits.
 """
 
@@ -27,7 +27,7 @@ import datasets
 from textgym.data.loaders import read_jsonl_numbered
 
 
-def check_ranking(ranking: Sequence[int], k: int) -> None:
+def check_ranking(ranking: object, k: int) -> None:
     """Raise ``ValueError`` unless ``ranking`` gives each of ``k`` completions a rank in 1..k.
 
     Without ties the ranks are a permutation of 1..k; with ties, tied completions share a rank.

@@ -320,8 +320,8 @@ def strike_off_topic(prompt: str, answer: str) -> str | None:
                 return None  # the tip is part of something else: no clean edit
     for fact in OFF_TOPIC:
         edited = edited.replace(f" {fact}", "").replace(fact, "")
-    own, other = tips_given(prompt, edited)
-    return edited if own and not other else None
+    left = tips_given(prompt, edited)  # (tips for this question, for others); the question is known
+    return edited if left is not None and left[0] and not left[1] else None
 
 
 def _dialogue(rng: random.Random, topic: str, curt_demonstrations: float) -> dict:

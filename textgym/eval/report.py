@@ -1,8 +1,8 @@
 """Before/after evaluation of policies on an embedded task: the numbers and plots of an RLHF report.
 
-:func:`evaluate_policy` samples one completion per held-out prompt and measures what the seeds
-measure: the reward's score distribution, the KL to a reference model, the perplexity of held-out
-preferred texts (the seed 003 metric), distinct-2, and an independent judge. ``textgym demo``,
+:func:`evaluate_policy` samples one completion per held-out prompt and measures what an RLHF report
+shows: the reward's score distribution, the KL to a reference model, the perplexity of held-out
+preferred answers given their prompts, distinct-2, and an independent judge. ``textgym demo``,
 ``textgym train``, ``textgym eval`` and ``benchmarks/rewards.py`` all call it, so their numbers
 are comparable.
 
@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -92,7 +92,8 @@ def evaluate_policy(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, 
     limit = spec.max_new_tokens if max_new_tokens is None else max_new_tokens
     ids = sample_completions(model, tokenizer, prompts, limit, seed=seed)
     speed = sum(len(c) for c in ids) / (time.perf_counter() - began)
-    texts = [tokenizer.decode(c, skip_special_tokens=True) for c in ids]
+    # one sequence decodes to one string (transformers types decode for batches too: str | list[str])
+    texts = [cast(str, tokenizer.decode(c, skip_special_tokens=True)) for c in ids]
     scores = score_batch(reward_fn, prompts, texts, warn_dead=False)
     result: dict[str, Any] = {"reward": score_summary(scores), "reward_scores": scores.tolist(),
                               "distinct_2": distinct_n(texts, 2), "tokens_per_s": speed, "completions": len(prompts),
@@ -111,7 +112,7 @@ def evaluate_policy(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, 
 
 
 def plot_scores(results: dict[str, dict], path: str | Path, title: str = "reward of held-out completions") -> None:
-    """Histogram and boxplot of each policy's reward scores, side by side (seed 002's before/after view)."""
+    """Histogram and boxplot of each policy's reward scores, side by side: how the whole distribution moved."""
     import matplotlib
 
     matplotlib.use("Agg")

@@ -18,7 +18,8 @@ def perplexity(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts
     """exp(mean negative log-likelihood per token) of ``texts`` under ``model``.
 
     With ``prompts`` (one per text, each a prefix of its text), only the tokens after the prompt
-    count: the perplexity of held-out answers given their questions, as seed 003 measures it.
+    count: the perplexity of held-out answers given their questions (``perplexity_heldout`` in
+    :func:`textgym.eval.report.evaluate_policy`).
 
     Example:
         >>> from textgym.models import load_causal_lm, load_tokenizer
@@ -49,7 +50,7 @@ def distinct_n(texts: Sequence[str], n: int = 2) -> float:
     return len(set(grams)) / len(grams) if grams else 0.0
 
 
-def score_summary(scores: Sequence[float]) -> dict[str, float]:
+def score_summary(scores: Sequence[float] | np.ndarray) -> dict[str, float]:
     """Mean, standard deviation and quartiles of a score distribution.
 
     >>> score_summary([1.0, 2.0, 3.0, 4.0])["median"]

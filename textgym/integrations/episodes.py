@@ -89,9 +89,9 @@ def _play(envs, model: PreTrainedModel, obs: dict, info: dict, sampling: Samplin
     contexts = _contexts(obs)
     cache = SlotKVCache(model, num, envs.tokenizer.pad_token_id or 0)
     logits = cache.start(range(num), contexts)  # (N, V)
-    tokens = [[] for _ in range(num)]  # per slot: the agent's and the environment's tokens, as they come
-    logprobs = [[] for _ in range(num)]
-    rewards = [[] for _ in range(num)]
+    tokens: list[list[int]] = [[] for _ in range(num)]  # per slot: the agent's and the environment's tokens
+    logprobs: list[list[float]] = [[] for _ in range(num)]
+    rewards: list[list[float]] = [[] for _ in range(num)]
     known = np.array([len(c) for c in contexts])  # tokens of each slot's context the cache holds
     episodes: list[Episode | None] = [None] * num
     mask, allowed = None, None  # the last action mask seen, and its (N, A) bool form on the device
@@ -131,7 +131,7 @@ def _play(envs, model: PreTrainedModel, obs: dict, info: dict, sampling: Samplin
             rows = torch.as_tensor(written, device=logits.device)
             logits = logits.index_copy(0, rows, cache.extend(written, extra))
         known = lengths
-    return episodes
+    return [e for e in episodes if e is not None]  # all of them: every slot's episode has ended
 
 
 def _episode(prompt_ids: np.ndarray, tokens: list[int], logprobs: list[float], rewards: list[float],

@@ -28,7 +28,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import gymnasium as gym
 import numpy as np
@@ -176,7 +176,7 @@ class TextgymEnvironment(Environment[TextgymAction, TextgymObservation, TextgymS
         """Take one action; the reward and both end flags come back with the observation."""
         if self._state.episode_over:
             raise RuntimeError("no episode is running (it ended, or reset was never sent): send reset first")
-        value = check_action(action, self.env.action_space)
+        value = check_action(action, cast(spaces.Discrete, self.env.action_space))  # make_env checked it
         obs, reward, terminated, truncated, info = self.env.step(value)
         over = bool(terminated or truncated)
         self._state.step_count += 1
@@ -394,7 +394,7 @@ class OpenEnvGymEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[Any, dict]:
         """Reset the remote env (its own seeding: the same seed gives the same episode)."""
         super().reset(seed=seed)
-        data = {"seed": seed} if seed is not None else {}
+        data: dict[str, Any] = {"seed": seed} if seed is not None else {}
         if options is not None:
             data["options"] = options
         result = self._client.reset(**data)

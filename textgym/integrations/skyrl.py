@@ -33,9 +33,10 @@ Register it with :func:`register` and make it with SkyRL-gym's ``make``::
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import gymnasium as gym
+from transformers import PreTrainedTokenizerBase
 
 try:
     import skyrl_gym
@@ -89,9 +90,10 @@ class TextgymTextEnv(BaseTextEnv):
         super().__init__()
         settings = _settings(env_config, extras)
         self.env = gym.make(settings["env_id"], **dict(settings.get("env_kwargs") or {}))
-        self.tokenizer = getattr(self.env.unwrapped, "tokenizer", None)
-        if self.tokenizer is None:
+        tokenizer = getattr(self.env.unwrapped, "tokenizer", None)
+        if tokenizer is None:
             raise ValueError(f"{settings['env_id']} is not a text env (it has no tokenizer); SkyRL-gym envs take text")
+        self.tokenizer: PreTrainedTokenizerBase = tokenizer
         self.seed = settings.get("seed")
         turns = getattr(self.env.unwrapped, "turns", None)
         end = None if turns is None else turns.end_of_turn
@@ -109,8 +111,8 @@ class TextgymTextEnv(BaseTextEnv):
         obs, info = self.env.reset(seed=self.seed, options=options)
         self.done, self.turns, self.score, self.total_reward = False, 0, None, 0.0
         ids = obs["input_ids"][obs["attention_mask"].astype(bool)]
-        return [{"role": "user", "content": self.tokenizer.decode(ids, skip_special_tokens=True)}], {
-            "prompt": info.get("prompt", "")}
+        text = cast(str, self.tokenizer.decode(ids, skip_special_tokens=True))  # one sequence: one string
+        return [{"role": "user", "content": text}], {"prompt": info.get("prompt", "")}
 
     def step(self, action: str) -> BaseTextEnvStepOutput:
         """Step one agent turn: ``action`` tokenised once, its ids stepped until the env answers or the end."""
@@ -119,7 +121,10 @@ class TextgymTextEnv(BaseTextEnv):
         if not isinstance(action, str):
             raise TypeError(f"action must be the model's response text, got {type(action).__name__}")
         ids = self.tokenizer(action, add_special_tokens=False)["input_ids"]
-        stepped, ref_logprobs, reward, info = [], [], 0.0, {}
+        stepped: list[int] = []
+        ref_logprobs: list[float] = []
+        info: dict[str, Any] = {}
+        reward = 0.0
         answered = over = False
         for token in ids:
             if answered or over:

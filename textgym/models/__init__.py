@@ -25,7 +25,7 @@ import contextlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import huggingface_hub
 import torch
@@ -284,7 +284,8 @@ def _load_adapters(folder: Path, **kwargs: Any) -> PreTrainedModel:
     base = load_causal_lm(beside if base_name.startswith(".") and beside.is_dir() else base_name, **kwargs)
     with no_progress_bars():
         model = PeftModel.from_pretrained(base, str(folder), is_trainable=trainable)
-    return model.train(False) if not trainable else model
+    # peft's wrapper stands in for the model it wraps: it forwards every attribute it lacks to it
+    return cast(PreTrainedModel, model.train(False) if not trainable else model)
 
 
 def load_classifier(

@@ -72,6 +72,9 @@ class BigramLM(nn.Module):
         max_positions: Longest context accepted (only checked by the environment).
     """
 
+    logprobs: torch.Tensor
+    """(V, V) buffer: ``log p(next | token)``."""
+
     def __init__(self, probs: np.ndarray, max_positions: int = 512) -> None:
         super().__init__()
         self.register_buffer("logprobs", torch.as_tensor(np.log(probs), dtype=torch.float32))

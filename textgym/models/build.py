@@ -137,7 +137,7 @@ def train_classifier(
     """A two-class sequence classifier (label 1 is the reward's positive class)."""
     torch.manual_seed(cfg.seed)
     config = GPT2Config(vocab_size=len(tokenizer), n_layer=cfg.clf_layers, n_embd=cfg.clf_width, n_head=2,
-                        n_positions=256, num_labels=2, id2label=dict(enumerate(label_names)),
+                        n_positions=256, id2label=dict(enumerate(label_names)),
                         label2id={n: i for i, n in enumerate(label_names)}, pad_token_id=0, bos_token_id=0,
                         eos_token_id=0)
     model = GPT2ForSequenceClassification(config)

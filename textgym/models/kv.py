@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Sequence
+from typing import Protocol, cast
 
 import numpy as np
 import torch
@@ -203,7 +204,8 @@ class SlotKVCache:
         width = ids.shape[1]
         rows = torch.as_tensor(slots, device=self.device)
         batch = torch.from_numpy(np.stack([ids, mask])).to(self.device)  # (2, n, w): one transfer
-        past = _select_rows(self.cache, np.asarray(slots), self.device, copy=True)
+        cache = self._filled()
+        past = _select_rows(cache, np.asarray(slots), self.device, copy=True)
         attention = torch.cat([self.mask.index_select(0, rows), batch[1]], 1)  # (n, T + w)
         positions = self.positions.index_select(0, rows)[:, None] + positions_from_mask(batch[1])  # (n, w)
         out = self._forward(batch[0], attention, positions, past)
@@ -211,7 +213,7 @@ class SlotKVCache:
         self.live[slots, -width:] = mask.astype(bool)
         self.mask = torch.nn.functional.pad(self.mask, (0, width))
         self.mask[rows, -width:] = batch[1]
-        for layer, new in zip(self.cache.layers, past.layers, strict=True):
+        for layer, new in zip(_layers(cache), _layers(past), strict=True):
             keys = torch.nn.functional.pad(layer.keys, (0, 0, 0, width))  # (N, H, T + w, D)
             values = torch.nn.functional.pad(layer.values, (0, 0, 0, width))
             keys[rows, :, -width:] = new.keys[:, :, -width:]
@@ -222,13 +224,19 @@ class SlotKVCache:
         self._pack_if_sparse()
         return out.logits[:, -1].float()
 
-    def _forward(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache: DynamicCache):
+    def _forward(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache: DynamicCache | None):
         out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
                          output_hidden_states=self.with_hidden,
                          logits_to_keep=keep_last(1, ids.shape[1], ids.device), **{self.cache_keyword: cache})
         if self.with_hidden:
             self.last_hidden = out.hidden_states[-1][:, -1].float()  # (n, H) at the newest position
         return out
+
+    def _filled(self) -> DynamicCache:
+        """The cache, once :meth:`start` has filled it."""
+        if self.cache is None:
+            raise RuntimeError("SlotKVCache: start some slots before extending them")
+        return self.cache
 
     def _drop(self, slots: list[int]) -> None:
         """Mark the columns of ``slots`` dead; pack the cache once at least half of it is dead."""
@@ -247,7 +255,7 @@ class SlotKVCache:
         tails = np.array([row[self.length - n:].all() for row, n in zip(self.live, counts, strict=True)])
         if tails.all():  # live columns are contiguous suffixes: cut the dead prefix
             keep = slice(self.length - width, self.length)
-            for layer in self.cache.layers:
+            for layer in _layers(self._filled()):
                 layer.keys, layer.values = layer.keys[:, :, keep], layer.values[:, :, keep]
             self.live, self.mask = self.live[:, keep], self.mask[:, keep]
             return
@@ -258,7 +266,7 @@ class SlotKVCache:
             index[row, width - len(columns):] = columns
             live[row, width - len(columns):] = True
         gather = torch.from_numpy(np.stack([index, live])).to(self.device)  # (2, N, W): one transfer
-        for layer in self.cache.layers:
+        for layer in _layers(self._filled()):
             heads, dim = layer.keys.shape[1], layer.keys.shape[3]
             at = gather[0][:, None, :, None].expand(-1, heads, -1, dim)
             layer.keys, layer.values = layer.keys.gather(2, at), layer.values.gather(2, at)
@@ -275,12 +283,28 @@ class SlotKVCache:
         self.mask = torch.nn.functional.pad(self.mask, (grow, 0))
         self.mask[rows] = 0
         self.mask[rows, self.length - width:] = mask_t
-        for layer, new in zip(self.cache.layers, fresh.layers, strict=True):
+        for layer, new in zip(_layers(self._filled()), _layers(fresh), strict=True):
             keys = torch.nn.functional.pad(layer.keys, (0, 0, grow, 0))  # (N, H, T, D)
             values = torch.nn.functional.pad(layer.values, (0, 0, grow, 0))
             keys[rows, :, keys.shape[2] - width:] = new.keys
             values[rows, :, values.shape[2] - width:] = new.values
             layer.keys, layer.values = keys, values
+
+
+class _KVLayer(Protocol):
+    """One attention layer of a filled cache: keys and values, each (N, heads, T, head_dim)."""
+
+    keys: torch.Tensor
+    values: torch.Tensor
+
+
+def _layers(cache: DynamicCache) -> list[_KVLayer]:
+    """The layers of a cache a forward has filled.
+
+    transformers types them loosely (keys are None before the first forward, and a linear-attention
+    layer has none); the layers of a cache a forward of an attention model has filled all hold both.
+    """
+    return cast(list[_KVLayer], cache.layers)
 
 
 def _index(values: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -298,4 +322,4 @@ def _select_rows(cache: DynamicCache, rows: np.ndarray, device: torch.device, co
         return cache
     index = _index(rows, device)
     return DynamicCache(ddp_cache_data=[(ly.keys.index_select(0, index), ly.values.index_select(0, index))
-                                        for ly in cache.layers])
+                                        for ly in _layers(cache)])

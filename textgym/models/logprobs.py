@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -65,10 +66,13 @@ def split_model(model: nn.Module) -> HeadParts | None:
 
     A wrapper can provide its own split with a ``head_parts()`` method (the LoRA reference does).
     """
-    if hasattr(model, "head_parts"):
-        return model.head_parts()
-    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
-    head = inner.get_output_embeddings() if hasattr(inner, "get_output_embeddings") else None
+    head_parts = getattr(model, "head_parts", None)
+    if head_parts is not None:
+        return head_parts()
+    get_base_model = getattr(model, "get_base_model", None)
+    inner = get_base_model() if get_base_model is not None else model
+    get_head = getattr(inner, "get_output_embeddings", None)
+    head = get_head() if get_head is not None else None
     trunk = getattr(inner, getattr(inner, "base_model_prefix", "") or "-", None)
     if type(head) is not nn.Linear or not isinstance(trunk, nn.Module) or trunk is inner:
         return None
@@ -188,7 +192,7 @@ def token_logprobs(
     positions = positions_from_mask(attention_mask)
     targets = input_ids[:, -num_targets:]  # (B, K)
     if allowed is not None:
-        width = num_actions or model.get_output_embeddings().weight.shape[0]
+        width = num_actions or _output_rows(model)
         if allowed.shape != (*targets.shape, width):
             raise ValueError(f"allowed must be (batch, num_targets, actions) = {(*targets.shape, width)}, "
                              f"got {tuple(allowed.shape)}")
@@ -198,7 +202,8 @@ def token_logprobs(
                             allowed, sampling)
     states = parts.trunk(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions)
     states = states[:, -num_targets - 1:-1]  # (B, K, H): the position before each target
-    weight, bias = parts.head.weight, parts.head.bias
+    weight: torch.Tensor = parts.head.weight
+    bias: torch.Tensor | None = parts.head.bias
     if num_actions is not None:
         weight, bias = weight[:num_actions], None if bias is None else bias[:num_actions]
     flat, flat_targets = states.reshape(-1, states.shape[-1]), targets.reshape(-1)  # (B * K, H), (B * K,)
@@ -208,6 +213,18 @@ def token_logprobs(
                                              flat_allowed, sampling)
     return TokenScores(logprobs.view(targets.shape), entropies.view(targets.shape) if entropy else None,
                        states if hidden else None)
+
+
+def _output_rows(model: nn.Module) -> int:
+    """The rows of a causal LM's output head (its vocabulary): a transformers model, or peft's wrapper of one."""
+    get_head: Any = model.get_output_embeddings
+    return get_head().weight.shape[0]
+
+
+def _vocab_size(model: nn.Module) -> int:
+    """The vocabulary size in a causal LM's config: a transformers model, peft's wrapper of one, or a stand-in."""
+    config: Any = model.config
+    return config.vocab_size
 
 
 def _whole_model(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, positions: torch.Tensor,
@@ -243,7 +260,7 @@ def completion_logprobs(model: nn.Module, prompts: Sequence[Sequence[int]], comp
         One float64 tensor per completion, its length, on the host.
     """
     keep = max(len(c) for c in completions)
-    vocab = num_actions or model.config.vocab_size
+    vocab = num_actions or _vocab_size(model)
     rows = max(1, budget // ((keep + 1) * vocab))
     rows = -(-len(completions) // -(-len(completions) // rows))  # equal chunks: 16 rows in 8 + 8, not 15 + 1
     device = model_device(model)
@@ -252,13 +269,14 @@ def completion_logprobs(model: nn.Module, prompts: Sequence[Sequence[int]], comp
         chunk = range(start, min(start + rows, len(completions)))
         ids, mask = left_pad_np([[*prompts[i], *completions[i]] for i in chunk], pad_id)  # (n, W)
         batch = torch.from_numpy(np.stack([ids, mask])).to(device)  # (2, n, W): one transfer
-        masks = None
+        masks: torch.Tensor | None = None
         if allowed is not None and any(allowed[i] is not None for i in chunk):
-            masks = np.ones((len(chunk), keep, vocab), bool)  # (n, K, A)
+            host = np.ones((len(chunk), keep, vocab), np.bool_)  # (n, K, A)
             for row, i in enumerate(chunk):
-                if allowed[i] is not None:
-                    masks[row, keep - len(completions[i]):] = allowed[i]
-            masks = torch.from_numpy(masks).to(device)
+                row_allowed = allowed[i]
+                if row_allowed is not None:
+                    host[row, keep - len(completions[i]):] = row_allowed
+            masks = torch.from_numpy(host).to(device)
         scores = token_logprobs(model, batch[0], batch[1], keep, num_actions=num_actions, budget=budget,
                                 allowed=masks, sampling=sampling).logprobs
         scores = scores.double().cpu()  # one transfer per chunk
@@ -279,7 +297,7 @@ def completion_kl(policy: nn.Module, reference: nn.Module, prompts: Sequence[Seq
         One float64 tensor per completion (one KL per token), on the host.
     """
     keep = max(len(c) for c in completions)
-    vocab = num_actions or policy.config.vocab_size
+    vocab = num_actions or _vocab_size(policy)
     rows = max(1, budget // (2 * (keep + 1) * vocab))
     out: list[torch.Tensor] = []
     for start in range(0, len(completions), rows):

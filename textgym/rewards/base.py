@@ -214,12 +214,13 @@ def score_parts(
             mismatched lengths or non-finite parts (the message names the reward and the input).
         RewardError: If its ``parts`` method raises (the message names the reward).
     """
-    if not callable(getattr(reward_fn, "parts", None)):
+    parts_fn = getattr(reward_fn, "parts", None)
+    if not callable(parts_fn):
         raise TypeError(f"reward {_name(reward_fn)!r} cannot say where in a completion its score was earned (it has "
                         "no parts method); use credit='end', or a reward with parts such as RewardModel")
     if not completions:
         raise ValueError(f"reward {_name(reward_fn)!r} was given no completions; score at least one")
-    parts = list(_call(reward_fn, reward_fn.parts, prompts, completions))
+    parts = list(_call(reward_fn, parts_fn, prompts, completions))
     if len(parts) != len(completions):
         raise ValueError(f"reward {_name(reward_fn)!r} returned parts for {len(parts)} completions, not "
                          f"{len(completions)}; return one (ends, values) pair per completion")

@@ -87,11 +87,13 @@ class _SequenceScorer(Reward):
                  ) -> None:
         if text not in ("completion", "prompt+completion"):
             raise ValueError(f"text must be 'completion' or 'prompt+completion', got {text!r}")
-        if tokenizer is None and not isinstance(model, str):
+        if isinstance(model, str):
+            self.model = load_classifier(model, dtype=dtype, device_map=device_map)
+            self.tokenizer = load_tokenizer(model) if tokenizer is None else tokenizer
+        elif tokenizer is None:
             raise ValueError("pass the tokenizer that belongs to the classifier")
-        loaded = load_classifier(model, dtype=dtype, device_map=device_map) if isinstance(model, str) else None
-        self.model = loaded if loaded is not None else model.eval()
-        self.tokenizer = load_tokenizer(model) if tokenizer is None else tokenizer
+        else:
+            self.model, self.tokenizer = model.eval(), tokenizer
         self.text, self.batch_size, self.max_length = text, batch_size, max_length
 
     def _texts(self, prompts: list[str], completions: list[str]) -> tuple[list[str], list[str]]:
@@ -146,7 +148,7 @@ class ClassifierReward(_SequenceScorer):
         batch_size: int = 64, max_length: int = 256, dtype: str | torch.dtype | None = None, device_map: Any = None,
     ) -> None:
         super().__init__(model, tokenizer, text, batch_size, max_length, dtype, device_map)
-        labels = {str(v): int(k) for k, v in self.model.config.id2label.items()}
+        labels = {str(v): int(k) for k, v in (self.model.config.id2label or {}).items()}
         if label not in labels:
             raise ValueError(f"the classifier has no label {label!r}; its labels are {sorted(labels)}")
         if output not in ("logit", "probability"):

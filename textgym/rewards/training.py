@@ -119,7 +119,8 @@ def evaluate_pairs(model, tokenizer, pairs: datasets.Dataset, batch_size: int = 
     """Held-out pairwise accuracy (r_chosen > r_rejected) and mean loss."""
     model.eval()
     collate, device = _PairCollator(tokenizer, max_length, reward_pooling(model.config)), model_device(model)
-    losses, correct = [], 0
+    losses: list[float] = []
+    correct = 0.0
     for start in range(0, len(pairs), batch_size):
         rows = pairs.select(range(start, min(start + batch_size, len(pairs))))
         batch = {k: v.to(device) for k, v in collate(list(rows)).items()}
