@@ -1,5 +1,9 @@
 """RL agents for textgym environments: baselines, PPO for toy envs, and the language-model algorithms.
 
+One PPO core (:mod:`agents.update`, configured by :class:`agents.config.UpdateConfig`) serves the toy
+agent (:mod:`agents.ppo`) and the language-model algorithms (:mod:`agents.lm`); its pure math is
+:mod:`agents.ppo_math`.
+
 A language-model algorithm is one module on :class:`agents.lm.LMAgent` plus one line in
 :data:`LM_AGENTS`; ``textgym train --agent`` takes these names, or ``module:Class`` for any class
 that follows the agent protocol (:class:`agents.base.Agent`) and is built like one

@@ -22,9 +22,9 @@ from dataclasses import replace
 import torch
 
 from agents.lm import LMAgent
-from agents.ppo import ppo_loss
 from agents.ppo_math import group_normalized
 from agents.rollout import EpisodeBatch, evaluate
+from agents.update import ppo_loss
 
 
 class GRPO(LMAgent):

@@ -1,7 +1,7 @@
 """What every language-model algorithm shares: the config, acting, the learning loop, saving and loading.
 
 :class:`LMAgent` collects episodes with :class:`agents.rollout.Rollout`, turns them into an
-:class:`agents.rollout.EpisodeBatch`, and runs the shared update loop (:func:`agents.ppo.run_epochs`).
+:class:`agents.rollout.EpisodeBatch`, and runs the one PPO core (:mod:`agents.update`).
 An algorithm is a subclass that says how to turn a batch into advantages (:meth:`LMAgent.advantages`)
 and, if it differs from the clipped surrogate, what loss to minimise (:meth:`LMAgent.loss`): PPO
 (:mod:`agents.lm_ppo`), RLOO (:mod:`agents.rloo`), GRPO (:mod:`agents.grpo`) and REINFORCE
@@ -57,10 +57,10 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from agents.base import import_class
 from agents.config import LMConfig
 from agents.policy import LMPolicy
-from agents.ppo import ppo_loss, run_epochs
 from agents.ppo_math import AdaptiveKLController, FixedKLController, kl_k3, masked_mean
 from agents.rollout import EpisodeBatch, Rollout, evaluate
 from agents.sampling import LMSampler
+from agents.update import KLController, ppo_loss, reseed, resume_kl, run_epochs, start_kl, steer_kl
 from textgym.models import disable_dropout, load_causal_lm, load_tokenizer
 from textgym.models.sampling import Sampling
 
@@ -114,7 +114,7 @@ class LMAgent:
         optimizer = torch.optim.Adam(trainable, lr=self.cfg.learning_rate, eps=1e-5, foreach=True)
         self.policy, self.optimizer = self.accelerator.prepare(policy.eval(), optimizer)
         self.generator = torch.Generator().manual_seed(self.cfg.seed)
-        self.kl_ctl: AdaptiveKLController | FixedKLController | None = None
+        self._kl_ctl: KLController | None = None
         self.sampler: LMSampler | None = None
         self.envs: Any = None  # the environment of the last prepare() or update(), for the hooks
         self.num_actions: int | None = None
@@ -156,12 +156,23 @@ class LMAgent:
         """Sample the next token of every slot (a KV cache per slot; reset where ``episode_start``)."""
         num_envs = np.atleast_2d(obs["input_ids"]).shape[0]
         if self.sampler is None or self.sampler.num_envs != num_envs:
-            self.sampler = self._sampler(num_envs, self.cfg.seed)
+            self.sampler = self.make_sampler(num_envs, self.cfg.seed)
             episode_start = np.ones(num_envs, dtype=bool)
         starts = np.ones(num_envs, bool) if episode_start is None else episode_start
         return self.sampler.act(obs, starts, action_mask, deterministic)
 
-    def _sampler(self, num_envs: int, seed: int) -> LMSampler:
+    def make_sampler(self, num_envs: int, seed: int | None = None) -> LMSampler:
+        """A sampler of the current policy for ``num_envs`` slots, with the agent's sampling settings.
+
+        It samples from the trained LM (the weights are shared: an update changes what it draws) at the
+        config's ``temperature``, ``top_k`` and ``top_p``, among the environment's :attr:`num_actions`,
+        and records the value head's estimates where the algorithm has one. :meth:`prepare` makes one
+        per batch; a :class:`agents.rollout.Rollout` takes it to collect episodes.
+
+        Args:
+            num_envs: Environment slots (the vector env's ``num_envs``).
+            seed: Seed of its random generator (None: torch's global generator).
+        """
         return LMSampler(self.model, num_envs, self.pad_id, self.cfg.temperature, seed=seed,
                          value_head=self.module.value_head, num_actions=self.num_actions, top_k=self.cfg.top_k,
                          top_p=self.cfg.top_p)
@@ -203,13 +214,11 @@ class LMAgent:
         environment, and the episodes of the next batch must come from the updated weights).
         """
         self.check_group_size(int(getattr(envs.unwrapped, "group_size", 1)))
-        seed = self.cfg.seed + 1_000_003 * self.updates + 100_003 * self.accelerator.process_index
-        torch.manual_seed(seed)
-        self.generator.manual_seed(seed)
+        seed = reseed(self.cfg.seed, self.updates, self.accelerator.process_index, self.generator)
         self.envs, self.num_actions = envs, int(envs.single_action_space.n)
         _check_temperature(envs, self.cfg.temperature)
-        self._start_kl(envs)
-        self.sampler = self._sampler(envs.num_envs, seed + 7919)
+        self._kl_ctl = start_kl(self._kl_ctl, envs, self.cfg)
+        self.sampler = self.make_sampler(envs.num_envs, seed + 7919)
         return Rollout(envs, self.sampler, seed=seed)
 
     @classmethod
@@ -232,8 +241,9 @@ class LMAgent:
                 not finite (a diverged policy); the weights are those of the last finite step.
         """
         self.envs = envs = envs if envs is not None else self.envs
-        if self.kl_ctl is None:
-            self.kl_ctl = FixedKLController(float(envs.unwrapped.kl_coef) if envs is not None else 0.0)
+        if self._kl_ctl is None:
+            self._kl_ctl = FixedKLController(float(envs.unwrapped.kl_coef) if envs is not None else 0.0)
+        kl_ctl = self._kl_ctl
         with torch.no_grad():
             rewards = self.rewards(batch)
             self.advantages(batch, rewards)
@@ -242,7 +252,7 @@ class LMAgent:
                 raise FloatingPointError(f"the KL to the reference is {stats['objective/kl']}: not finite (the policy "
                                          "diverged); the weights were not updated")
             if self.cfg.symmetries:
-                batch = self._with_symmetries(batch, envs)
+                batch = self.with_symmetries(batch, envs)
         trainable = [p for p in self.policy.parameters() if p.requires_grad]
         self.policy.train()
         try:
@@ -251,13 +261,15 @@ class LMAgent:
             self.policy.eval()
         self.updates += 1
         tokens = int(batch.token_mask.sum().item()) * self.accelerator.num_processes
-        beta = self.kl_ctl.update(stats["objective/kl"], tokens)
-        if envs is not None and isinstance(self.kl_ctl, AdaptiveKLController):
-            envs.unwrapped.kl_coef = beta
+        beta = steer_kl(kl_ctl, envs, stats["objective/kl"], tokens)
         return {"update": self.updates, **stats, **losses, "objective/kl_coef": beta}
 
-    def _with_symmetries(self, batch: EpisodeBatch, envs: Any) -> EpisodeBatch:
+    def with_symmetries(self, batch: EpisodeBatch, envs: Any = None) -> EpisodeBatch:
         """``batch`` and its symmetric copies (the rules' token maps), each with its own action masks.
+
+        What :meth:`update` trains on with ``symmetries=True``: ``batch`` first, then one copy per
+        symmetry of ``envs`` (None: the environment of the last :meth:`prepare`), so ``1 + copies``
+        times the episodes.
 
         A copy is the same decisions seen through a symmetry, so it keeps everything else of its
         episode: rewards, advantages, value targets, and the behaviour log-probabilities and values,
@@ -266,6 +278,7 @@ class LMAgent:
         current policy instead treats moves the policy did not sample there as its own; it learned
         worse.)
         """
+        envs = envs if envs is not None else self.envs
         transform = getattr(envs.unwrapped, "symmetries", None) if envs is not None else None
         if transform is None:
             raise ValueError("LMConfig(symmetries=True) needs an environment whose rules have symmetries "
@@ -284,8 +297,20 @@ class LMAgent:
 
     @property
     def kl_coef(self) -> float:
-        """The KL coefficient of the current update (the environment's)."""
-        return self.kl_ctl.value if self.kl_ctl is not None else 0.0
+        """The KL coefficient of the current update: the environment's, or the adaptive controller's (0 before any).
+
+        Setting it sets the coefficient the next :meth:`update` applies (an adaptive controller steers on
+        from the value set), e.g. to update from episodes collected elsewhere; :meth:`prepare` then takes
+        the environment's again, or, with an adaptive controller, gives it the controller's.
+        """
+        return self._kl_ctl.value if self._kl_ctl is not None else 0.0
+
+    @kl_coef.setter
+    def kl_coef(self, value: float) -> None:
+        if self._kl_ctl is None:
+            self._kl_ctl = FixedKLController(float(value))
+        else:
+            self._kl_ctl.value = float(value)
 
     def rewards(self, batch: EpisodeBatch) -> torch.Tensor:
         """Per-token rewards (B, T): the task reward where earned, minus the KL penalty on the agent's tokens."""
@@ -337,16 +362,6 @@ class LMAgent:
                  "charts/episode_length")
         return dict(zip(names, means.tolist(), strict=True))
 
-    def _start_kl(self, envs: Any) -> None:
-        """Take the environment's kl_coef; an adaptive controller resumed from a checkpoint gives it its own."""
-        env_coef = float(envs.unwrapped.kl_coef)
-        if self.cfg.kl_setpoint is None:
-            self.kl_ctl = FixedKLController(env_coef)
-        elif not isinstance(self.kl_ctl, AdaptiveKLController):
-            self.kl_ctl = AdaptiveKLController(env_coef, self.cfg.kl_setpoint, self.cfg.kl_horizon)
-        else:
-            envs.unwrapped.kl_coef = self.kl_ctl.value
-
     # ------------------------------------------------------------------------------------------ saving
     def save(self, path: str | Path) -> None:
         """Everything to act and to resume, in the folder ``path``; the folder is also a model folder.
@@ -362,7 +377,7 @@ class LMAgent:
         torch.save(self.optimizer.state_dict(), path / "optimizer.pt")
         meta = {"class": f"{type(self).__module__}:{type(self).__qualname__}", "config": asdict(self.cfg),
                 "global_step": self.global_step, "updates": self.updates,
-                "kl_coef": self.kl_ctl.value if isinstance(self.kl_ctl, AdaptiveKLController) else None}
+                "kl_coef": self._kl_ctl.value if isinstance(self._kl_ctl, AdaptiveKLController) else None}
         (path / "agent.json").write_text(json.dumps(meta, indent=2))
 
     @classmethod
@@ -380,8 +395,7 @@ class LMAgent:
         agent.module.load_value_head(path)
         agent.optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
         agent.global_step, agent.updates = meta["global_step"], meta["updates"]
-        if meta.get("kl_coef") is not None:
-            agent.kl_ctl = AdaptiveKLController(meta["kl_coef"], agent.cfg.kl_setpoint, agent.cfg.kl_horizon)
+        agent._kl_ctl = resume_kl(agent.cfg, meta.get("kl_coef"))
         return agent
 
 

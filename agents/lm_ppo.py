@@ -1,7 +1,7 @@
 """PPO for causal language models: a value head on the policy's trunk, GAE, and PPO's clipped loss.
 
-The loss and the update loop are the ones that train the toy policies (:func:`agents.ppo.ppo_loss`,
-:func:`agents.ppo.run_epochs`); what is specific to text is how episodes are collected and scored
+The loss and the update loop are the ones that train the toy policies (:func:`agents.update.ppo_loss`,
+:func:`agents.update.run_epochs`); what is specific to text is how episodes are collected and scored
 (:mod:`agents.rollout`, :class:`agents.lm.LMAgent`). Acting records each token's log-probability and
 its state's value from the same one-token forward that samples it (a KV cache per slot), so the
 update needs no extra scoring pass; each minibatch of whole episodes is evaluated with one

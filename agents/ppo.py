@@ -1,20 +1,15 @@
-"""Proximal policy optimisation: the one PPO core, and its toy-environment agent.
+"""PPO for the toy environments: its config, the MLP actor-critic, and the agent that rolls out and updates.
 
-Read top to bottom: the toy config, the MLP actor-critic for toy environments, the update loop every
-textgym algorithm shares (:func:`run_epochs`: shuffled minibatches, backward through accelerate,
-gradient clipping, early stop on ``target_kl``), PPO's loss (:func:`ppo_loss`: clipped surrogate,
-clipped value loss, entropy bonus), then :class:`PPO`, which collects rollouts from a Gymnasium
-vector environment and calls both. :class:`agents.lm_ppo.LMPPO` is the same loss and loop on whole
-language-model episodes. The pure math lives in :mod:`agents.ppo_math`.
+Read top to bottom: the toy config (:class:`PPOConfig`, the shared fields of
+:class:`agents.config.UpdateConfig` with defaults for small policies), the MLP actor-critic, the flat
+batch of transitions, then :class:`PPO`, which collects rollouts from a Gymnasium vector environment,
+computes GAE and runs the one PPO core every textgym algorithm shares (:mod:`agents.update`: the
+minibatch epochs, the clipped loss, the KL controller). :class:`agents.lm_ppo.LMPPO` is the same core
+on whole language-model episodes. The pure math lives in :mod:`agents.ppo_math`.
 
-The KL penalty: textgym's text environment pays ``kl_coef * log pi_ref(a_t | s_t)``; the agent adds
-the other half, ``-kl_coef * log pi(a_t | s_t)``, to each reward, so the return it maximises is
-``score - kl_coef * KL(pi || pi_ref)``. ``kl_coef`` is the environment's (one value for both); an
-environment without one (tic-tac-toe) has no KL term, and ``ent_coef`` is the usual entropy bonus.
-
-Several processes: the update runs through an ``accelerate.Accelerator``; under
-``accelerate launch`` the policy is wrapped for data parallelism (gradients averaged by DDP), each
-process rolls out its own episodes, and the weights stay identical on every process.
+The KL penalty (:mod:`agents.update`): the agent adds ``-kl_coef * log pi(a_t | s_t)`` to each reward
+of an environment that has a ``kl_coef`` (the text ones); an environment without one (tic-tac-toe)
+has no KL term, and ``ent_coef`` is the usual entropy bonus.
 """
 
 from __future__ import annotations
@@ -33,15 +28,9 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from agents.base import import_class
-from agents.ppo_math import (
-    AdaptiveKLController,
-    FixedKLController,
-    compute_gae,
-    masked_mean,
-    masked_whiten,
-    policy_loss,
-    value_loss,
-)
+from agents.config import UpdateConfig, bounded
+from agents.ppo_math import compute_gae
+from agents.update import KLController, ppo_loss, reseed, resume_kl, run_epochs, start_kl, steer_kl
 
 MASKED = -1e8  # logit of an illegal action: probability 0, and no inf * 0 in the entropy
 Obs = torch.Tensor | dict[str, torch.Tensor]
@@ -55,44 +44,31 @@ def as_obs(obs: Any, device: torch.device | None = None) -> Obs:
 
 
 @dataclass
-class PPOConfig:
-    """PPO hyperparameters for the toy environments (cleanrl's names)."""
+class PPOConfig(UpdateConfig):
+    """PPO hyperparameters for the toy environments (cleanrl's names).
 
-    num_steps: int = 32
-    """Steps per environment in each rollout."""
-    num_minibatches: int = 4
-    """Minibatches per update epoch."""
-    update_epochs: int = 4
-    """Passes over each rollout."""
-    learning_rate: float = 2.5e-3
+    The shared fields and their bounds are :class:`agents.config.UpdateConfig`'s; the defaults below
+    replace the language-model ones for small policies on short episodes.
+    """
+
+    learning_rate: float = bounded(2.5e-3, low=0)
     """Adam learning rate."""
+    num_minibatches: int = bounded(4, low=1)
+    """Minibatches per update epoch."""
+    update_epochs: int = bounded(4, low=1)
+    """Passes over each rollout."""
+    gamma: float = bounded(0.99, low=0, high=1)
+    """Discount."""
+    gae_lambda: float = bounded(0.95, low=0, high=1)
+    """GAE's lambda."""
+    ent_coef: float = bounded(0.01, low=0)
+    """Entropy bonus."""
+    num_steps: int = bounded(32, low=1)
+    """Steps per environment in each rollout."""
     anneal_lr: bool = False
     """Decay the learning rate linearly to 0 over ``total_steps``."""
-    gamma: float = 0.99
-    """Discount."""
-    gae_lambda: float = 0.95
-    """GAE's lambda."""
-    clip_coef: float = 0.2
-    """Policy ratio clipping."""
     clip_vloss: bool = True
     """Clip the value loss around the old values."""
-    norm_adv: bool = True
-    """Normalise advantages per minibatch."""
-    ent_coef: float = 0.01
-    """Entropy bonus."""
-    vf_coef: float = 0.5
-    """Value loss weight."""
-    max_grad_norm: float = 0.5
-    """Gradient clipping."""
-    target_kl: float | None = None
-    """Stop an update's epochs early when the approximate KL to the rollout policy exceeds this."""
-    kl_setpoint: float | None = None
-    """If set, an adaptive controller (Ziegler et al.) steers the environment's ``kl_coef`` toward this KL per
-    episode (the environment must report ``ref_logprob``)."""
-    kl_horizon: int = 10000
-    """Horizon of the adaptive KL controller, in steps."""
-    seed: int = 0
-    """Seed of the sampling, the shuffling and the episodes."""
 
 
 class MLPPolicy(nn.Module):
@@ -158,85 +134,6 @@ def _layer(layer: nn.Linear, std: float = 2**0.5) -> nn.Linear:
     return layer
 
 
-# ---------------------------------------------------------------------------------------- the shared update
-def run_epochs(batch: Any, loss_fn: Callable[[Any], tuple[torch.Tensor, dict[str, torch.Tensor]]],
-               optimizer: torch.optim.Optimizer, parameters: list[nn.Parameter], cfg: Any,
-               generator: torch.Generator, accelerator: Accelerator) -> dict[str, float]:
-    """``update_epochs`` passes of shuffled minibatches over ``batch``; any algorithm plugs in through ``loss_fn``.
-
-    Args:
-        batch: Anything with ``size`` and ``select(index)`` (:class:`TransitionBatch`,
-            :class:`agents.rollout.EpisodeBatch`): minibatches are drawn over its first dimension
-            (transitions, or whole episodes for text).
-        loss_fn: Minibatch -> (loss to minimise, diagnostics as 0-d tensors). A
-            ``"losses/approx_kl"`` entry drives the early stop.
-        optimizer: Over ``parameters``.
-        parameters: What gradient clipping clips.
-        cfg: ``num_minibatches``, ``update_epochs``, ``max_grad_norm``, ``target_kl``.
-        generator: Shuffles the minibatches.
-        accelerator: Backward and gradient clipping (DDP under ``accelerate launch``).
-
-    Returns:
-        The last minibatch's diagnostics, as floats (read from the device once, at the end).
-
-    Raises:
-        FloatingPointError: At the first minibatch whose gradient is not finite (a NaN or infinite loss),
-            before the optimizer steps: the weights stay those of the last finite step.
-    """
-    mb_size = max(1, batch.size // cfg.num_minibatches)
-    stats: dict[str, torch.Tensor] = {}
-    for _ in range(cfg.update_epochs):
-        order = torch.randperm(batch.size, generator=generator)
-        for start in range(0, batch.size, mb_size):
-            loss, stats = loss_fn(batch.select(order[start:start + mb_size]))
-            optimizer.zero_grad()
-            accelerator.backward(loss)
-            norm = accelerator.clip_grad_norm_(parameters, cfg.max_grad_norm)
-            # the norm is the same on every process (after the all-reduce): all stop together, before the step
-            if not torch.isfinite(loss.detach() if norm is None else norm):
-                raise FloatingPointError(f"the loss is {loss.item()} and its gradient's norm "
-                                         f"{'unknown' if norm is None else norm.item()}: not finite (a learning rate, "
-                                         "reward or KL coefficient too large?); the weights were not updated")
-            optimizer.step()
-        if cfg.target_kl is not None and "losses/approx_kl" in stats:
-            approx_kl = accelerator.reduce(stats["losses/approx_kl"].reshape(1), "mean")
-            if float(approx_kl) > cfg.target_kl:
-                break  # decided on the processes' mean, so every process stops at the same epoch
-    return {key: float(value) for key, value in stats.items()}
-
-
-def ppo_loss(mb: Any, new_logprob: torch.Tensor, entropy: torch.Tensor, new_value: torch.Tensor | None, cfg: Any,
-             mask: torch.Tensor | None = None, total: torch.Tensor | float | None = None,
-             reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
-             ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """PPO's loss on a minibatch: clipped surrogate + ``vf_coef`` * clipped value loss - ``ent_coef`` * entropy.
-
-    Args:
-        mb: The minibatch: ``logprobs`` (behaviour), ``values``, ``advantages``, ``returns``.
-        new_logprob: The current policy's log-probabilities, shaped like ``mb.logprobs``.
-        entropy: Its entropies (logged only when ``ent_coef`` is 0).
-        new_value: Its values, or None for an algorithm without a value head.
-        cfg: ``clip_coef``, ``norm_adv``, ``ent_coef``, ``vf_coef`` and optionally ``clip_vloss``.
-        mask: Which entries count (per-token batches); None: all.
-        total: Entries the means are over, across processes (:mod:`agents.ppo_math`).
-        reduce: Sums statistics over processes (advantage normalisation over the whole minibatch).
-    """
-    advantages = masked_whiten(mb.advantages, mask, reduce) if cfg.norm_adv else mb.advantages
-    pg_loss, clipfrac = policy_loss(new_logprob, mb.logprobs, advantages, cfg.clip_coef, mask, total)
-    v_loss = new_logprob.new_zeros(())
-    if new_value is not None:
-        v_loss = value_loss(new_value, mb.values, mb.returns, cfg.clip_coef if getattr(cfg, "clip_vloss", True)
-                            else None, mask, total)
-    mean_entropy = masked_mean(entropy, mask, total) if entropy is not None else v_loss.new_zeros(())
-    loss = pg_loss - cfg.ent_coef * mean_entropy + cfg.vf_coef * v_loss
-    with torch.no_grad():  # diagnostics stay on the device: no synchronisation per minibatch
-        log_ratio = new_logprob - mb.logprobs
-        stats = {"losses/policy_loss": pg_loss.detach(), "losses/value_loss": v_loss.detach(),
-                 "losses/entropy": mean_entropy.detach(), "losses/clipfrac": clipfrac,
-                 "losses/approx_kl": masked_mean((log_ratio.exp() - 1) - log_ratio, mask)}
-    return loss, stats
-
-
 @dataclass
 class TransitionBatch:
     """A flat batch of toy-environment transitions, (B, ...) each."""
@@ -288,7 +185,7 @@ class PPO:
         optimizer = torch.optim.Adam(policy.parameters(), lr=self.cfg.learning_rate, eps=1e-5, foreach=True)
         self.policy, self.optimizer = self.accelerator.prepare(policy, optimizer)
         self.generator = torch.Generator().manual_seed(self.cfg.seed)
-        self.kl_ctl: AdaptiveKLController | FixedKLController | None = None
+        self._kl_ctl: KLController | None = None
         self.global_step = 0
         self.updates = 0
 
@@ -296,6 +193,11 @@ class PPO:
     def module(self) -> nn.Module:
         """The policy itself (unwrapped from data parallelism)."""
         return self.accelerator.unwrap_model(self.policy)
+
+    @property
+    def kl_coef(self) -> float:
+        """The KL coefficient of the current rollout: the environment's, or the adaptive controller's (0 before any)."""
+        return self._kl_ctl.value if self._kl_ctl is not None else 0.0
 
     @torch.no_grad()
     def act(self, obs: Any, *, episode_start: np.ndarray | None = None, action_mask: np.ndarray | None = None,
@@ -326,10 +228,8 @@ class PPO:
             One metrics row per update (``charts/episodic_return``, ``losses/*``, ``charts/SPS``, ...).
         """
         cfg, n, device = self.cfg, envs.num_envs, self.accelerator.device
-        seed = cfg.seed + 1_000_003 * self.updates + 100_003 * self.accelerator.process_index  # each process its own
-        torch.manual_seed(seed)
-        self.generator.manual_seed(seed)
-        self._start_kl(envs)
+        seed = reseed(cfg.seed, self.updates, self.accelerator.process_index, self.generator)
+        kl_ctl = self._kl_ctl = start_kl(self._kl_ctl, envs, cfg)
         obs, info = envs.reset(seed=seed)
         mask = info.get("action_mask")
         returns_so_far, kl_so_far, finished_returns, finished_kl = np.zeros(n), np.zeros(n), [], []
@@ -350,7 +250,7 @@ class PPO:
                 obs, reward, terminated, truncated, info = envs.step(actions.cpu().numpy())
                 done = terminated | truncated
                 logp = logprobs.cpu().numpy()
-                shaped = reward - self.kl_ctl.value * logp  # the agent's half of the KL penalty
+                shaped = reward - kl_ctl.value * logp  # the agent's half of the KL penalty
                 returns_so_far += reward
                 kl_so_far += logp - info.get("ref_logprob", logp)
                 finished_returns += returns_so_far[done].tolist()
@@ -371,9 +271,9 @@ class PPO:
             if finished_returns:
                 row["charts/episodic_return"] = float(np.mean(finished_returns))
                 row["objective/kl"] = float(np.mean(finished_kl))
-                self._steer_kl(envs, row["objective/kl"], cfg.num_steps * n)
+                steer_kl(kl_ctl, envs, row["objective/kl"], cfg.num_steps * n)
                 finished_returns, finished_kl = [], []
-            row["objective/kl_coef"] = self.kl_ctl.value
+            row["objective/kl_coef"] = kl_ctl.value
             rows.append(row)
             if callback is not None and callback(row):
                 break
@@ -391,22 +291,6 @@ class PPO:
         dist = torch.distributions.Categorical(logits=logits)
         return ppo_loss(mb, dist.log_prob(mb.actions), dist.entropy(), values, self.cfg)
 
-    def _start_kl(self, envs: Any) -> None:
-        """The KL coefficient is the environment's; an adaptive controller takes it over (and resumes its own)."""
-        env_coef = float(getattr(envs.unwrapped, "kl_coef", 0.0))
-        if self.cfg.kl_setpoint is None:
-            self.kl_ctl = FixedKLController(env_coef)
-            return
-        if not hasattr(envs.unwrapped, "kl_coef"):
-            raise ValueError("kl_setpoint needs an environment with a kl_coef (a text environment)")
-        if self.kl_ctl is None:
-            self.kl_ctl = AdaptiveKLController(env_coef, self.cfg.kl_setpoint, self.cfg.kl_horizon)
-        envs.unwrapped.kl_coef = self.kl_ctl.value
-
-    def _steer_kl(self, envs: Any, kl: float, n_steps: int) -> None:
-        if isinstance(self.kl_ctl, AdaptiveKLController):
-            envs.unwrapped.kl_coef = self.kl_ctl.update(kl, n_steps)
-
     def save(self, path: str | Path) -> None:
         """Policy weights (safetensors), its class and arguments, optimizer state and config in the folder ``path``."""
         path = Path(path)
@@ -416,7 +300,7 @@ class PPO:
         torch.save(self.optimizer.state_dict(), path / "optimizer.pt")
         meta = {"config": asdict(self.cfg), "policy_class": f"{type(module).__module__}:{type(module).__qualname__}",
                 "policy": getattr(module, "init_args", {}), "global_step": self.global_step, "updates": self.updates,
-                "kl_coef": None if self.kl_ctl is None else self.kl_ctl.value}
+                "kl_coef": None if self._kl_ctl is None else self._kl_ctl.value}
         (path / "ppo.json").write_text(json.dumps(meta, indent=2))
 
     @classmethod
@@ -430,8 +314,7 @@ class PPO:
         agent = cls(policy, PPOConfig(**meta["config"]), accelerator)
         agent.optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
         agent.global_step, agent.updates = meta["global_step"], meta.get("updates", 0)
-        if meta.get("kl_coef") is not None and agent.cfg.kl_setpoint is not None:
-            agent.kl_ctl = AdaptiveKLController(meta["kl_coef"], agent.cfg.kl_setpoint, agent.cfg.kl_horizon)
+        agent._kl_ctl = resume_kl(agent.cfg, meta.get("kl_coef"))
         return agent
 
 

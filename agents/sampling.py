@@ -75,10 +75,9 @@ class LMSampler:
         self._last_actions: torch.Tensor | None = None  # (N,) on the device
         self.global_step = self.updates = 0  # the agent protocol's counters: a sampler never updates
 
-    @torch.no_grad()
     def act(self, obs: dict[str, np.ndarray], episode_start: np.ndarray, action_mask: np.ndarray | None = None,
             deterministic: bool = False) -> np.ndarray:
-        """Sample one token per slot.
+        """Sample one token per slot (:meth:`sample`, then one transfer to the host).
 
         Args:
             obs: The environment's observation (``input_ids``, ``attention_mask``), batched (N, L)
@@ -90,7 +89,27 @@ class LMSampler:
                 the sampling distribution's).
 
         Returns:
-            Token ids, shape (N,), int64.
+            Token ids, shape (N,), int64; their log-probabilities and values go to ``last_logprobs``
+            and ``last_values``.
+        """
+        actions, logprobs, values = self.sample(obs, episode_start, action_mask, deterministic)
+        host = torch.stack([actions.double(), logprobs.double(), values.double()]).cpu().numpy()  # one transfer
+        self.last_logprobs, self.last_values = host[1], host[2] if self.value_head is not None else None
+        return host[0].astype(np.int64)
+
+    @torch.no_grad()
+    def sample(self, obs: dict[str, np.ndarray], episode_start: np.ndarray, action_mask: np.ndarray | None = None,
+               deterministic: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`act` without the transfer: the step's tensors stay on the model's device.
+
+        Arguments as for :meth:`act`. The slots' caches take the observation's new tokens and the
+        sampled tokens are remembered for the next step, as in :meth:`act`; ``last_logprobs`` and
+        ``last_values`` are left as they were.
+
+        Returns:
+            ``(actions, logprobs, values)``, each (N,) on the model's device: the tokens, their
+            log-probabilities under the distribution drawn from, and the states' values (zeros
+            without a value head).
         """
         input_ids = np.atleast_2d(obs["input_ids"])  # (N, L)
         attention_mask = np.atleast_2d(obs["attention_mask"])  # (N, L)
@@ -104,11 +123,9 @@ class LMSampler:
         actions = logits.argmax(-1) if deterministic else sample_tokens(logits, self.generator)
         logprobs = torch.log_softmax(logits, -1).gather(1, actions[:, None]).squeeze(1)
         values = self.value_head(hidden).squeeze(-1) if self.value_head is not None else torch.zeros_like(logprobs)
-        host = torch.stack([actions.double(), logprobs.double(), values.double()]).cpu().numpy()  # one transfer
         self._last_actions = actions
         self._cached = np.array([len(c) for c in contexts])
-        self.last_logprobs, self.last_values = host[1], host[2] if self.value_head is not None else None
-        return host[0].astype(np.int64)
+        return actions, logprobs, values
 
     def _ingest(self, contexts: list[np.ndarray], starts: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Bring every slot's cache up to its observed context; next-token logits (N, V) and hidden states."""

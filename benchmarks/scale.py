@@ -108,14 +108,14 @@ def textgym_run(folder: str, algorithm: str, device: str, threads: int) -> dict:
     timed(envs.core, "score_reference", clock, "reference")
     timed(envs.core, "reward_fn", clock, "reward", attribute=True)
     timed(agent, "update", clock, "update")
-    original = agent._sampler
+    original = agent.make_sampler
 
     def sampler(*args, **kwargs):
         made = original(*args, **kwargs)
         timed(made, "act", clock, "sampling")
         return made
 
-    agent._sampler = sampler
+    agent.make_sampler = sampler
     stamps = []
     agent.learn(envs, COMPLETIONS * NEW_TOKENS * 2, lambda row: stamps.append((time.perf_counter(), dict(clock)))
                 and False)

@@ -19,7 +19,6 @@ from agents.rollout import Episode, EpisodeBatch
 from agents.sampling import LMSampler
 from textgym.models.kv import SlotKVCache
 from textgym.models.logprobs import completion_logprobs, token_logprobs
-from textgym.models.sampling import sample_tokens
 from textgym.models.tiny import random_causal_lm, word_tokenizer
 from textgym.rewards.classifier import POOLINGS, pooled_rewards
 
@@ -69,11 +68,14 @@ def test_sampler_ingests_and_samples_on_the_device(fake_cuda):
         fake_cuda.module(model)
         head = fake_cuda.module(torch.nn.Linear(16, 1))
         sampler = LMSampler(model, num_envs=2, pad_id=0, value_head=head)
-        logits, hidden = sampler._ingest([np.array([1, 2]), np.array([3])], np.array([0, 1]))
-        sampler._last_actions, sampler._cached = sample_tokens(logits), np.array([2, 1])
-        assert sampler._last_actions.device.type == "cuda"
-        logits, hidden = sampler._ingest([np.array([1, 2, 5, 6, 6]), np.array([3, 4])], np.array([], dtype=int))
-        assert logits.device.type == hidden.device.type == head(hidden).device.type == "cuda"
+        prompts = {"input_ids": np.array([[1, 2], [0, 3]]), "attention_mask": np.array([[1, 1], [0, 1]])}
+        step = sampler.sample(prompts, episode_start=np.array([True, True]))
+        assert all(t.device.type == "cuda" for t in step)
+        # slot 0 sampled a token and the env wrote two after it (fake tensors hold no values: any ids do)
+        later = {"input_ids": np.array([[1, 2, 5, 6, 6], [0, 0, 0, 3, 4]]),
+                 "attention_mask": np.array([[1, 1, 1, 1, 1], [0, 0, 0, 1, 1]])}
+        actions, logprobs, values = sampler.sample(later, episode_start=np.array([False, False]))
+        assert actions.device.type == logprobs.device.type == values.device.type == "cuda"
 
 
 @pytest.mark.parametrize("name", ["gpt2", "qwen2"])

@@ -18,7 +18,6 @@ from safetensors.torch import save_file
 
 from agents import agent_class
 from agents.lm import LMConfig
-from agents.ppo_math import FixedKLController
 from agents.rollout import Episode, EpisodeBatch, evaluate
 from textgym.models.tiny import random_causal_lm, word_tokenizer
 
@@ -51,7 +50,7 @@ def main() -> None:
                                    LMConfig(learning_rate=1e-2, num_minibatches=1, update_epochs=2), accelerator)
     share = EPISODES // accelerator.num_processes
     mine = episodes(agent.module)[accelerator.process_index * share:(accelerator.process_index + 1) * share]
-    agent.kl_ctl = FixedKLController(0.1)
+    agent.kl_coef = 0.1  # no environment: the coefficient the update applies
     agent.update(EpisodeBatch.from_episodes(mine, 0, accelerator.device))
     if accelerator.is_main_process:
         save_file({k: v.clone() for k, v in agent.module.state_dict().items()}, out)  # tied weights: copies

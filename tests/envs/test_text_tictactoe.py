@@ -318,7 +318,7 @@ def test_lm_episodes_train_only_on_agent_tokens(kit):
                         ref_scoring="episode")
     agent = LMPPO(load_causal_lm("textgym/tictactoe-lm"), tokenizer)
     agent.num_actions = envs.single_action_space.n
-    episodes = Rollout(envs, agent._sampler(envs.num_envs, seed=0), seed=0).collect(8)
+    episodes = Rollout(envs, agent.make_sampler(envs.num_envs, seed=0), seed=0).collect(8)
     batch = EpisodeBatch.from_episodes(episodes, agent.pad_id)
     for row, episode in enumerate(episodes):
         width = len(episode.completion_ids)
@@ -343,7 +343,7 @@ def test_the_update_scores_masked_moves_as_the_sampler_drew_them(kit):
                         illegal="mask", kl_coef=0.0, ref_scoring="episode")
     agent = LMPPO(lm, tokenizer)
     agent.num_actions = envs.single_action_space.n
-    episodes = Rollout(envs, agent._sampler(envs.num_envs, seed=0), seed=0).collect(8)
+    episodes = Rollout(envs, agent.make_sampler(envs.num_envs, seed=0), seed=0).collect(8)
     for e in episodes:  # one mask per agent token, allowing the empty cells only
         assert e.action_masks.shape == (e.agent_mask.sum(), agent.num_actions)
         assert all(row.sum() <= 9 for row in e.action_masks)
@@ -388,10 +388,10 @@ def test_lm_ppo_trains_on_the_symmetric_copies_with_their_own_masks(kit):
                         illegal="mask", kl_coef=0.0, ref_scoring="episode")
     agent = LMPPO(load_causal_lm("textgym/tictactoe-lm"), tokenizer, LMConfig(symmetries=True))
     agent.num_actions = envs.single_action_space.n
-    episodes = Rollout(envs, agent._sampler(envs.num_envs, seed=0), seed=0).collect(8)
+    episodes = Rollout(envs, agent.make_sampler(envs.num_envs, seed=0), seed=0).collect(8)
     batch = EpisodeBatch.from_episodes(episodes, agent.pad_id)
     batch.advantages = batch.returns = torch.randn(batch.token_mask.shape)
-    both = agent._with_symmetries(batch, envs)
+    both = agent.with_symmetries(batch, envs)
     assert both.size == 8 * batch.size
     for name in ("advantages", "returns", "logprobs", "values", "token_mask"):  # the same decisions, seen rotated
         torch.testing.assert_close(getattr(both, name), getattr(batch, name).repeat(8, 1))
