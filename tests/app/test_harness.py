@@ -170,12 +170,15 @@ def test_every_subcommand_has_help(capsys, command_name):
 
 def test_bench_writes_rows_summary_and_plot(tmp_path):
     """The benchmark returns a row per case, agent and seed, writes CSV, bars and plot, and refuses unknown cases."""
+    import dataclasses
+
     from textgym.app.bench import run_benchmark
     from textgym.app.config import BenchConfig
 
     out = tmp_path / "bench"
-    rows = run_benchmark(BenchConfig(cases="rule", agents="ppo,reference", seeds="0", total_steps=128,
-                                     eval_prompts=4, out=str(out), threads=1))
+    rows = run_benchmark(BenchConfig(cases="rule", agents="ppo,reference", seeds="0",
+                                     rl=dataclasses.replace(BenchConfig().rl, total_steps=128), eval_prompts=4,
+                                     out=str(out), threads=1))
     assert [(r["case"], r["agent"], r["seed"]) for r in rows] == [("rule", "ppo", 0), ("rule", "reference", 0)]
     assert all(r["tokens_per_s"] > 0 and r["peak_rss_mib"] > 50 and r["judge_metric"] == "judge/lexicon_sentiment"
                for r in rows)
