@@ -27,9 +27,12 @@ from textgym.app.config import (
     LoopConfig,
     PersonalizeConfig,
     TrainConfig,
+    build_config,
     field_docs,
     flat_fields,
     flat_settings,
+    load_config_file,
+    moved_to,
 )
 
 #: The config of each subcommand that has one.
@@ -68,8 +71,6 @@ def _add_dataclass_flags(parser: argparse.ArgumentParser, cls: type, suppress: b
 
 def _configured(args: argparse.Namespace, cls: type) -> Any:
     """The config of a subcommand: defaults, then ``--config``'s file (if the subcommand takes one), then the flags."""
-    from textgym.app.config import build_config, load_config_file
-
     values = load_config_file(args.config, cls) if getattr(args, "config", None) else {}
     for name in flat_fields(cls):
         if hasattr(args, name):
@@ -80,15 +81,10 @@ def _configured(args: argparse.Namespace, cls: type) -> Any:
 
 def _moved_flags(command: str, extra: list[str]) -> str:
     """Where flags of an earlier textgym went (``--kl-coef`` -> ``--rl.kl-coef``), as a hint for the usage error."""
-    from textgym.app.config import moved_to
-
     cls = CONFIGS.get(command)
-    hints = []
-    for arg in extra:
-        new = moved_to(cls, arg.removeprefix("--").split("=")[0].replace("-", "_")) if cls and arg.startswith("--") \
-            else None
-        if new:
-            hints.append(f"{arg.split('=')[0]} is now --{new.replace('_', '-')}")
+    flags = [arg.split("=")[0] for arg in extra if arg.startswith("--")] if cls else []
+    moved = {flag: moved_to(cls, flag.removeprefix("--").replace("-", "_")) for flag in flags}
+    hints = [f"{flag} is now --{new.replace('_', '-')}" for flag, new in moved.items() if new]
     return f" ({'; '.join(hints)})" if hints else ""
 
 
