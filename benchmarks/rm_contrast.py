@@ -67,7 +67,7 @@ def main() -> None:
 
         loop = LoopConfig()
         print("fine-tuning the SFT model (textgym loop's round 0)", flush=True)
-        args.base = str(supervised_fine_tuning(task, Path(scratch.name) / "sft", loop.sft_examples, loop.sft_epochs,
+        args.base = str(supervised_fine_tuning(task, Path(scratch.name) / "sft", loop.sft.examples, loop.sft.epochs,
                                                loop.seed))
     pairs = rankings_to_pairs(task.rankings("train")).shuffle(seed=0)
     seed, rest = pairs.select(range(args.seed_pairs)), pairs.select(range(args.seed_pairs, len(pairs)))

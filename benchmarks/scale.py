@@ -29,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from textgym.app.harness import in_fresh_process
+from textgym.app.files import in_fresh_process
 
 PROMPT_TOKENS, NEW_TOKENS, COMPLETIONS, KL, LR, RANK = 16, 32, 8, 0.05, 1e-5, 16
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
@@ -75,7 +75,7 @@ def peaks(device: str) -> dict[str, float]:
     """Peak resident memory of this process (and of the GPU), GiB."""
     import torch
 
-    from textgym.app.harness import peak_rss_mib
+    from textgym.app.files import peak_rss_mib
 
     out = {"peak_rss_gib": peak_rss_mib() / 1024}
     if device.startswith("cuda"):

@@ -46,7 +46,7 @@ def make_adapters(base: Path, folder: Path, users: int) -> list[str]:
 
 def main() -> None:
     """Build the model and the adapters, serve them both ways in fresh processes, write the JSON."""
-    from textgym.app.harness import in_fresh_process
+    from textgym.app.files import in_fresh_process
     from textgym.app.personalize import serve_users
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -170,12 +170,15 @@ def test_every_subcommand_has_help(capsys, command_name):
 
 def test_bench_writes_rows_summary_and_plot(tmp_path):
     """The benchmark returns a row per case, agent and seed, writes CSV, bars and plot, and refuses unknown cases."""
+    import dataclasses
+
     from textgym.app.bench import run_benchmark
     from textgym.app.config import BenchConfig
 
     out = tmp_path / "bench"
-    rows = run_benchmark(BenchConfig(cases="rule", agents="ppo,reference", seeds="0", total_steps=128,
-                                     eval_prompts=4, out=str(out), threads=1))
+    rows = run_benchmark(BenchConfig(cases="rule", agents="ppo,reference", seeds="0",
+                                     rl=dataclasses.replace(BenchConfig().rl, total_steps=128), eval_prompts=4,
+                                     out=str(out), threads=1))
     assert [(r["case"], r["agent"], r["seed"]) for r in rows] == [("rule", "ppo", 0), ("rule", "reference", 0)]
     assert all(r["tokens_per_s"] > 0 and r["peak_rss_mib"] > 50 and r["judge_metric"] == "judge/lexicon_sentiment"
                for r in rows)
@@ -252,3 +255,20 @@ def test_grpo_and_a_users_own_agent_train_checkpoint_and_resume(tmp_path):
         assert all((weights[0][k] == weights[1][k]).all() for k in weights[0])
         saved = json.loads((whole / "config.json").read_text())["derived"]
         assert saved["group_size"] == (4 if agent == "grpo" else 1)
+
+
+def test_the_config_check_loads_no_reward_and_a_run_builds_its_reward_once(tmp_path, monkeypatch):
+    """``check_config`` leaves the reward alone; ``train`` builds it once, before the folder, and the env uses it."""
+    import textgym.rewards.named as named
+    from textgym.app.harness import check_config, make_run_reward
+
+    missing = TrainConfig(reward=f"rm:{tmp_path / 'no-rm'}")
+    check_config(missing)  # loads nothing: the missing reward model is named where the reward is built
+    with pytest.raises((ValueError, FileNotFoundError), match="no such folder"):
+        make_run_reward(missing)
+    built = []
+    monkeypatch.setattr(named, "make_reward", lambda spec, real=named.make_reward: built.append(spec) or real(spec))
+    train(TrainConfig(env="Sentiment-v0", reward="length:3", num_envs=8, batch_episodes=8, max_new_tokens=4,
+                      total_steps=32, eval_prompts=0, tensorboard=False, threads=1, out=str(tmp_path / "run")),
+          progress=False)
+    assert built == ["length:3"]

@@ -8,14 +8,14 @@ import json
 import numpy as np
 import pytest
 
-from textgym.app.config import LoopConfig
+from textgym.app.config import LoopConfig, RLConfig, SFTConfig
 from textgym.app.feedback import Item, label_simulated
 from textgym.app.loop import check_loop_config, run_loop
 from textgym.data.preferences import read_rankings
 from textgym.tasks.helpfulness import utility
 
-TINY = LoopConfig(sft_examples=48, sft_epochs=1, seed_pairs=64, rm_epochs=2, rounds=1, prompts_per_round=4, k=3,
-                  steps_per_round=192, eval_prompts=4, max_new_tokens=8)
+TINY = LoopConfig(sft=SFTConfig(examples=48, epochs=1), seed_pairs=64, rm_epochs=2, rounds=1, prompts_per_round=4, k=3,
+                  rl=RLConfig(total_steps=192), eval_prompts=4, max_new_tokens=8)
 
 
 @pytest.mark.slow
@@ -100,8 +100,8 @@ def test_a_loop_folder_refuses_another_config(tmp_path):
     out = tmp_path / "loop"
     out.mkdir()
     (out / "loop.json").write_text(json.dumps(dataclasses.asdict(dataclasses.replace(TINY, out=str(out)))))
-    with pytest.raises(ValueError, match="steps_per_round"):
-        run_loop(dataclasses.replace(TINY, out=str(out), steps_per_round=999), progress=False)
+    with pytest.raises(ValueError, match="rl.total_steps: saved 192, now 999"):
+        run_loop(dataclasses.replace(TINY, out=str(out), rl=RLConfig(total_steps=999)), progress=False)
 
 
 def test_a_loop_folder_from_before_a_new_field_resumes_at_its_default(tmp_path):

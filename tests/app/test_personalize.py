@@ -9,12 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from textgym.app.config import PersonalizeConfig
+from textgym.app.config import PersonalizeConfig, RLConfig, SFTConfig
 from textgym.app.personalize import check_personalize_config, run_personalization
 from textgym.models import load_causal_lm
 from textgym.tasks.helpfulness import brief_utility, utility
 
-TINY = PersonalizeConfig(prompts=4, k=3, steps=128, eval_prompts=6, max_new_tokens=8, sft_examples=32, sft_epochs=1)
+TINY = PersonalizeConfig(prompts=4, k=3, rl=dataclasses.replace(PersonalizeConfig().rl, total_steps=128),
+                         eval_prompts=6, max_new_tokens=8, sft=SFTConfig(examples=32, epochs=1))
 
 
 @pytest.mark.slow
@@ -51,7 +52,7 @@ def test_each_user_gets_a_reward_model_and_adapters_on_one_base_and_a_rerun_redo
 
 @pytest.mark.parametrize(("change", "message"), [
     ({"users": "brief"}, "at least two"), ({"users": "brief,chatty"}, "unknown users"), ({"k": 1}, "k must be >= 2"),
-    ({"task": "sentiment"}, "no simulated users"), ({"steps": 0}, "steps must be >= 1"),
+    ({"task": "sentiment"}, "no simulated users"), ({"rl": RLConfig(total_steps=0)}, "rl.total_steps must be >= 1"),
 ])
 def test_bad_personalize_configs_are_named_before_anything_is_created(tmp_path, change, message):
     """Each bad value is an error that names it, and no folder is created."""

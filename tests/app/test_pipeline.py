@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 
 from textgym.app.cli import main
-from textgym.app.config import DemoConfig
+from textgym.app.config import DemoConfig, RLConfig, SFTConfig
 from textgym.app.pipeline import run_demo
 
 
 @pytest.mark.filterwarnings("ignore::textgym.rewards.DeadRewardWarning")
 def test_demo_runs_end_to_end_on_a_tiny_budget(tmp_path, capsys):
     """The demo writes its report, plots, policy, reward model and each stage's metrics, printing only its progress."""
-    cfg = DemoConfig(out=str(tmp_path / "demo"), sft_examples=64, rm_pairs=64, ppo_steps=512, eval_prompts=6,
-                     max_new_tokens=10)
+    cfg = DemoConfig(out=str(tmp_path / "demo"), sft=SFTConfig(examples=64), rm_pairs=64,
+                     rl=RLConfig(total_steps=512), eval_prompts=6, max_new_tokens=10)
     metrics = run_demo(cfg)
     out = tmp_path / "demo"
     for name in ("report.md", "metrics.json", "config.json", "training.csv", "training_curves.png",
@@ -28,7 +28,8 @@ def test_demo_runs_end_to_end_on_a_tiny_budget(tmp_path, capsys):
         assert set(metrics[stage]) >= {"reward", "kl_to_reference", "perplexity_heldout", "distinct_2",
                                        "judge/p_helpful", "off_topic_tips_rate", "off_topic_tip_share"}
     assert metrics["sft"]["kl_to_reference"] == pytest.approx(0.0, abs=1e-4)  # the SFT model is the reference
-    assert json.loads((out / "config.json").read_text())["ppo_steps"] == 512
+    assert json.loads((out / "config.json").read_text())["rl"]["total_steps"] == 512
+    assert "off_topic_tips_rate" in (out / "report.md").read_text()  # the task's metrics, in the table
     kinds = json.loads((out / "metrics.json").read_text())["reward_model"]["accuracy_by_rejected_kind"]
     assert set(kinds) == {"curt", "off-topic tips", "off-topic fact", "dismissive", "wrong advice"}
     printed = capsys.readouterr()
@@ -37,13 +38,13 @@ def test_demo_runs_end_to_end_on_a_tiny_budget(tmp_path, capsys):
 
 
 def test_cli_help(capsys):
-    """``textgym --help`` lists ``demo``, and ``textgym demo --help`` lists ``--ppo-steps``."""
+    """``textgym --help`` lists ``demo``, and ``textgym demo --help`` lists ``--rl.total-steps``."""
     with pytest.raises(SystemExit) as exit_info:
         main(["--help"])
     assert exit_info.value.code == 0 and "demo" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main(["demo", "--help"])
-    assert "--ppo-steps" in capsys.readouterr().out
+    assert "--rl.total-steps" in capsys.readouterr().out
 
 
 def test_reward_model_audit_counts_each_kind_of_bad_answer():

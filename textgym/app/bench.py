@@ -4,7 +4,7 @@ Agents: any of ``textgym train``'s (trained by the harness, :func:`textgym.app.h
 reference sampling (the starting model, untrained: the "before" of every comparison). Cases are the
 tasks' benchmark cases (:attr:`textgym.tasks.Task.bench_cases`): a reward on a task's environment.
 A case whose reward is the task's learned reward model (``rm:{rm}``) starts from the task's SFT model
-and trains that reward model first, with the demo's steps (:mod:`textgym.app.pipeline`), once.
+and trains that reward model first, with the demo's steps (:mod:`textgym.app.steps`), once.
 
 Every (case, agent, seed) runs in a fresh process and is evaluated on the task's held-out prompts
 (:func:`textgym.eval.report.evaluate_policy`): reward, KL to the starting model, perplexity of
@@ -19,14 +19,15 @@ from __future__ import annotations
 
 import csv
 import json
-import multiprocessing
 import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from textgym.app.config import BenchConfig
+from textgym.app import steps
+from textgym.app.config import BenchConfig, DemoConfig, SFTConfig, TrainConfig, validate
+from textgym.app.files import in_fresh_process, peak_rss_mib
 
 COLUMNS = ("case", "agent", "seed", "reward", "kl_to_reference", "perplexity_heldout", "distinct_2", "judge",
            "judge_metric", "tokens_per_s", "peak_rss_mib", "seconds")
@@ -34,10 +35,10 @@ COLUMNS = ("case", "agent", "seed", "reward", "kl_to_reference", "perplexity_hel
 
 def cases() -> dict[str, tuple[str, str, str]]:
     """Every benchmark case: name -> (task, env id, reward spec), in the tasks' order."""
-    from textgym.app.pipeline import env_id
     from textgym.tasks import TASKS
 
-    return {case: (task.name, env_id(task), spec) for task in TASKS.values() for case, spec in task.bench_cases.items()}
+    return {case: (task.name, steps.env_id(task), spec) for task in TASKS.values()
+            for case, spec in task.bench_cases.items()}
 
 
 def _split(text: str) -> list[str]:
@@ -45,15 +46,17 @@ def _split(text: str) -> list[str]:
 
 
 def prepare(task_name: str, cfg: BenchConfig) -> Path:
-    """The SFT model and reward model of a task's ``rm:{rm}`` case (built once, reused by later runs)."""
-    from textgym.app.pipeline import reward_model, supervised_fine_tuning
+    """The SFT model and reward model of a task's ``rm:{rm}`` case (built once, reused by later runs).
+
+    Both with the demo's defaults (:class:`~textgym.app.config.SFTConfig`, 3000 pairs), seed 0.
+    """
     from textgym.tasks import get_task
 
-    task, folder = get_task(task_name), Path(cfg.out) / "runs" / f"{task_name}-prep"
+    task, folder, sft = get_task(task_name), Path(cfg.out) / "runs" / f"{task_name}-prep", SFTConfig()
     if not (folder / "reward_model" / "config.json").is_file():
         print(f"preparing {task_name}: SFT, then a reward model from rankings", flush=True)
-        supervised_fine_tuning(task, folder / "sft", 3000, 6, seed=0)
-        reward_model(task, folder / "sft", folder / "reward_model", 3000, seed=0)
+        steps.supervised_fine_tuning(task, folder / "sft", sft.examples, sft.epochs, seed=0)
+        steps.reward_model(task, folder / "sft", folder / "reward_model", DemoConfig().rm_pairs, seed=0)
     return folder
 
 
@@ -62,31 +65,26 @@ def _run_one(job: dict[str, Any]) -> dict[str, Any]:
     import datasets
     import torch
 
-    from textgym.app.config import TrainConfig
-    from textgym.app.harness import check_config, peak_rss_mib, train
+    from textgym.app.harness import check_config
     from textgym.eval.report import evaluate_policy
     from textgym.models import load_causal_lm, load_tokenizer
     from textgym.rewards.named import make_reward
 
+    run: TrainConfig = job["run"]
     datasets.disable_progress_bars()
-    torch.set_num_threads(job["threads"])
+    torch.set_num_threads(run.threads)
     began = time.perf_counter()
-    agent = "ppo" if job["agent"] == "reference" else job["agent"]  # the reference only needs the env's sizes
-    tcfg = TrainConfig(env=job["env"], model=job["model"], reward=job["reward"], agent=agent,
-                       total_steps=job["total_steps"], kl_coef=job["kl_coef"], learning_rate=job["learning_rate"],
-                       seed=job["seed"], eval_prompts=job["eval_prompts"], out=job["run_dir"], tensorboard=False,
-                       threads=job["threads"])
-    if job["agent"] == "reference":
-        derived = check_config(tcfg)
+    if job["agent"] == "reference":  # the run's config gives the env's sizes; nothing trains
+        derived = check_config(run)
         model = load_causal_lm(derived["model"])
-        values = evaluate_policy(model, load_tokenizer(derived["model"]), derived["task"], make_reward(job["reward"]),
-                                 model, num_prompts=job["eval_prompts"], seed=job["seed"])
+        values = evaluate_policy(model, load_tokenizer(derived["model"]), derived["task"], make_reward(run.reward),
+                                 model, num_prompts=run.eval_prompts, seed=run.seed)
         speed = values["tokens_per_s"]
     else:
-        result = train(tcfg, progress=False)
+        result = steps.reinforce(run)
         values, speed = result["eval"]["policy"], result["tokens_per_s"]
     judge = next((k for k in values if k.startswith("judge/")), "")
-    return {"case": job["case"], "agent": job["agent"], "seed": job["seed"], "reward": values["reward"]["mean"],
+    return {"case": job["case"], "agent": job["agent"], "seed": run.seed, "reward": values["reward"]["mean"],
             "kl_to_reference": values["kl_to_reference"], "perplexity_heldout": values.get("perplexity_heldout"),
             "distinct_2": values["distinct_2"], "judge": values.get(judge), "judge_metric": judge,
             "tokens_per_s": speed, "peak_rss_mib": peak_rss_mib(),
@@ -96,7 +94,7 @@ def _run_one(job: dict[str, Any]) -> dict[str, Any]:
 def run_benchmark(cfg: BenchConfig) -> list[dict[str, Any]]:
     """Run every (case, agent, seed), one fresh process each; write the rows, the summary and the plot."""
     from agents import agent_class
-    from textgym.app.config import validate
+    from textgym.tasks import get_task
 
     validate(cfg)
     known = cases()
@@ -111,23 +109,21 @@ def run_benchmark(cfg: BenchConfig) -> list[dict[str, Any]]:
     out.mkdir(parents=True, exist_ok=True)
     jobs, preps = [], {}
     for case in chosen:
-        task, env, reward = known[case]
+        task, _, reward = known[case]
         model = None
         if "{rm}" in reward:
             preps[task] = preps.get(task) or prepare(task, cfg)
             model, reward = str(preps[task] / "sft"), reward.format(rm=preps[task] / "reward_model")
         for seed in seeds:
             for agent in agents:
-                jobs.append({"case": case, "env": env, "reward": reward, "model": model, "agent": agent, "seed": seed,
-                             "total_steps": cfg.total_steps, "kl_coef": cfg.kl_coef,
-                             "learning_rate": cfg.learning_rate, "eval_prompts": cfg.eval_prompts,
-                             "threads": cfg.threads, "run_dir": str(out / "runs" / f"{case}-{agent}-{seed}")})
+                run = steps.rl_config(get_task(task), cfg.rl, "ppo" if agent == "reference" else agent, model=model,
+                                      reward=reward, out=out / "runs" / f"{case}-{agent}-{seed}", seed=seed,
+                                      threads=cfg.threads, eval_prompts=cfg.eval_prompts)
+                jobs.append({"case": case, "agent": agent, "run": run})
     rows = []
-    context = multiprocessing.get_context("spawn")
     for number, job in enumerate(jobs, 1):
-        shutil.rmtree(job["run_dir"], ignore_errors=True)
-        with context.Pool(1) as pool:
-            row = pool.apply(_run_one, (job,))
+        shutil.rmtree(job["run"].out, ignore_errors=True)
+        row = in_fresh_process(_run_one, job)
         rows.append(row)
         print(f"[{number}/{len(jobs)}] {row['case']:<21} {row['agent']:<9} seed {row['seed']}: reward "
               f"{row['reward']:+.3f}, KL {row['kl_to_reference']:.3f}, {row['judge_metric']} {row['judge']:.3f} "

@@ -17,7 +17,6 @@ imports what it needs when it runs.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import signal
 import sys
 from typing import Any
@@ -28,9 +27,17 @@ from textgym.app.config import (
     LoopConfig,
     PersonalizeConfig,
     TrainConfig,
+    build_config,
     field_docs,
-    ordered_fields,
+    flat_fields,
+    flat_settings,
+    load_config_file,
+    moved_to,
 )
+
+#: The config of each subcommand that has one.
+CONFIGS = {"demo": DemoConfig, "train": TrainConfig, "bench": BenchConfig, "loop": LoopConfig,
+           "personalize": PersonalizeConfig}
 
 
 def _flag_type(annotation: str):
@@ -40,31 +47,45 @@ def _flag_type(annotation: str):
 
 
 def _add_dataclass_flags(parser: argparse.ArgumentParser, cls: type, suppress: bool = False) -> None:
-    """One ``--flag`` per field of ``cls``, with its default and its docstring as help.
+    """One ``--flag`` per setting of ``cls`` (``--rl.kl-coef`` for a section's), with its default and docstring as help.
 
-    With ``suppress``, flags left out stay out of the parsed namespace (so a config file can set them).
+    A section's flags form a group of the help, under the section's docstring. With ``suppress``, flags
+    left out stay out of the parsed namespace (so a config file can set them).
     """
-    docs = field_docs(cls)
-    for field in ordered_fields(cls):
-        flag, help_text = f"--{field.name.replace('_', '-')}", f"{docs.get(field.name, '')} (default: {field.default})"
-        default = argparse.SUPPRESS if suppress else field.default
-        if field.type in ("bool", "bool | None"):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=help_text)
+    docs, defaults = field_docs(cls), flat_settings(cls)
+    groups: dict[str, Any] = {}
+    for name, setting in flat_fields(cls).items():
+        section, dot, _ = name.rpartition(".")
+        if dot and section not in groups:
+            groups[section] = parser.add_argument_group(f"{section} (--{section}.*)", docs.get(section))
+        flag = f"--{name.replace('_', '-')}"
+        help_text = f"{docs.get(name, '')} (default: {defaults[name]})"
+        default = argparse.SUPPRESS if suppress else defaults[name]
+        group = groups.get(section, parser) if dot else parser
+        if setting.type in ("bool", "bool | None"):
+            group.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=default, help=help_text)
         else:
-            parser.add_argument(flag, type=_flag_type(field.type), default=default, help=help_text)
-
-
-def _config_from(args: argparse.Namespace, cls: type) -> Any:
-    return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)})
+            group.add_argument(flag, dest=name, type=_flag_type(setting.type), default=default, help=help_text,
+                               metavar=name.rpartition(".")[2].upper())
 
 
 def _configured(args: argparse.Namespace, cls: type) -> Any:
-    """The config of a subcommand: defaults, then ``--config``'s file, then the flags given."""
-    from textgym.app.config import load_config_file
+    """The config of a subcommand: defaults, then ``--config``'s file (if the subcommand takes one), then the flags."""
+    values = load_config_file(args.config, cls) if getattr(args, "config", None) else {}
+    for name in flat_fields(cls):
+        if hasattr(args, name):
+            section, dot, key = name.rpartition(".")
+            (values.setdefault(section, {}) if dot else values)[key] = getattr(args, name)
+    return build_config(cls, values)
 
-    values = load_config_file(args.config, cls) if args.config else {}
-    values.update({f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)})
-    return cls(**values)
+
+def _moved_flags(command: str, extra: list[str]) -> str:
+    """Where flags of an earlier textgym went (``--kl-coef`` -> ``--rl.kl-coef``), as a hint for the usage error."""
+    cls = CONFIGS.get(command)
+    flags = [arg.split("=")[0] for arg in extra if arg.startswith("--")] if cls else []
+    moved = {flag: moved_to(cls, flag.removeprefix("--").replace("-", "_")) for flag in flags}
+    hints = [f"{flag} is now --{new.replace('_', '-')}" for flag, new in moved.items() if new]
+    return f" ({'; '.join(hints)})" if hints else ""
 
 
 # ---------------------------------------------------------------------------------------------- demo
@@ -79,7 +100,7 @@ def demo(args: argparse.Namespace) -> int:
     """Run ``textgym demo``."""
     from textgym.app.pipeline import run_demo
 
-    run_demo(_config_from(args, DemoConfig))
+    run_demo(_configured(args, DemoConfig))
     return 0
 
 
@@ -193,7 +214,7 @@ def bench(args: argparse.Namespace) -> int:
     """Run ``textgym bench``."""
     from textgym.app.bench import run_benchmark
 
-    run_benchmark(_config_from(args, BenchConfig))
+    run_benchmark(_configured(args, BenchConfig))
     return 0
 
 
@@ -380,7 +401,7 @@ def main(argv: list[str] | None = None) -> int:
         add(sub)
     args, extra = parser.parse_known_args(argv)
     if extra:  # the subcommand's own usage, not the top level's
-        sub.choices[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
+        sub.choices[args.command].error(f"unrecognized arguments: {' '.join(extra)}{_moved_flags(args.command, extra)}")
     commands = {"demo": demo, "train": train, "eval": evaluate, "bench": bench, "label": label, "loop": loop,
                 "personalize": personalize, "serve": serve}
     try:

@@ -1,9 +1,11 @@
 """The configurations of the textgym commands: one dataclass each, a docstring per field.
 
 One configuration path: defaults -> a JSON/TOML file -> command-line flags -> :func:`validate`
-(every value checked against its field's type and range before anything is created) -> the whole
-config saved beside the results. This module imports nothing heavy: command-line help and argument
-errors answer at once.
+(every value checked against its field's type and declared bounds before anything is created) ->
+the whole config saved beside the results. The parts the pipelines share are sections declared once
+and nested in each command's config (:class:`SFTConfig` as ``sft``, :class:`RLConfig` as ``rl``):
+``--rl.kl-coef`` on the command line, ``[rl]`` in a TOML file, ``{"rl": {...}}`` in JSON and in a
+saved config. This module imports nothing heavy: command-line help and argument errors answer at once.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import dataclasses
 import difflib
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +72,41 @@ class TrainConfig(LMConfig):
 
 
 @dataclass
+class SFTConfig:
+    """Supervised fine-tuning of the base model on the task's demonstrations (the SFT model: RL's start, reference)."""
+
+    examples: int = bounded(3000, low=1)
+    """Demonstrations to fine-tune on (on helpfulness most of them curt: one tip, no more)."""
+    epochs: int = bounded(6, low=1)
+    """Passes over them."""
+
+
+@dataclass
+class RLConfig:
+    """The RL step of a pipeline (run by ``textgym train``'s harness): its budget and its pull to the reference.
+
+    Each command's config holds one as ``rl``, with the command's defaults (``BenchConfig().rl``).
+    """
+
+    total_steps: int = bounded(12_000, low=1)
+    """Environment steps (tokens generated) of each RL run: the demo's, each round's, each user's, each case's."""
+    kl_coef: float = bounded(0.1, low=0)
+    """Beta of the KL penalty to the reference (the SFT model; in personalization the shared base, adapters off)."""
+    learning_rate: float = bounded(3e-5, low=0)
+    """Adam learning rate of the policy (of the LoRA adapters in personalization)."""
+
+
+#: The nested sections of the command configs, by the annotation of their field (``rl: RLConfig``).
+SECTIONS: dict[str, type] = {"SFTConfig": SFTConfig, "RLConfig": RLConfig}
+
+#: Settings that moved into a section, old flat name -> new dotted name. A saved loop folder that uses an
+#: old name resumes with it read at its new place; a config file or a flag that uses one is told the new one.
+MOVED = {"sft_examples": "sft.examples", "sft_epochs": "sft.epochs", "kl_coef": "rl.kl_coef",
+         "learning_rate": "rl.learning_rate", "ppo_learning_rate": "rl.learning_rate", "ppo_steps": "rl.total_steps",
+         "steps_per_round": "rl.total_steps", "steps": "rl.total_steps", "total_steps": "rl.total_steps"}
+
+
+@dataclass
 class DemoConfig:
     """Budgets of ``textgym demo`` (the defaults take a few minutes on 2 CPU cores)."""
 
@@ -77,25 +114,19 @@ class DemoConfig:
     """Report folder (models go in its subfolders)."""
     seed: int = 0
     """Seed of every step."""
-    sft_examples: int = 3000
-    """Demonstrations for supervised fine-tuning (most of them curt: one tip, no more)."""
-    sft_epochs: int = 6
-    """Passes over them."""
-    rm_pairs: int = 3000
+    sft: SFTConfig = field(default_factory=SFTConfig)
+    """Step 1, supervised fine-tuning."""
+    rm_pairs: int = bounded(3000, low=1)
     """Pairwise comparisons (from rankings) for the reward model."""
     agent: str = "ppo"
     """The RL algorithm of step 3 (any of textgym train's)."""
-    ppo_steps: int = 24_000
-    """Environment steps (tokens generated) of the RL step."""
-    kl_coef: float = 0.1
-    """Beta of the KL penalty to the SFT reference."""
-    ppo_learning_rate: float = 3e-5
-    """Adam learning rate of the RL step."""
-    eval_prompts: int = 64
+    rl: RLConfig = field(default_factory=lambda: RLConfig(total_steps=24_000))
+    """Step 3, RL from the SFT model with the KL penalty to it."""
+    eval_prompts: int = bounded(64, low=1)
     """Held-out questions evaluated before and after the RL step (the test split holds fewer: all are used)."""
-    max_new_tokens: int = 48
+    max_new_tokens: int = bounded(48, low=1)
     """Longest answer in tokens."""
-    threads: int = 2
+    threads: int = bounded(2, low=1)
     """torch threads."""
 
 
@@ -109,17 +140,13 @@ class BenchConfig:
     """Agents: any of textgym train's, and reference (sampling from the starting model)."""
     seeds: str = "0,1,2"
     """Seeds; each (case, agent) runs once per seed."""
-    total_steps: int = 12_288
-    """Environment steps per training run."""
-    kl_coef: float = 0.05
-    """Beta of the KL penalty."""
-    learning_rate: float = 5e-5
-    """Adam learning rate of every agent."""
-    eval_prompts: int = 64
+    rl: RLConfig = field(default_factory=lambda: RLConfig(total_steps=12_288, kl_coef=0.05, learning_rate=5e-5))
+    """Every training run, the same for every agent."""
+    eval_prompts: int = bounded(64, low=1)
     """Held-out prompts per evaluation."""
     out: str = "runs/bench"
     """Folder of rewards.csv, rewards.json, rewards.md and rewards.png (runs go in out/runs)."""
-    threads: int = 2
+    threads: int = bounded(2, low=1)
     """torch threads per run."""
 
 
@@ -133,23 +160,23 @@ class LoopConfig:
     """An embedded task with an RLHF pipeline (demonstrations and rankings)."""
     feedback: str = "simulated"
     """Who ranks: simulated (a labeler with a hidden utility), terminal, web, or judge:SPEC (a reward spec)."""
-    noise: float = 0.5
+    noise: float = bounded(0.5, low=0)
     """Simulated labeler: std of the Gaussian noise added to each answer's hidden utility before ranking
     (utility units: 1 = one good tip; 0 = a perfect labeler)."""
     corrections: bool = False
     """Simulated labeler: also correct each answer it can fix by striking words out (for helpfulness: other
     questions' tips and stray facts); each correction is a preference, the edited answer over the original."""
-    max_new_tokens: int = 48
+    max_new_tokens: int = bounded(48, low=1)
     """Longest answer in tokens."""
-    rounds: int = 3
+    rounds: int = bounded(3, low=1)
     """Most rounds."""
-    prompts_per_round: int = 300
+    prompts_per_round: int = bounded(300, low=1)
     """Prompts ranked per round."""
-    k: int = 4
-    """Completions sampled per prompt from the current policy."""
-    seed_pairs: int = 3000
+    k: int = bounded(4, low=2)
+    """Completions sampled per prompt from the current policy (a ranking compares at least 2)."""
+    seed_pairs: int = bounded(3000, low=0)
     """Pairs from the task's own rankings that train the first reward model (round 0's feedback)."""
-    rm_epochs: float = 1.0
+    rm_epochs: float = bounded(1.0, above=0)
     """Passes of each round's reward-model training over the seed pairs and every ranking so far."""
     rm_pooling: str = "last"
     """How each round's reward model reads its score: last (the head on the last token) or answer-sum (the head
@@ -159,29 +186,23 @@ class LoopConfig:
     credit: str = "end"
     """Where RL pays the reward model's score: end (at the last token) or token (each token its part: with
     answer-sum pooling the head on that token, with last the change it makes to the score)."""
-    steps_per_round: int = 12_000
-    """Environment steps of RL per round."""
-    kl_coef: float = 0.1
-    """Beta of the KL penalty to the SFT reference."""
-    learning_rate: float = 3e-5
-    """Adam learning rate of RL."""
+    rl: RLConfig = field(default_factory=RLConfig)
+    """Each round's RL from the current policy, with the KL penalty to the SFT model."""
     judge_threshold: float | None = None
     """Stop once the task's judge reaches this (e.g. P(helpful) 0.6)."""
     reward_threshold: float | None = None
     """Stop once the mean reward of held-out answers reaches this."""
-    eval_prompts: int = 64
+    eval_prompts: int = bounded(64, low=1)
     """Held-out prompts evaluated after each round."""
-    sft_examples: int = 3000
-    """Demonstrations for the supervised fine-tuning that starts the loop."""
-    sft_epochs: int = 6
-    """Passes over them."""
+    sft: SFTConfig = field(default_factory=SFTConfig)
+    """The supervised fine-tuning that starts the loop (round 0)."""
     host: str = "127.0.0.1"
     """feedback=web: the address of the labelers' page."""
-    port: int = 8765
+    port: int = bounded(8765, low=0, high=65_535)
     """feedback=web: its port."""
     seed: int = 0
     """Seed of every step."""
-    threads: int = 2
+    threads: int = bounded(2, low=1)
     """torch threads."""
 
 
@@ -195,45 +216,119 @@ class PersonalizeConfig:
     """An embedded task with an RLHF pipeline and simulated users (helpfulness: brief, thorough)."""
     users: str = ""
     """Comma-separated users of the task (empty: all of them, at least two)."""
-    noise: float = 0.25
+    noise: float = bounded(0.25, low=0)
     """Std of the Gaussian noise each simulated user adds to an answer's utility before ranking."""
-    prompts: int = 300
+    prompts: int = bounded(300, low=1)
     """Prompts each user ranks (the same answers of the SFT model for every user)."""
-    k: int = 4
-    """Answers sampled per prompt."""
-    steps: int = 12_000
-    """Environment steps of RL per user."""
+    k: int = bounded(4, low=2)
+    """Answers sampled per prompt (a ranking compares at least 2)."""
     agent: str = "ppo"
     """The RL algorithm (any of textgym train's)."""
-    lora_r: int = 8
+    rl: RLConfig = field(default_factory=lambda: RLConfig(kl_coef=0.05, learning_rate=3e-4))
+    """Each user's RL of LoRA adapters, with the KL penalty to the shared base (adapters off)."""
+    lora_r: int = bounded(8, low=1)
     """Rank of each user's LoRA adapters."""
-    kl_coef: float = 0.05
-    """Beta of the KL penalty to the shared reference (the base, adapters off)."""
-    learning_rate: float = 3e-4
-    """Adam learning rate of the adapters."""
-    eval_prompts: int = 128
+    eval_prompts: int = bounded(128, low=1)
     """Held-out answers per adapter for the win rates (held-out questions cycled, each answer sampled anew)."""
-    max_new_tokens: int = 48
+    max_new_tokens: int = bounded(48, low=1)
     """Longest answer in tokens."""
-    sft_examples: int = 3000
-    """Demonstrations for the supervised fine-tuning of the shared base."""
-    sft_epochs: int = 6
-    """Passes over them."""
+    sft: SFTConfig = field(default_factory=SFTConfig)
+    """The supervised fine-tuning of the shared base."""
     seed: int = 0
     """Seed of every step."""
-    threads: int = 2
+    threads: int = bounded(2, low=1)
     """torch threads."""
 
 
-def changed_settings(saved: dict[str, Any], cfg: Any, may_change: Any) -> list[str]:
-    """The settings of ``cfg`` that differ from a ``saved`` copy, as ``"name: saved X, now Y"``.
+def section_class(setting: dataclasses.Field) -> type | None:
+    """The config class of a nested section (the field ``rl: RLConfig``); None for a plain setting."""
+    return SECTIONS.get(str(setting.type))
 
-    A setting the saved copy lacks (added to textgym since) counts as its default; those in
-    ``may_change`` are not compared.
+
+def flat_fields(cls: type) -> dict[str, dataclasses.Field]:
+    """Every plain field of a config class by its dotted name (a section's as ``rl.kl_coef``), in ``--help``'s order."""
+    found: dict[str, dataclasses.Field] = {}
+    for setting in ordered_fields(cls):
+        section = section_class(setting)
+        if section is None:
+            found[setting.name] = setting
+        else:
+            found.update({f"{setting.name}.{name}": inner for name, inner in flat_fields(section).items()})
+    return found
+
+
+def flat_settings(cls: type) -> dict[str, Any]:
+    """Every setting of a config class by its dotted name (``rl.kl_coef``), with its default, in ``--help``'s order.
+
+    >>> list(flat_settings(BenchConfig).items())[3:6]
+    [('rl.total_steps', 12288), ('rl.kl_coef', 0.05), ('rl.learning_rate', 5e-05)]
     """
-    now = json.loads(json.dumps(dataclasses.asdict(cfg)))
-    defaults = json.loads(json.dumps(dataclasses.asdict(type(cfg)())))
-    before = {**defaults, **saved}
+    return flatten(dataclasses.asdict(cls()), [f.name for f in ordered_fields(cls)])
+
+
+def flatten(values: dict[str, Any], order: list[str] | None = None) -> dict[str, Any]:
+    """Nested settings under dotted names (in ``order`` if given): ``{"rl": {"kl_coef": 0.1}}`` -> ``rl.kl_coef``.
+
+    >>> flatten({"seed": 1, "rl": {"kl_coef": 0.1, "total_steps": 8}})
+    {'seed': 1, 'rl.kl_coef': 0.1, 'rl.total_steps': 8}
+    """
+    flat: dict[str, Any] = {}
+    for key in order or values:
+        if isinstance(values[key], dict):
+            flat.update({f"{key}.{name}": value for name, value in flatten(values[key]).items()})
+        else:
+            flat[key] = values[key]
+    return flat
+
+
+def nest(values: dict[str, Any]) -> dict[str, Any]:
+    """Dotted names as nested settings, the inverse of :func:`flatten`.
+
+    >>> nest({"seed": 1, "rl.kl_coef": 0.1, "rl": {"total_steps": 8}})
+    {'seed': 1, 'rl': {'kl_coef': 0.1, 'total_steps': 8}}
+    """
+    nested: dict[str, Any] = {}
+    for key, value in values.items():
+        head, dot, rest = key.partition(".")
+        if dot or isinstance(value, dict):
+            section = nested.setdefault(head, {})
+            section.update(nest({rest: value}) if dot else nest(value))
+        else:
+            nested[key] = value
+    return nested
+
+
+def build_config(cls: type, values: dict[str, Any]) -> Any:
+    """A ``cls`` from nested ``values``; a section's settings left out keep ``cls``'s defaults (not the section's).
+
+    >>> build_config(BenchConfig, {"seeds": "0", "rl": {"kl_coef": 0.2}}).rl
+    RLConfig(total_steps=12288, kl_coef=0.2, learning_rate=5e-05)
+    """
+    defaults, settings = cls(), {}
+    for setting in dataclasses.fields(cls):
+        if setting.name in values:
+            value = values[setting.name]
+            if section_class(setting) is not None and isinstance(value, dict):
+                value = dataclasses.replace(getattr(defaults, setting.name), **value)
+            settings[setting.name] = value
+    return cls(**settings)
+
+
+def moved_to(cls: type, name: str) -> str | None:
+    """Where a setting of an earlier textgym went in ``cls`` (``kl_coef`` -> ``rl.kl_coef``); None: it did not move."""
+    known = flat_settings(cls)
+    return MOVED.get(name) if name not in known and MOVED.get(name) in known else None
+
+
+def changed_settings(saved: dict[str, Any], cfg: Any, may_change: Any) -> list[str]:
+    """The settings of ``cfg`` that differ from a ``saved`` copy, as ``"name: saved X, now Y"`` (dotted names).
+
+    A setting the saved copy lacks (added to textgym since) counts as its default; one saved under its
+    old flat name (:data:`MOVED`) is read at its new place; those in ``may_change`` are not compared.
+    """
+    now = flatten(json.loads(json.dumps(dataclasses.asdict(cfg))))
+    defaults = flatten(json.loads(json.dumps(dataclasses.asdict(type(cfg)()))))
+    before = {**defaults, **{moved_to(type(cfg), k) or k: v for k, v in flatten(saved).items()}}
     return [f"{k}: saved {before.get(k)!r}, now {v!r}" for k, v in now.items()
             if before.get(k) != v and k not in may_change]
 
@@ -246,7 +341,7 @@ def ordered_fields(cls: type) -> list[dataclasses.Field]:
 
 
 def field_docs(cls: type) -> dict[str, str]:
-    """The docstring under each field of a dataclass and of the dataclasses it extends."""
+    """The docstring under each field of a dataclass and of the dataclasses it extends; a section's by dotted name."""
     import ast
     import inspect
 
@@ -256,11 +351,18 @@ def field_docs(cls: type) -> dict[str, str]:
         for node, following in zip(body, body[1:], strict=False):
             if isinstance(node, ast.AnnAssign) and isinstance(following, ast.Expr):
                 docs[node.target.id] = " ".join(str(following.value.value).split())
+    for setting in dataclasses.fields(cls):
+        section = section_class(setting)
+        if section is not None:
+            docs.update({f"{setting.name}.{name}": doc for name, doc in field_docs(section).items()})
     return docs
 
 
 def load_config_file(path: str | Path, cls: type = TrainConfig) -> dict[str, Any]:
-    """Read a JSON or TOML config; an unknown key is an error that names it and lists the known keys.
+    """Read a JSON or TOML config as nested settings; an unknown key is an error that names it and lists the known keys.
+
+    A section's settings go in its table (TOML ``[rl]`` / ``rl.kl_coef = 0.1``; JSON ``{"rl": {"kl_coef": 0.1}}``
+    or ``{"rl.kl_coef": 0.1}``).
 
     Raises:
         FileNotFoundError: If ``path`` is not a file.
@@ -288,13 +390,19 @@ def load_config_file(path: str | Path, cls: type = TrainConfig) -> dict[str, Any
     if not isinstance(values, dict):
         raise ValueError(f"config file {path} must hold a table of settings (a JSON object such as "
                          f'{{"kl_coef": 0.1}}), not a {type(values).__name__}')
-    known = [f.name for f in ordered_fields(cls)]
-    for key in values:
+    sections = {f.name for f in dataclasses.fields(cls) if section_class(f) is not None}
+    for key, value in values.items():
+        if key in sections and not isinstance(value, dict):
+            raise ValueError(f"config file {path}: {key} is a table of settings ([{key}] in TOML, "
+                             f'"{key}": {{...}} in JSON), not {value!r}')
+    known = list(flat_settings(cls))
+    for key in flatten(values):
         if key not in known:
+            new = moved_to(cls, key)
             close = difflib.get_close_matches(key, known, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            hint = f" (now {new!r})" if new else f" (did you mean {close[0]!r}?)" if close else ""
             raise ValueError(f"config file {path}: unknown key {key!r}{hint}; known keys: {', '.join(known)}")
-    return values
+    return nest(values)
 
 
 def read_saved_config(path: str | Path, key: str | None = None) -> dict[str, Any]:
@@ -316,42 +424,51 @@ def read_saved_config(path: str | Path, key: str | None = None) -> dict[str, Any
     return values
 
 
-def validate(cfg: Any) -> None:
-    """Check every field of a config dataclass against its type and its bounds; numbers must be finite.
+def validate(cfg: Any, prefix: str = "") -> None:
+    """Check every setting of a config dataclass, its sections' too, against its type and its declared bounds.
 
-    A field's bounds are declared once, in its metadata (:func:`agents.config.bounded`); None (where a
-    field allows it) is never out of bounds.
+    A field's bounds are declared once, in its metadata (:func:`agents.config.bounded`): counts that must
+    be positive (``rounds``, ``k`` >= 2, ``rl.total_steps``), rates and coefficients that must not be
+    negative, numbers that must be finite. A field without bounds is checked for its type only; None
+    (where a field allows it) is never out of bounds. Errors name the setting as a dotted name
+    (``rl.kl_coef``).
 
     Raises:
         ValueError: A value of the wrong type (``num_envs = 2.5``, ``kl_coef = "0.1"``, ``tensorboard = "no"``),
             a number that is not finite, or one outside its field's bounds (``gamma = -5``).
     """
-    for field in dataclasses.fields(cfg):
-        value, kind = getattr(cfg, field.name), str(field.type)
+    for setting in dataclasses.fields(cfg):
+        name, value, kind = prefix + setting.name, getattr(cfg, setting.name), str(setting.type)
+        section = section_class(setting)
+        if section is not None:
+            if not isinstance(value, section):
+                raise ValueError(f"{name} must be a section of {section.__name__} settings, got {value!r}")
+            validate(value, f"{name}.")
+            continue
         optional = kind.endswith(" | None")
         base = kind.removesuffix(" | None").strip()
         if value is None and optional:
             continue
         expected = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,)}[base]
         if not isinstance(value, expected) or (base != "bool" and isinstance(value, bool)):
-            raise ValueError(f"{field.name} must be {_article(base)}{' or None' if optional else ''}, "
+            raise ValueError(f"{name} must be {_article(base)}{' or None' if optional else ''}, "
                              f"got {value!r} ({type(value).__name__})")
         if base in ("int", "float") and not math.isfinite(value):
-            raise ValueError(f"{field.name} must be a finite number, got {value}")
-        _check_bounds(field, value)
+            raise ValueError(f"{name} must be a finite number, got {value}")
+        _check_bounds(name, setting.metadata, value)
 
 
-def _check_bounds(field: dataclasses.Field, value: float) -> None:
-    low, high, above = field.metadata.get("low"), field.metadata.get("high"), field.metadata.get("above")
+def _check_bounds(name: str, bounds: Any, value: float) -> None:
+    low, high, above = bounds.get("low"), bounds.get("high"), bounds.get("above")
     if above is not None and not value > above:
-        raise ValueError(f"{field.name} must be " + (f"in ({above}, {high}]" if high is not None else f"> {above}")
+        raise ValueError(f"{name} must be " + (f"in ({above}, {high}]" if high is not None else f"> {above}")
                          + f", got {value}")
     if low is not None and high is not None and not low <= value <= high:
-        raise ValueError(f"{field.name} must be between {low} and {high}, got {value}")
+        raise ValueError(f"{name} must be between {low} and {high}, got {value}")
     if low is not None and value < low:
-        raise ValueError(f"{field.name} must be >= {low}, got {value}")
+        raise ValueError(f"{name} must be >= {low}, got {value}")
     if high is not None and value > high:
-        raise ValueError(f"{field.name} must be <= {high}, got {value}")
+        raise ValueError(f"{name} must be <= {high}, got {value}")
 
 
 def _article(kind: str) -> str:

@@ -1,8 +1,9 @@
 """``textgym train``: the run harness. Any agent, any causal LM, text environment and reward; resumable.
 
 One configuration path: :class:`textgym.app.config.TrainConfig` (a docstring per field) ->
-command-line flags or a JSON/TOML file -> :func:`check_config` (everything validated before anything
-is created) -> the whole config saved as ``config.json`` beside the results. A run folder holds:
+command-line flags or a JSON/TOML file -> :func:`check_config` and :func:`make_run_reward` (everything
+validated, and the reward built once, before anything is created) -> the whole config saved as
+``config.json`` beside the results. A run folder holds:
 
 - ``config.json``: the config and the sizes derived from it;
 - ``metrics.csv`` and ``tb/`` (TensorBoard): one row per update under fixed metric names
@@ -37,7 +38,6 @@ import csv
 import dataclasses
 import json
 import os
-import resource
 import shutil
 import time
 import warnings
@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from textgym.app.config import TrainConfig, changed_settings, read_saved_config, validate
+from textgym.app.files import atomic_write, available_memory, fsync_tree, peak_rss_mib
 
 #: Metrics that measure time: logged, but not part of what a resumed run must reproduce.
 TIMING_METRICS = ("charts/SPS",)
@@ -71,10 +72,11 @@ def resolve_env_id(name: str) -> str:
 
 
 def check_config(cfg: TrainConfig) -> dict[str, Any]:
-    """Validate all of ``cfg`` and compute the sizes derived from it (saved beside the config); creates nothing.
+    """Validate ``cfg`` and compute the sizes derived from it (saved beside the config); creates and loads nothing.
 
     Types and bounds are checked first, before torch and the agents are imported, so a bad value is
-    named at once.
+    named at once. The reward spec is checked where the reward is built, once (:func:`make_run_reward`):
+    a learned reward model is loaded only then.
     """
     validate(cfg)
     import textgym
@@ -104,13 +106,7 @@ def check_config(cfg: TrainConfig) -> dict[str, Any]:
 
     if cfg.credit not in CREDITS:
         raise ValueError(f"credit must be end or token, got {cfg.credit!r}")
-    if cfg.reward is not None:
-        from textgym.rewards.named import make_reward
-
-        reward = make_reward(cfg.reward)  # an unknown name or a missing reward model fails here
-        if cfg.credit == "token" and not callable(getattr(reward, "parts", None)):
-            raise ValueError(f"credit=token needs a reward that scores per token (rm:PATH); {cfg.reward} does not")
-    elif cfg.credit == "token":
+    if cfg.reward is None and cfg.credit == "token":
         raise ValueError("credit=token needs a reward that scores per token: pass --reward rm:PATH")
     return {"env_id": env_id, "task": task.name, "model": cfg.model or DEFAULT_MODEL,
             "reward": cfg.reward or "(the task's)", "agent_class": f"{klass.__module__}:{klass.__qualname__}",
@@ -119,42 +115,23 @@ def check_config(cfg: TrainConfig) -> dict[str, Any]:
             "max_context": task.max_context}
 
 
-def peak_rss_mib() -> float:
-    """Peak resident memory of this process in MiB.
+def make_run_reward(cfg: TrainConfig) -> Any:
+    """The reward ``cfg.reward`` names, built once for the run and checked against ``cfg.credit``; None: the task's.
 
-    Linux's ``VmHWM`` starts afresh with each new program; ``ru_maxrss`` would carry over the
-    parent's peak into a spawned child (it survives fork and exec), so it is only the fallback.
+    Called before the run folder is created, so an unknown name or a missing reward model is named
+    before anything is written; the env then scores with this same object (a reward model is loaded once).
+
+    Raises:
+        ValueError: An unknown reward, or ``credit=token`` with a reward that does not score per token.
     """
-    status = Path("/proc/self/status")
-    if status.is_file():
-        for line in status.read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if cfg.reward is None:
+        return None
+    from textgym.rewards.named import make_reward
 
-
-def in_fresh_process(function, *args):
-    """``function(*args)`` in a fresh (spawned) process, so its peak memory is its own; returns the result."""
-    import multiprocessing
-
-    with multiprocessing.get_context("spawn").Pool(1) as pool:
-        return pool.apply(function, args)
-
-
-def atomic_write(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename: readers see the old or the new file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
-def _fsync_tree(folder: Path) -> None:
-    for path in folder.iterdir():
-        with open(path, "rb") as handle:
-            os.fsync(handle.fileno())
+    reward = make_reward(cfg.reward)
+    if cfg.credit == "token" and not callable(getattr(reward, "parts", None)):
+        raise ValueError(f"credit=token needs a reward that scores per token (rm:PATH); {cfg.reward} does not")
+    return reward
 
 
 class RunFolder:
@@ -209,7 +186,7 @@ class RunFolder:
         shutil.rmtree(tmp, ignore_errors=True)
         agent.save(tmp)
         (tmp / "metrics.json").write_text(json.dumps(rows))
-        _fsync_tree(tmp)
+        fsync_tree(tmp)
         os.replace(tmp, final)
         for old in sorted(self.checkpoints.glob("update-*"))[:-keep]:
             shutil.rmtree(old)
@@ -287,21 +264,6 @@ def resume_newest(folder: RunFolder, candidates: list[Path], load: Any, main: bo
     raise ValueError(f"{folder.out} holds no checkpoint to resume from")
 
 
-def available_memory(device: Any) -> int | None:
-    """Bytes free for new tensors on ``device`` (a GPU's free memory, or the host's MemAvailable); None: unknown."""
-    import torch
-
-    device = torch.device(device)
-    if device.type == "cuda":
-        return int(torch.cuda.mem_get_info(device)[0])
-    meminfo = Path("/proc/meminfo")
-    if device.type == "cpu" and meminfo.is_file():
-        for line in meminfo.read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    return None
-
-
 def check_memory(cfg: TrainConfig, derived: dict, device: Any) -> None:
     """Refuse ``cfg.num_envs`` slots whose per-slot buffers alone would not fit in the memory free on ``device``.
 
@@ -338,12 +300,14 @@ def check_memory(cfg: TrainConfig, derived: dict, device: Any) -> None:
                          f"--num-envs {max(1, free // per_slot):,}")
 
 
-def build_envs(cfg: TrainConfig, derived: dict, agent: Any, accelerator: Any) -> Any:
-    """The vector env, its reference on the agent's device (the same weights with LoRA, adapters off)."""
+def build_envs(cfg: TrainConfig, derived: dict, agent: Any, accelerator: Any, reward: Any = None) -> Any:
+    """The vector env, its reference on the agent's device (the same weights with LoRA, adapters off).
+
+    ``reward``: the run's reward function (:func:`make_run_reward`); None: the task's, built by the env.
+    """
     import gymnasium as gym
 
     from textgym.models import load_causal_lm
-    from textgym.rewards.named import make_reward
 
     if cfg.lora_r:
         from agents.lora import AdapterDisabledReference
@@ -357,8 +321,8 @@ def build_envs(cfg: TrainConfig, derived: dict, agent: Any, accelerator: Any) ->
                                   "temperature": cfg.temperature}
     if cfg.credit != "end":
         env_kwargs["credit"] = cfg.credit
-    if cfg.reward is not None:
-        env_kwargs["reward_fn"] = make_reward(cfg.reward)
+    if reward is not None:
+        env_kwargs["reward_fn"] = reward
     return gym.make_vec(derived["env_id"], num_envs=cfg.num_envs, group_size=derived["group_size"],
                         vectorization_mode="vector_entry_point", **env_kwargs)
 
@@ -383,6 +347,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     """Run (or resume) a training run; returns the final metrics (last update and evaluation)."""
     check_launch()
     derived = check_config(cfg)
+    reward = make_run_reward(cfg)
     import torch
     from accelerate import Accelerator
 
@@ -403,7 +368,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
             load_agent(cfg, derived, path, accelerator), json.loads((path / "metrics.json").read_text())), main)
     else:
         checkpoint, agent, rows = None, load_agent(cfg, derived, None, accelerator), []
-    envs = build_envs(cfg, derived, agent, accelerator)
+    envs = build_envs(cfg, derived, agent, accelerator, reward)
     writer = None
     if main:
         folder.write_metrics(rows)

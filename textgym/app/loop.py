@@ -11,9 +11,10 @@ in every round, the frozen reference of the KL penalty) and trains the first rew
 3. trains a reward model on the seed pairs and every ranking of every round so far;
 4. runs RL (any agent of the harness) from the current policy, with the KL to the SFT model;
 5. evaluates the new policy on held-out prompts: the round's reward, the hidden utility (when the
-   task has one), the task's judge, the off-topic shares (of answers, of tips), the KL to the SFT
-   model, perplexity; and the round's reward model by the task's audit (how often it scores the
-   helpful answer above another question's tips, on held-out rankings).
+   task has one), the task's judge, the task's own metrics of the answers (its ``metrics`` hook; for
+   helpfulness the off-topic shares, of answers and of tips), the KL to the SFT model, perplexity;
+   and the round's reward model by the task's audit (how often it scores the helpful answer above
+   another question's tips, on held-out rankings).
 
 It stops after ``rounds`` rounds, or as soon as the judge or the reward reaches its threshold. The
 loop folder holds ``sft/``, ``round-00/`` (the first reward model and the SFT model's evaluation),
@@ -29,21 +30,21 @@ from __future__ import annotations
 import csv
 import functools
 import json
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from textgym.app.config import LoopConfig, TrainConfig, changed_settings, read_saved_config, validate
-from textgym.app.harness import atomic_write
-from textgym.app.pipeline import env_id, reward_model, supervised_fine_tuning
+from textgym.app import steps
+from textgym.app.config import LoopConfig, changed_settings, read_saved_config, validate
+from textgym.app.files import atomic_folder, atomic_write
 from textgym.tasks import Task, get_task
 
-#: The per-round metrics of ``rounds.csv`` and the report, in order.
-COLUMNS = ("round", "labels", "reward", "utility", "judge", "off_topic_tips_rate", "off_topic_tip_share", "kl_to_sft",
-           "perplexity_heldout", "distinct_2", "rm_audit_off_topic")
+#: The per-round metrics of ``rounds.csv`` and the report before the task's own (:attr:`textgym.tasks.Task.metrics`)
+#: and after them, in order.
+FIRST_COLUMNS = ("round", "labels", "reward", "utility", "judge")
+LAST_COLUMNS = ("kl_to_sft", "perplexity_heldout", "distinct_2", "rm_audit_off_topic")
 
 
 def feedback_source(cfg: LoopConfig, task: Task) -> Callable[[list[Any], Path], int]:
@@ -83,17 +84,11 @@ def feedback_source(cfg: LoopConfig, task: Task) -> Callable[[list[Any], Path], 
 
 
 def check_loop_config(cfg: LoopConfig) -> Task:
-    """Validate ``cfg`` before anything is created; returns its task."""
+    """Validate ``cfg`` before anything is created (types and bounds by :func:`validate`, then names); its task."""
     validate(cfg)
     task = get_task(cfg.task)
     if task.demonstrations is None or task.rankings is None:
         raise ValueError(f"the {task.name} task has no RLHF pipeline (demonstrations and rankings); use helpfulness")
-    for name in ("rounds", "prompts_per_round", "steps_per_round", "eval_prompts", "sft_examples", "sft_epochs",
-                 "threads", "max_new_tokens"):
-        if getattr(cfg, name) < 1:
-            raise ValueError(f"{name} must be >= 1, got {getattr(cfg, name)}")
-    if cfg.k < 2:
-        raise ValueError(f"k must be >= 2 (a ranking compares completions), got {cfg.k}")
     from textgym.rewards.classifier import POOLINGS
 
     if cfg.rm_pooling not in POOLINGS:
@@ -102,11 +97,6 @@ def check_loop_config(cfg: LoopConfig) -> Task:
 
     if cfg.credit not in CREDITS:
         raise ValueError(f"credit must be end or token, got {cfg.credit!r}")
-    if cfg.rm_epochs <= 0:
-        raise ValueError(f"rm_epochs must be > 0, got {cfg.rm_epochs}")
-    for name in ("noise", "kl_coef", "learning_rate", "seed_pairs"):
-        if getattr(cfg, name) < 0:
-            raise ValueError(f"{name} must be >= 0, got {getattr(cfg, name)}")
     feedback_source(cfg, task)  # an unknown source or judge fails here
     return task
 
@@ -127,25 +117,6 @@ def _start(cfg: LoopConfig, out: Path) -> None:
     atomic_write(saved, json.dumps(config, indent=2))
 
 
-def _atomic_folder(final: Path, build: Callable[[Path], Any]) -> Any:
-    """``build(tmp)`` into a temporary folder beside ``final``, then rename it into place."""
-    tmp = final.with_name(f".tmp-{final.name}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    result = build(tmp)
-    shutil.rmtree(final, ignore_errors=True)
-    tmp.rename(final)
-    return result
-
-
-def _prompts(task: Task, count: int, round_: int, seed: int) -> list[str]:
-    """The round's training prompts: a fresh seeded draw each round, cycling when the split is short."""
-    import numpy as np
-
-    pool = task.prompts("train")
-    order = np.random.default_rng([seed, round_]).permutation(len(pool))
-    return [pool[order[i % len(pool)]] for i in range(count)]
-
-
 def evaluate_round(cfg: LoopConfig, task: Task, policy: Path, sft: Path, reward: Path) -> dict[str, float]:
     """Held-out metrics of ``policy`` (the row of ``rounds.csv``, without ``round`` and ``labels``)."""
     import numpy as np
@@ -160,9 +131,8 @@ def evaluate_round(cfg: LoopConfig, task: Task, policy: Path, sft: Path, reward:
                              num_prompts=cfg.eval_prompts, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
     judge = next((v for k, v in result.items() if k.startswith("judge/")), float("nan"))
     utility = float(np.mean(task.utility(result["prompts"], result["samples"]))) if task.utility else float("nan")
-    return {"reward": result["reward"]["mean"], "utility": utility, "judge": judge,
-            "off_topic_tips_rate": result.get("off_topic_tips_rate", float("nan")),
-            "off_topic_tip_share": result.get("off_topic_tip_share", float("nan")),
+    own = task.metrics(result["prompts"], result["samples"]) if task.metrics is not None else {}
+    return {"reward": result["reward"]["mean"], "utility": utility, "judge": judge, **own,
             "kl_to_sft": result["kl_to_reference"],
             "perplexity_heldout": result.get("perplexity_heldout", float("nan")), "distinct_2": result["distinct_2"]}
 
@@ -172,7 +142,6 @@ def run_loop(cfg: LoopConfig, progress: bool = True) -> list[dict[str, float]]:
     import torch
 
     from textgym.app.feedback import answered, sample_items
-    from textgym.app.harness import train
     from textgym.data.preferences import rankings_to_pairs, read_rankings
     from textgym.models import load_causal_lm, load_tokenizer
 
@@ -186,8 +155,9 @@ def run_loop(cfg: LoopConfig, progress: bool = True) -> list[dict[str, float]]:
     began = time.perf_counter()
     sft = out / "sft"
     if not sft.is_dir():
-        say(f"round 0: supervised fine-tuning on {cfg.sft_examples} demonstrations", flush=True)
-        _atomic_folder(sft, lambda tmp: supervised_fine_tuning(task, tmp, cfg.sft_examples, cfg.sft_epochs, cfg.seed))
+        say(f"round 0: supervised fine-tuning on {cfg.sft.examples} demonstrations", flush=True)
+        atomic_folder(sft, lambda tmp: steps.supervised_fine_tuning(task, tmp, cfg.sft.examples, cfg.sft.epochs,
+                                                                    cfg.seed))
     rows = []
     policy = sft
     for round_ in range(cfg.rounds + 1):
@@ -203,10 +173,9 @@ def run_loop(cfg: LoopConfig, progress: bool = True) -> list[dict[str, float]]:
             rankings = folder / "rankings.jsonl"
             have = answered(rankings)
             model, tokenizer = load_causal_lm(policy), load_tokenizer(policy)
-            items = [item for item in sample_items(model, tokenizer, _prompts(task, cfg.prompts_per_round, round_,
-                                                                             cfg.seed),
-                                                   cfg.k, cfg.max_new_tokens, seed=cfg.seed * 1000 + round_)
-                     if item not in have]
+            prompts = steps.training_prompts(task, cfg.prompts_per_round, round_, cfg.seed)
+            items = [item for item in sample_items(model, tokenizer, prompts, cfg.k, cfg.max_new_tokens,
+                                                   seed=cfg.seed * 1000 + round_) if item not in have]
             say(f"round {round_}: feedback ({cfg.feedback}) on {len(items)} prompts x {cfg.k} answers "
                 f"of the current policy", flush=True)
             if items:
@@ -222,24 +191,22 @@ def run_loop(cfg: LoopConfig, progress: bool = True) -> list[dict[str, float]]:
         reward = folder / "reward_model"
         if not reward.is_dir():
             say(f"round {round_}: reward model on {cfg.seed_pairs} seed pairs and {len(labels)} rankings", flush=True)
-            train_rm = functools.partial(reward_model, task, sft, pairs=cfg.seed_pairs, seed=cfg.seed,
+            train_rm = functools.partial(steps.reward_model, task, sft, pairs=cfg.seed_pairs, seed=cfg.seed,
                                          extra=rankings_to_pairs(labels), epochs=cfg.rm_epochs,
                                          pooling=cfg.rm_pooling)
-            _atomic_folder(reward, train_rm)
+            atomic_folder(reward, train_rm)
         if round_ > 0:
             say(f"round {round_}: {cfg.agent.upper()} from the current policy, KL to the SFT model", flush=True)
-            run = TrainConfig(env=env_id(task), model=str(policy), reference=str(sft), reward=f"rm:{reward}",
-                              agent=cfg.agent, credit=cfg.credit, total_steps=cfg.steps_per_round, num_envs=16,
-                              max_new_tokens=cfg.max_new_tokens, kl_coef=cfg.kl_coef, learning_rate=cfg.learning_rate,
-                              batch_episodes=32, seed=cfg.seed + round_,
-                              eval_prompts=0, out=str(folder / "rl"), tensorboard=False, threads=cfg.threads)
-            train(run, resume=(folder / "rl" / "config.json").is_file(), progress=False)
+            steps.reinforce(steps.rl_config(task, cfg.rl, cfg.agent, model=policy, reference=sft,
+                                            reward=f"rm:{reward}", credit=cfg.credit, out=folder / "rl",
+                                            seed=cfg.seed + round_, threads=cfg.threads,
+                                            max_new_tokens=cfg.max_new_tokens))
             policy = folder / "rl" / "policy"
         row = {"round": round_, "labels": len(labels), **evaluate_round(cfg, task, policy, sft, reward),
                "rm_audit_off_topic": _audit_off_topic(reward)}
         atomic_write(done, json.dumps(row, indent=2))
         rows.append(row)
-        say(f"round {round_}: " + ", ".join(f"{k} {row[k]:.3f}" for k in COLUMNS[2:]), flush=True)
+        say(f"round {round_}: " + ", ".join(f"{k} {row[k]:.3f}" for k in columns([row])[2:]), flush=True)
         if round_ > 0 and _reached(cfg, row):
             say(f"round {round_}: threshold reached, stopping", flush=True)
             break
@@ -260,6 +227,12 @@ def _reached(cfg: LoopConfig, row: dict[str, float]) -> bool:
         (cfg.reward_threshold is not None and row["reward"] >= cfg.reward_threshold)
 
 
+def columns(rows: list[dict[str, float]]) -> list[str]:
+    """The columns of ``rounds.csv``: the loop's, with the task's own metrics in the rows (in their order) inside."""
+    own = [k for row in rows for k in row if k not in FIRST_COLUMNS + LAST_COLUMNS]
+    return [*FIRST_COLUMNS, *dict.fromkeys(own), *LAST_COLUMNS]
+
+
 def write_report(cfg: LoopConfig, out: Path, rows: list[dict[str, float]]) -> None:
     """``rounds.csv``, ``report.md`` (the table) and ``rounds.png`` (one panel per metric)."""
     import matplotlib
@@ -267,22 +240,23 @@ def write_report(cfg: LoopConfig, out: Path, rows: list[dict[str, float]]) -> No
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    names = columns(rows)
     with open(out / ".rounds.csv.tmp", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        writer = csv.DictWriter(handle, fieldnames=names)
         writer.writeheader()
-        writer.writerows({k: row.get(k, float("nan")) for k in COLUMNS} for row in rows)  # a column added since: NaN
+        writer.writerows({k: row.get(k, float("nan")) for k in names} for row in rows)  # a column added since: NaN
     (out / ".rounds.csv.tmp").replace(out / "rounds.csv")
     lines = [f"# RLHF loop: {cfg.task}, feedback {cfg.feedback}" + (f" (noise {cfg.noise})" if cfg.feedback ==
                                                                        "simulated" else ""), "",
-             f"{cfg.prompts_per_round} prompts x {cfg.k} answers ranked per round, {cfg.steps_per_round:,} RL steps "
-             f"per round, kl_coef {cfg.kl_coef}, reward models pooled {cfg.rm_pooling!r}, credit {cfg.credit!r}; "
+             f"{cfg.prompts_per_round} prompts x {cfg.k} answers ranked per round, {cfg.rl.total_steps:,} RL steps "
+             f"per round, kl_coef {cfg.rl.kl_coef}, reward models pooled {cfg.rm_pooling!r}, credit {cfg.credit!r}; "
              "round 0 is the SFT model with the first reward model.", "",
-             "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+             "| " + " | ".join(names) + " |", "|" + "---|" * len(names)]
     lines += ["| " + " | ".join(str(row[k]) if k in ("round", "labels") else f"{row.get(k, float('nan')):.3f}"
-                                for k in COLUMNS) + " |" for row in rows]
+                                for k in names) + " |" for row in rows]
     atomic_write(out / "report.md", "\n".join(lines) + "\n")
-    metrics = COLUMNS[2:]
-    fig, axes = plt.subplots(3, 3, figsize=(11, 8))
+    metrics = names[2:]
+    fig, axes = plt.subplots(-(-len(metrics) // 3), 3, figsize=(11, 8 * -(-len(metrics) // 3) / 3), squeeze=False)
     for ax, key in zip(axes.flat, metrics, strict=False):
         ax.plot([r["round"] for r in rows], [r.get(key, float("nan")) for r in rows], "o-")
         ax.set(title=key, xlabel="round")

@@ -32,15 +32,14 @@ from typing import Any
 
 import numpy as np
 
-from textgym.app.config import PersonalizeConfig, TrainConfig, validate
-from textgym.app.harness import atomic_write, in_fresh_process
-from textgym.app.loop import _atomic_folder, _prompts
-from textgym.app.pipeline import env_id, reward_model, supervised_fine_tuning
+from textgym.app import steps
+from textgym.app.config import PersonalizeConfig, validate
+from textgym.app.files import atomic_folder, atomic_write, in_fresh_process
 from textgym.tasks import Task, get_task
 
 
 def check_personalize_config(cfg: PersonalizeConfig) -> tuple[Task, list[str]]:
-    """Validate ``cfg`` before anything is created; returns its task and the users."""
+    """Validate ``cfg`` before anything is created (types and bounds by :func:`validate`, then names): task, users."""
     validate(cfg)
     task = get_task(cfg.task)
     if not task.users or task.demonstrations is None:
@@ -51,15 +50,6 @@ def check_personalize_config(cfg: PersonalizeConfig) -> tuple[Task, list[str]]:
         raise ValueError(f"unknown users {unknown} of the {task.name} task; it has {sorted(task.users)}")
     if len(set(users)) < 2:
         raise ValueError(f"personalization compares users: name at least two different ones, got {users}")
-    for name in ("prompts", "steps", "lora_r", "eval_prompts", "max_new_tokens", "sft_examples", "sft_epochs",
-                 "threads"):
-        if getattr(cfg, name) < 1:
-            raise ValueError(f"{name} must be >= 1, got {getattr(cfg, name)}")
-    if cfg.k < 2:
-        raise ValueError(f"k must be >= 2 (a ranking compares answers), got {cfg.k}")
-    for name in ("noise", "kl_coef", "learning_rate"):
-        if getattr(cfg, name) < 0:
-            raise ValueError(f"{name} must be >= 0, got {getattr(cfg, name)}")
     return task, users
 
 
@@ -83,7 +73,6 @@ def run_personalization(cfg: PersonalizeConfig, progress: bool = True) -> dict[s
     import torch
 
     from textgym.app.feedback import Item, answered, label_simulated, sample_items
-    from textgym.app.harness import train
     from textgym.data.loaders import read_jsonl
     from textgym.data.preferences import rankings_to_pairs, read_rankings
     from textgym.models import load_causal_lm, load_tokenizer
@@ -98,13 +87,15 @@ def run_personalization(cfg: PersonalizeConfig, progress: bool = True) -> dict[s
     began = time.perf_counter()
     sft = out / "sft"
     if not sft.is_dir():
-        say(f"supervised fine-tuning of the shared base on {cfg.sft_examples} demonstrations", flush=True)
-        _atomic_folder(sft, lambda tmp: supervised_fine_tuning(task, tmp, cfg.sft_examples, cfg.sft_epochs, cfg.seed))
+        say(f"supervised fine-tuning of the shared base on {cfg.sft.examples} demonstrations", flush=True)
+        atomic_folder(sft, lambda tmp: steps.supervised_fine_tuning(task, tmp, cfg.sft.examples, cfg.sft.epochs,
+                                                                    cfg.seed))
     items_file = out / "items.jsonl"
     if not items_file.is_file():
         say(f"sampling {cfg.k} answers of the SFT model for {cfg.prompts} prompts", flush=True)
-        items = sample_items(load_causal_lm(sft), load_tokenizer(sft), _prompts(task, cfg.prompts, 1, cfg.seed), cfg.k,
-                             cfg.max_new_tokens, seed=cfg.seed)
+        items = sample_items(load_causal_lm(sft), load_tokenizer(sft), steps.training_prompts(task, cfg.prompts, 1,
+                                                                                               cfg.seed),
+                             cfg.k, cfg.max_new_tokens, seed=cfg.seed)
         atomic_write(items_file, "".join(json.dumps(asdict(item)) + "\n" for item in items))
     items = [Item(**row) for row in read_jsonl(items_file)]
     for index, user in enumerate(users):
@@ -119,16 +110,13 @@ def run_personalization(cfg: PersonalizeConfig, progress: bool = True) -> dict[s
         reward = folder / "reward_model"
         if not reward.is_dir():
             say(f"{user}: reward model on {len(items)} rankings", flush=True)
-            _atomic_folder(reward, functools.partial(reward_model, task, sft, pairs=0, seed=cfg.seed,
-                                                     extra=rankings_to_pairs(read_rankings(rankings))))
+            atomic_folder(reward, functools.partial(steps.reward_model, task, sft, pairs=0, seed=cfg.seed,
+                                                    extra=rankings_to_pairs(read_rankings(rankings))))
         if not (folder / "rl" / "eval.json").is_file():
             say(f"{user}: {cfg.agent.upper()} of LoRA adapters (r {cfg.lora_r}) on the shared base", flush=True)
-            run = TrainConfig(env=env_id(task), model=str(sft), lora_r=cfg.lora_r, reward=f"rm:{reward}",
-                              agent=cfg.agent, total_steps=cfg.steps, num_envs=16, max_new_tokens=cfg.max_new_tokens,
-                              kl_coef=cfg.kl_coef, learning_rate=cfg.learning_rate, batch_episodes=32,
-                              seed=cfg.seed + index, eval_prompts=0,
-                              out=str(folder / "rl"), tensorboard=False, threads=cfg.threads)
-            train(run, resume=(folder / "rl" / "config.json").is_file(), progress=False)
+            steps.reinforce(steps.rl_config(task, cfg.rl, cfg.agent, model=sft, lora_r=cfg.lora_r,
+                                            reward=f"rm:{reward}", out=folder / "rl", seed=cfg.seed + index,
+                                            threads=cfg.threads, max_new_tokens=cfg.max_new_tokens))
             portable_base(folder / "rl" / "policy", sft)
     say("evaluating every adapter for every user on held-out questions", flush=True)
     result = {"config": asdict(cfg), "users": users, **evaluate_adapters(cfg, task, users, out)}
@@ -200,7 +188,7 @@ def serve_users(kind: str, base: str, adapters: list[str], prompt: str, max_new_
     import torch
     from peft import PeftModel
 
-    from textgym.app.harness import peak_rss_mib
+    from textgym.app.files import peak_rss_mib
     from textgym.eval.text import sample_completions
     from textgym.models import load_causal_lm, load_tokenizer, no_progress_bars
 
@@ -238,7 +226,7 @@ def write_report(out: Path, result: dict[str, Any]) -> None:
     cfg = result["config"]
     lines = [f"# Personalization: {cfg['task']}, users {', '.join(users)}", "",
              f"{cfg['prompts']} prompts x {cfg['k']} answers of the SFT model ranked by each simulated user (noise "
-             f"{cfg['noise']}); a reward model and LoRA adapters (r {cfg['lora_r']}, {cfg['steps']:,} "
+             f"{cfg['noise']}); a reward model and LoRA adapters (r {cfg['lora_r']}, {cfg['rl']['total_steps']:,} "
              f"{cfg['agent'].upper()} steps) per user on one shared base; {cfg['eval_prompts']} held-out answers "
              "per adapter.", "",
              "Win rate of each adapter's answers against the other users' adapters, judged by each user "

@@ -13,8 +13,10 @@
    judge. Writes a report folder: ``report.md`` (table and before/after samples), ``metrics.json``,
    ``config.json``, ``training.csv`` and the plots ``training_curves.png`` and ``reward_scores.png``.
 
-Steps 1 and 2 are library functions the benchmark and the RLHF loop reuse for any task that has
-demonstrations and rankings (:class:`textgym.tasks.Task`).
+Each step is one of :mod:`textgym.app.steps`, which the benchmark, the RLHF loop and personalization
+share for any task that has demonstrations and rankings (:class:`textgym.tasks.Task`). The table
+reports the task's own metrics of the answers (:attr:`textgym.tasks.Task.metrics`; for helpfulness
+the off-topic shares) beside the judge's.
 """
 
 from __future__ import annotations
@@ -25,72 +27,14 @@ import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
-from textgym.app.config import DemoConfig, TrainConfig
+from textgym.app import steps
+from textgym.app.config import DemoConfig
 from textgym.tasks import DEFAULT_MODEL, Task, get_task
 
 
 def _say(message: str) -> None:
     print(message, flush=True)
-
-
-def env_id(task: Task) -> str:
-    """The registered text env id of an embedded task."""
-    import textgym
-
-    return next(i for i, (_, _, kwargs) in textgym.ENV_IDS.items() if kwargs.get("task") == task.name)
-
-
-def supervised_fine_tuning(task: Task, out: Path, examples: int, epochs: int, seed: int,
-                           base: str = DEFAULT_MODEL) -> Path:
-    """Fine-tune ``base`` on ``examples`` of the task's demonstrations; saves the model and tokenizer to ``out``."""
-    import random
-
-    from textgym.models import load_causal_lm, load_tokenizer, no_progress_bars
-    from textgym.models.build import encode, fit, lm_loss
-
-    if task.demonstrations is None:
-        raise ValueError(f"the {task.name} task has no demonstrations for supervised fine-tuning")
-    tokenizer, model = load_tokenizer(base), load_causal_lm(base).train()
-    texts = task.demonstrations()
-    texts = random.Random(seed).sample(texts, min(examples, len(texts)))
-    seqs = encode(tokenizer, texts, 128, eos=True)
-    fit(model, lambda idx: lm_loss(model, [seqs[i] for i in idx])[0], len(seqs), epochs, 32, seed, 1e-3, "sft")
-    with no_progress_bars():
-        model.eval().save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return out
-
-
-def reward_model(task: Task, base: Path, out: Path, pairs: int, seed: int, extra: Any = None,
-                 epochs: float = 1.0, pooling: str = "last") -> dict:
-    """Rankings -> pairs -> a reward model on ``base``'s trunk, saved to ``out``; returns its metrics and audit.
-
-    ``extra``: more pairs (a ``datasets.Dataset``) to train on beside ``pairs`` of the task's own;
-    ``epochs``: passes over them all; ``pooling``: how the score is read off the head
-    (:data:`textgym.rewards.classifier.POOLINGS`).
-    """
-    import datasets
-
-    from textgym.data.preferences import rankings_to_pairs
-    from textgym.rewards import RewardModel
-    from textgym.rewards.training import RewardTrainingConfig, train_reward_model
-
-    if task.rankings is None:
-        raise ValueError(f"the {task.name} task has no rankings to learn a reward model from")
-    train = rankings_to_pairs(task.rankings("train")).shuffle(seed=seed)
-    train = train.select(range(min(pairs, len(train))))
-    if extra is not None and len(extra):
-        train = datasets.concatenate_datasets([train, extra.select_columns(["prompt", "chosen", "rejected"])])
-    held = rankings_to_pairs(task.rankings("test")).shuffle(seed=seed)
-    metrics = train_reward_model(train, held.select(range(min(500, len(held)))),
-                                 RewardTrainingConfig(base_model=str(base), output_dir=str(out), seed=seed,
-                                                      epochs=epochs, pooling=pooling))
-    if task.audit is not None:
-        metrics["accuracy_by_rejected_kind"] = task.audit(RewardModel(str(out)), task.rankings("test"))
-        (Path(out) / "reward_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")  # with the audit
-    return metrics
 
 
 def audit_line(rm_metrics: dict) -> str:
@@ -99,15 +43,11 @@ def audit_line(rm_metrics: dict) -> str:
 
 
 def reinforce(cfg: DemoConfig, task: Task, policy: Path, reward: Path, out: Path, progress: bool = True) -> list[dict]:
-    """Step 3: RL from ``policy`` (also the reference) with the reward model at ``reward``, run by the harness."""
-    from textgym.app.harness import train
-
+    """Step 3: RL from ``policy`` (also the reference) with the reward model at ``reward``; the training rows."""
     shutil.rmtree(out, ignore_errors=True)
-    run = TrainConfig(env=env_id(task), model=str(policy), reward=f"rm:{reward}", agent=cfg.agent,
-                      total_steps=cfg.ppo_steps, num_envs=16, max_new_tokens=cfg.max_new_tokens, kl_coef=cfg.kl_coef,
-                      learning_rate=cfg.ppo_learning_rate, batch_episodes=32,
-                      seed=cfg.seed, eval_prompts=0, out=str(out), tensorboard=False, threads=cfg.threads)
-    train(run, progress=progress)
+    steps.reinforce(steps.rl_config(task, cfg.rl, cfg.agent, model=policy, reward=f"rm:{reward}", out=out,
+                                    seed=cfg.seed, threads=cfg.threads, max_new_tokens=cfg.max_new_tokens),
+                    progress=progress)
     with open(out / "metrics.csv") as handle:
         return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(handle)]
 
@@ -129,10 +69,14 @@ def evaluate(cfg: DemoConfig, task: Task, out: Path) -> dict:
     samples = {name: metrics[name].pop("samples") for name in ("sft", "rl")}
     prompts = metrics["sft"].pop("prompts")
     metrics["rl"].pop("prompts")
-    return {"metrics": metrics, "samples": samples, "prompts": prompts}
+    own = {name: task.metrics(prompts, samples[name]) if task.metrics is not None else {} for name in samples}
+    for name, values in own.items():
+        metrics[name].update(values)
+    return {"metrics": metrics, "samples": samples, "prompts": prompts, "task_metrics": list(own["sft"])}
 
 
-def write_report(cfg: DemoConfig, out: Path, rm_metrics: dict, rows: list[dict], result: dict, seconds: float) -> None:
+def write_report(cfg: DemoConfig, out: Path, rm_metrics: dict, rows: list[dict], result: dict,
+                 seconds: float) -> None:
     """``report.md``, ``metrics.json``, ``training.csv`` and the two plots."""
     import matplotlib
 
@@ -142,15 +86,16 @@ def write_report(cfg: DemoConfig, out: Path, rm_metrics: dict, rows: list[dict],
     from textgym.eval.report import plot_scores
 
     m = result["metrics"]
+    reported = [k for k in m["sft"] if k.startswith("judge/")] + result["task_metrics"]  # the judge's, the task's
     with open(out / "training.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    steps = [r["global_step"] for r in rows]
+    global_steps = [r["global_step"] for r in rows]
     fig, (ax_r, ax_k) = plt.subplots(1, 2, figsize=(10, 4))
-    ax_r.plot(steps, [r["objective/score"] for r in rows])
+    ax_r.plot(global_steps, [r["objective/score"] for r in rows])
     ax_r.set(title=f"reward-model score during {cfg.agent.upper()}", xlabel="environment steps")
-    ax_k.plot(steps, [r["objective/kl"] for r in rows], color="tab:orange")
+    ax_k.plot(global_steps, [r["objective/kl"] for r in rows], color="tab:orange")
     ax_k.set(title="KL(policy || SFT reference) per answer, nats", xlabel="environment steps")
     fig.tight_layout()
     fig.savefig(out / "training_curves.png", dpi=100)
@@ -165,10 +110,8 @@ def write_report(cfg: DemoConfig, out: Path, rm_metrics: dict, rows: list[dict],
              f"| perplexity of held-out chosen answers | {m['base']['perplexity_heldout']:.3f} | "
              f"{m['sft']['perplexity_heldout']:.3f} | {m['rl']['perplexity_heldout']:.3f} |",
              f"| distinct-2 | | {m['sft']['distinct_2']:.3f} | {m['rl']['distinct_2']:.3f} |",
-             f"| judge: P(helpful) (independent classifier) | | {m['sft']['judge/p_helpful']:.3f} | "
-             f"{m['rl']['judge/p_helpful']:.3f} |",
-             f"| answers with tips for another question (of those giving tips) | | "
-             f"{m['sft']['off_topic_tips_rate']:.3f} | {m['rl']['off_topic_tips_rate']:.3f} |"]
+             *[f"| {name.replace('judge/', 'judge: ')}{' (independent)' if name.startswith('judge/') else ''} | | "
+               f"{m['sft'][name]:.3f} | {m['rl'][name]:.3f} |" for name in reported]]
     lines = [f"# textgym demo: SFT -> reward model -> {rl}", "",
              f"Finished in {seconds / 60:.1f} minutes. Reward model: held-out pairwise accuracy "
              f"{rm_metrics['after']['accuracy']:.3f} (before training {rm_metrics['before']['accuracy']:.3f}); "
@@ -199,12 +142,12 @@ def run_demo(cfg: DemoConfig) -> dict:
     (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
     began = time.perf_counter()
     _say(f"[1/4] supervised fine-tuning of {DEFAULT_MODEL} on demonstrations")
-    supervised_fine_tuning(task, out / "sft", cfg.sft_examples, cfg.sft_epochs, cfg.seed)
+    steps.supervised_fine_tuning(task, out / "sft", cfg.sft.examples, cfg.sft.epochs, cfg.seed)
     _say("[2/4] reward model from rankings")
-    rm_metrics = reward_model(task, out / "sft", out / "reward_model", cfg.rm_pairs, cfg.seed)
+    rm_metrics = steps.reward_model(task, out / "sft", out / "reward_model", cfg.rm_pairs, cfg.seed)
     _say(f"  {rm_metrics['train_pairs']} training pairs; held-out pairwise accuracy "
          f"{rm_metrics['after']['accuracy']:.3f}; helpful answer preferred over {audit_line(rm_metrics)}")
-    _say(f"[3/4] {cfg.agent.upper()} with a KL penalty to the SFT model, through {env_id(task)}")
+    _say(f"[3/4] {cfg.agent.upper()} with a KL penalty to the SFT model, through {steps.env_id(task)}")
     rows = reinforce(cfg, task, out / "sft", out / "reward_model", out / "rl")
     _say("[4/4] evaluation on held-out questions")
     result = evaluate(cfg, task, out)

@@ -75,6 +75,8 @@ class Task:
     it would not (``textgym loop --corrections``: each correction is preferred to the answer it corrects)."""
     users: dict[str, Callable[[list[str], list[str]], Any]] = field(default_factory=dict)
     """Simulated users with tastes of their own, name -> utility like ``utility`` (``textgym personalize``)."""
+    metrics: Callable[[list[str], list[str]], dict[str, float]] | None = None
+    """(prompts, completions) -> task-specific metrics of the answers, reported by the loop and the demo."""
 
 
 def unique(values: list[str]) -> list[str]:
