@@ -22,9 +22,9 @@ PLACES = ("1st", "2nd", "3rd", "4th+")
 def tip_places(policy: str, answers: int, max_new_tokens: int, seed: int) -> dict:
     """Sample ``answers`` answers from ``policy``, the held-out questions in turn; count tips per place."""
     from textgym.data import synthetic
-    from textgym.eval.report import heldout_texts
     from textgym.eval.text import sample_completions
     from textgym.models import load_causal_lm, load_tokenizer
+    from textgym.tasks.evaluation import heldout_texts
 
     model, tokenizer = load_causal_lm(policy), load_tokenizer(policy)
     questions = list(dict.fromkeys(heldout_texts("helpfulness", limit=10_000)[1]))

@@ -25,11 +25,12 @@ from agents.lm import LMConfig
 from agents.lm_ppo import LMPPO
 from textgym.data import synthetic
 from textgym.data.preferences import rankings_to_pairs
-from textgym.eval.report import evaluate_policy, metrics_table
+from textgym.eval.report import metrics_table
 from textgym.models import load_causal_lm, load_tokenizer
 from textgym.models.build import encode, fit, lm_loss
 from textgym.rewards import RewardModel
 from textgym.rewards.training import RewardTrainingConfig, train_reward_model
+from textgym.tasks.evaluation import evaluate_policy
 
 
 def main() -> None:

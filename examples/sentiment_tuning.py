@@ -17,9 +17,10 @@ import torch
 import textgym  # noqa: F401  (registers the environments)
 from agents.lm import LMConfig
 from agents.lm_ppo import LMPPO
-from textgym.eval.report import evaluate_policy, metrics_table
+from textgym.eval.report import metrics_table
 from textgym.models import load_causal_lm, load_tokenizer
 from textgym.tasks import get_task
+from textgym.tasks.evaluation import evaluate_policy
 
 
 def main() -> None:

@@ -59,7 +59,7 @@ def resolve_env_id(name: str) -> str:
     import textgym
 
     env_id = name if name.startswith("textgym/") else f"textgym/{name}"
-    text_ids = [i for i, (entry, _, _) in textgym.ENV_IDS.items() if entry.startswith("textgym.envs.text_generation")]
+    text_ids = [i for i, (entry, _, _) in textgym.ENV_IDS.items() if entry == "textgym.tasks:make_env"]
     if env_id not in text_ids:
         toy = " (TicTacToe-v0 is a toy env: train it with agents.ppo.PPO, see examples/tictactoe_lesson.py)" \
             if env_id in textgym.ENV_IDS else ""
@@ -105,7 +105,7 @@ def check_config(cfg: TrainConfig) -> dict[str, Any]:
     if cfg.credit not in CREDITS:
         raise ValueError(f"credit must be end or token, got {cfg.credit!r}")
     if cfg.reward is not None:
-        from textgym.rewards.named import make_reward
+        from textgym.tasks.rewards import make_reward
 
         reward = make_reward(cfg.reward)  # an unknown name or a missing reward model fails here
         if cfg.credit == "token" and not callable(getattr(reward, "parts", None)):
@@ -343,7 +343,7 @@ def build_envs(cfg: TrainConfig, derived: dict, agent: Any, accelerator: Any) ->
     import gymnasium as gym
 
     from textgym.models import load_causal_lm
-    from textgym.rewards.named import make_reward
+    from textgym.tasks.rewards import make_reward
 
     if cfg.lora_r:
         from agents.lora import AdapterDisabledReference
@@ -469,7 +469,8 @@ def _tensorboard(cfg: TrainConfig, folder: RunFolder, rows: list[dict]):
 
 def _evaluate(cfg: TrainConfig, derived: dict, envs: Any, agent: Any, say) -> dict[str, Any]:
     """Reference model vs trained policy on held-out prompts; writes ``reward_scores.png``."""
-    from textgym.eval.report import evaluate_policy, fixed, plot_scores
+    from textgym.eval.report import fixed, plot_scores
+    from textgym.tasks.evaluation import evaluate_policy
 
     core = envs.unwrapped.core
     reference, reward_fn = core.reference, core.reward_fn
