@@ -69,7 +69,7 @@ def main() -> None:
     print(f"   reward {rows[0]['objective/score']:+.2f} -> {rows[-1]['objective/score']:+.2f}")
 
     print("4. evaluation on held-out questions")
-    sft = envs.unwrapped.core.reference
+    sft = envs.unwrapped.reference
     results = {name: evaluate_policy(policy, tokenizer, "helpfulness", reward, sft, num_prompts=64)
                for name, policy in (("SFT", sft), ("PPO", agent.model))}
     print("\n".join(metrics_table(results)))

@@ -38,7 +38,7 @@ def main() -> None:
     rows = agent.learn(envs, args.steps)
     print(f"training score {rows[0]['objective/score']:+.2f} -> {rows[-1]['objective/score']:+.2f} "
           f"({len(rows)} updates)")
-    reference, reward = envs.unwrapped.core.reference, get_task("sentiment").reward()
+    reference, reward = envs.unwrapped.reference, get_task("sentiment").reward()
     results = {name: evaluate_policy(model, tokenizer, "sentiment", reward, reference, num_prompts=32)
                for name, model in (("before", reference), ("after", agent.model))}
     print("\n".join(metrics_table(results)))
