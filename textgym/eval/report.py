@@ -64,7 +64,7 @@ def evaluate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts
         raise ValueError(f"num_prompts must be a whole number >= 1 (one completion per held-out prompt), "
                          f"got {num_prompts!r}")
     if max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens must be >= 1 or None (the task's), got {max_new_tokens}")
+        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
     held_out = list(prompts)
     prompts = [held_out[i % len(held_out)] for i in range(num_prompts)]
     began = time.perf_counter()

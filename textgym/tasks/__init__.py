@@ -8,14 +8,18 @@ rewards and classifier it contributes, its benchmark cases, and its RLHF data (d
 rankings).
 
 Tasks sit above the environments, rewards and models: nothing below imports a task. The
-environments take explicit arguments; a task's defaults are filled in here, by the entry point
-its registered id names (:func:`make_env`).
+environments take explicit arguments; a task's defaults are filled in by the entry point its
+registered id names (:func:`make_env`, or the task's own, as tic-tac-toe's rules need).
 
 Adding a task is adding a module here that defines ``TASK`` (and its data): :data:`TASKS` finds
-every module of this package except the layer's own (:data:`LAYER_MODULES`), and importing textgym
-registers the id of every task that has one (:data:`ENV_IDS`). So that importing textgym stays
-quick, a task module imports only light modules at its top (numpy, this package) and the heavy
-parts of the library (rewards, data, models) inside the functions that use them.
+every module of this package except the layer's own (:data:`LAYER_MODULES`: the task record,
+the kit builder, evaluation and reward names on the tasks), and importing textgym registers the id
+of every task that has one (:data:`ENV_IDS`); :mod:`textgym.tasks.greeting` is a small example.
+A task module imports :mod:`textgym.tasks.base`, never this package (which imports the task
+modules). So that importing textgym stays quick, a task module imports only light modules at its
+top (numpy, :mod:`textgym.tasks.base`, the word lists of :mod:`textgym.data.synthetic`) and the
+heavy parts of the library (rewards, models, environments) inside the functions that use them:
+``tests/tasks`` checks that ``import textgym`` loads no model library.
 
 ``textgym/TextGeneration-v0`` with no arguments is the sentiment task.
 """
@@ -46,13 +50,14 @@ def get_task(name: str) -> Task:
 
 
 def _discover() -> dict[str, Task]:
-    """Every task module's ``TASK`` by name, in the order of the modules' names."""
+    """Every task module's ``TASK`` by name: the default task first, then the others in the order of their names."""
     names = sorted(info.name for info in pkgutil.iter_modules(__path__)
                    if not info.name.startswith("_") and info.name not in LAYER_MODULES)
-    return {task.name: task for task in (importlib.import_module(f"{__name__}.{name}").TASK for name in names)}
+    tasks = [importlib.import_module(f"{__name__}.{name}").TASK for name in names]
+    return {task.name: task for task in sorted(tasks, key=lambda task: (task.name != DEFAULT_TASK, task.name))}
 
 
-#: Every embedded task by name.
+#: Every embedded task by name: the default task (sentiment) first, then the others by name.
 TASKS: dict[str, Task] = _discover()
 #: The id of every task's environment -> (entry point, vector entry point, ``gymnasium.make`` keywords).
 ENV_IDS: dict[str, tuple[str, str, dict[str, Any]]] = {

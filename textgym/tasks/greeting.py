@@ -58,5 +58,4 @@ def heldout(limit: int) -> tuple[list[str], list[str]]:
 
 
 TASK = Task("greeting", prompts, reward, max_new_tokens=12, max_context=48, env_id="textgym/Greeting-v0",
-            heldout=heldout, judge=judge, judge_higher_is_better={"judge/names_used": True},
-            named_rewards={"greeting": reward})
+            heldout=heldout, judge=judge, judge_higher_is_better={"judge/names_used": True})

@@ -71,10 +71,8 @@ def test_importing_textgym_registers_every_id_without_a_model_library():
 
 def test_the_greeting_task_rewards_its_reference_and_judges_names():
     """The small task's lexical reward scores its reference greeting 1; its judge counts named greetings."""
-    from textgym.tasks.rewards import make_reward
-
     prompt = get_task("greeting").prompts("train")[0]
-    assert make_reward("greeting")([prompt], [" Happy birthday, Ada!"]).tolist() == [1.0]
+    assert get_task("greeting").reward()([prompt], [" Happy birthday, Ada!"]).tolist() == [1.0]
     assert get_task("greeting").judge([prompt], [" Hello!"], "rougeL") == {"judge/names_used": 0.0}
 
 
@@ -83,6 +81,6 @@ def test_task_reward_names_beside_the_generic_ones():
     from textgym.tasks.rewards import make_reward
 
     assert make_reward("length:3").name == "length[3]"
-    with pytest.raises(ValueError, match="unknown reward 'vibes'; known rewards: greeting, helpfulness, "
+    with pytest.raises(ValueError, match="unknown reward 'vibes'; known rewards: helpfulness, "
                                          "lexicon-sentiment, sentiment, toxicity, classifier:..."):
         make_reward("vibes")
