@@ -104,11 +104,11 @@ class TextGenerationEnv(gym.Env):
     The environment takes explicit arguments and knows no task. The registered ids give every
     argument a default from their task (:mod:`textgym.tasks`), so
     ``gymnasium.make("textgym/TextGeneration-v0")`` runs offline on the embedded kit: the sentiment
-    task; ``textgym/Helpfulness-v0``, ``textgym/Detox-v0``, ``textgym/TinyLanguage-v0`` and
-    ``textgym/TextTicTacToe-v0`` pick the others, as does ``gymnasium.make(..., task=name)`` with a
-    name of :data:`textgym.tasks.TASKS` (``"sentiment"``, ``"helpfulness"``, ``"detox"``, ``"tiny"``,
-    ``"tictactoe"``, ...). Built directly, it needs ``prompts``, ``reward_fn`` (or ``turns``),
-    ``max_context`` and ``max_new_tokens``.
+    task; ``textgym/Helpfulness-v0``, ``textgym/Detox-v0``, ``textgym/Greeting-v0``,
+    ``textgym/TinyLanguage-v0`` and ``textgym/TextTicTacToe-v0`` pick the others, as does
+    ``gymnasium.make(..., task=name)`` with a name of :data:`textgym.tasks.TASKS` (``"sentiment"``,
+    ``"helpfulness"``, ``"detox"``, ``"greeting"``, ``"tiny"``, ``"tictactoe"``). Built directly, it
+    needs ``prompts``, ``reward_fn`` (or ``turns``), ``max_context`` and ``max_new_tokens``.
 
     - ``model``: the reference causal LM, or a name for :func:`textgym.models.load_causal_lm`
       (default: ``"textgym/tiny-lm"``).
@@ -118,7 +118,8 @@ class TextGenerationEnv(gym.Env):
     - ``max_context``, ``max_new_tokens``, ``kl_coef``, ``ref_scoring``, ``prompt_overflow``,
       ``prompt_column``, ``action_mask``, ``turns``, ``credit``: see :class:`textgym.envs.core.GenerationCore`.
       ``kl_coef`` is also a property: the one value the environment and the agents use (an
-      adaptive KL controller sets it).
+      adaptive KL controller sets it). ``reference``, ``reward_fn``, ``prompts``, ``max_context``,
+      ``max_new_tokens``, ``tokenizer``, ``turns`` and ``temperature`` are read-only properties.
     - ``temperature``: the sampling temperature of the policy trained here (default 1): the
       reference scores ``log softmax(logits / temperature)``, so the KL shaping is the KL of the
       distribution sampled at that temperature (the agents of ``agents/`` refuse an environment whose
