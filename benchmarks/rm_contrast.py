@@ -27,10 +27,10 @@ GRID = ((0, 2), (0, 3), (0, 5), (500, 2), (1000, 2), (1000, 3), (None, 1), (None
 
 def contrast_pairs(pairs):
     """The pairs whose rejected answer gives another question's tips."""
-    from textgym.data import synthetic
+    from textgym.tasks import helpfulness
 
     def off_topic(row: dict) -> bool:
-        found = synthetic.tips_given(row["prompt"], row["rejected"].removeprefix(row["prompt"]))
+        found = helpfulness.tips_given(row["prompt"], row["rejected"].removeprefix(row["prompt"]))
         return found is not None and found[1] > 0
 
     return pairs.filter(off_topic)

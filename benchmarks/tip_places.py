@@ -3,7 +3,7 @@
 The share of answers with a tip meant for another question grows with the tips per answer alone. This
 script separates the two: it samples answers to the held-out questions from each saved policy and
 counts, for each place in the answer, how many tips were given there and how many of them were
-meant for another question (``textgym.data.synthetic.tips_in_order``).
+meant for another question (``textgym.tasks.helpfulness.tips_in_order``).
 
     python benchmarks/tip_places.py runs/loop/sft runs/loop/round-03/rl/policy    # about a minute a policy
 
@@ -21,10 +21,10 @@ PLACES = ("1st", "2nd", "3rd", "4th+")
 
 def tip_places(policy: str, answers: int, max_new_tokens: int, seed: int) -> dict:
     """Sample ``answers`` answers from ``policy``, the held-out questions in turn; count tips per place."""
-    from textgym.data import synthetic
-    from textgym.eval.report import heldout_texts
     from textgym.eval.text import sample_completions
     from textgym.models import load_causal_lm, load_tokenizer
+    from textgym.tasks import helpfulness
+    from textgym.tasks.evaluation import heldout_texts
 
     model, tokenizer = load_causal_lm(policy), load_tokenizer(policy)
     questions = list(dict.fromkeys(heldout_texts("helpfulness", limit=10_000)[1]))
@@ -37,7 +37,7 @@ def tip_places(policy: str, answers: int, max_new_tokens: int, seed: int) -> dic
     tips, off = [0] * len(PLACES), [0] * len(PLACES)
     with_off = given = 0
     for prompt, answer in zip(prompts, samples, strict=True):
-        order = synthetic.tips_in_order(prompt, answer) or []
+        order = helpfulness.tips_in_order(prompt, answer) or []
         with_off += any(order)
         given += len(order)
         for place, other in enumerate(order):

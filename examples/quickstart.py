@@ -31,7 +31,7 @@ def main() -> None:
         print(f"{env_id}: {len(rewards)} tokens, {'EOS' if terminated else 'truncated'}")
         print(f"  text         {env.render()!r}")
         print(f"  per-step     {', '.join(f'{r:+.2f}' for r in rewards[:6])}, ...  (kl_coef * log pi_ref)")
-        print(f"  score        {info['score']:+.3f}  ({env.unwrapped.core.reward_fn.name})")
+        print(f"  score        {info['score']:+.3f}  ({env.unwrapped.reward_fn.name})")
         print(f"  reward terms {info['reward_terms']}  return {sum(rewards):+.3f}\n")
 
 

@@ -25,11 +25,12 @@ from agents.lm import LMConfig
 from agents.lm_ppo import LMPPO
 from textgym.data import synthetic
 from textgym.data.preferences import rankings_to_pairs
-from textgym.eval.report import evaluate_policy, metrics_table
+from textgym.eval.report import metrics_table
 from textgym.models import load_causal_lm, load_tokenizer
 from textgym.models.build import encode, fit, lm_loss
 from textgym.rewards import RewardModel
 from textgym.rewards.training import RewardTrainingConfig, train_reward_model
+from textgym.tasks.evaluation import evaluate_policy
 
 
 def main() -> None:
@@ -68,7 +69,7 @@ def main() -> None:
     print(f"   reward {rows[0]['objective/score']:+.2f} -> {rows[-1]['objective/score']:+.2f}")
 
     print("4. evaluation on held-out questions")
-    sft = envs.unwrapped.core.reference
+    sft = envs.unwrapped.reference
     results = {name: evaluate_policy(policy, tokenizer, "helpfulness", reward, sft, num_prompts=64)
                for name, policy in (("SFT", sft), ("PPO", agent.model))}
     print("\n".join(metrics_table(results)))

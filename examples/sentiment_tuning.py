@@ -17,9 +17,10 @@ import torch
 import textgym  # noqa: F401  (registers the environments)
 from agents.lm import LMConfig
 from agents.lm_ppo import LMPPO
-from textgym.eval.report import evaluate_policy, metrics_table
+from textgym.eval.report import metrics_table
 from textgym.models import load_causal_lm, load_tokenizer
 from textgym.tasks import get_task
+from textgym.tasks.evaluation import evaluate_policy
 
 
 def main() -> None:
@@ -37,7 +38,7 @@ def main() -> None:
     rows = agent.learn(envs, args.steps)
     print(f"training score {rows[0]['objective/score']:+.2f} -> {rows[-1]['objective/score']:+.2f} "
           f"({len(rows)} updates)")
-    reference, reward = envs.unwrapped.core.reference, get_task("sentiment").reward()
+    reference, reward = envs.unwrapped.reference, get_task("sentiment").reward()
     results = {name: evaluate_policy(model, tokenizer, "sentiment", reward, reference, num_prompts=32)
                for name, model in (("before", reference), ("after", agent.model))}
     print("\n".join(metrics_table(results)))

@@ -1,4 +1,13 @@
-"""The layers: the environment library never imports the agents or the application; no import circles."""
+"""The layers of the whole package: no import circle anywhere, and no module imports a layer above its own.
+
+Low to high: ``textgym.models`` and ``textgym.data``; ``textgym.rewards``; ``textgym.envs`` and
+``textgym.eval``; ``textgym.tasks`` (and the package itself, which registers the tasks' ids);
+``textgym.integrations`` and ``agents``, side by side (neither imports the other); ``textgym.app``.
+So the environment library never imports the agents, the integrations or the application.
+
+Every import counts: at the top or inside a function, absolute or relative, of a module or of a
+name from a package (``from textgym import tasks``).
+"""
 
 from __future__ import annotations
 
@@ -8,64 +17,80 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).parent.parent
-LIBRARY = ["textgym/__init__.py", "textgym/envs", "textgym/rewards", "textgym/models", "textgym/data", "textgym/eval",
-           "textgym/tasks"]
+PACKAGES = ("textgym", "agents")
+#: Each part of the package, by the prefix of its modules' names, and its layer (low to high).
+LAYERS = {"textgym.models": 0, "textgym.data": 0, "textgym.rewards": 1, "textgym.envs": 2, "textgym.eval": 2,
+          "textgym.tasks": 3, "textgym": 3, "textgym.integrations": 4, "agents": 4, "textgym.app": 5}
+#: Parts on one layer that must not import each other.
+APART = [("textgym.integrations", "agents")]
 
 
-def modules(*places: str) -> dict[str, Path]:
-    """Module name -> file, for the files under ``places``."""
+def modules() -> dict[str, Path]:
+    """Module name -> file, for every module of the packages (``__init__`` files as their package)."""
     found = {}
-    for place in places:
-        path = ROOT / place
-        for file in [path] if path.is_file() else sorted(path.rglob("*.py")):
-            name = ".".join(file.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
-            found[name] = file
+    for package in PACKAGES:
+        for file in sorted((ROOT / package).rglob("*.py")):
+            found[".".join(file.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")] = file
     return found
 
 
-def imported(file: Path) -> set[str]:
-    """Every module a file imports, at the top or inside a function."""
+MODULES = modules()
+
+
+def imported(name: str, file: Path) -> set[str]:
+    """The package's modules that ``name`` imports, at the top or inside a function, relative imports resolved."""
+    package = name if file.name == "__init__.py" else name.rpartition(".")[0]
     names = set()
     for node in ast.walk(ast.parse(file.read_text())):
         if isinstance(node, ast.Import):
             names |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module)
-    return names
+        elif isinstance(node, ast.ImportFrom):
+            base = package.split(".")[:len(package.split(".")) - node.level + 1] if node.level else []
+            module = ".".join(base + ([node.module] if node.module else []))
+            names |= {module} | {f"{module}.{alias.name}" for alias in node.names}
+    return {n for n in names if n in MODULES and n != name}
 
 
-@pytest.mark.parametrize("name", sorted(modules(*LIBRARY)))
-def test_the_environment_library_imports_neither_agents_nor_the_application(name):
-    """The library module imports neither ``agents``, ``textgym.app`` nor an integration, even inside a function."""
-    file = modules(*LIBRARY)[name]
-    above = ("agents.", "textgym.app", "textgym.integrations")
-    wrong = {m for m in imported(file) if m == "agents" or m.startswith(above)}
-    assert not wrong, f"{name} imports {sorted(wrong)}"
+GRAPH = {name: imported(name, file) for name, file in MODULES.items()}
 
 
-@pytest.mark.parametrize("name", sorted(modules("textgym/integrations")))
-def test_integrations_sit_on_the_library_below_agents_and_the_application(name):
-    """An integration with another library uses the environment library only: no ``agents``, no ``textgym.app``."""
-    wrong = {m for m in imported(modules("textgym/integrations")[name])
-             if m == "agents" or m.startswith(("agents.", "textgym.app"))}
-    assert not wrong, f"{name} imports {sorted(wrong)}"
+def part(name: str) -> str:
+    """The longest prefix of :data:`LAYERS` that ``name`` belongs to."""
+    return max((p for p in LAYERS if name == p or name.startswith(p + ".")), key=len)
 
 
-def test_agents_do_not_import_the_application():
-    """No module of ``agents`` imports ``textgym.app``."""
-    for name, file in modules("agents").items():
-        assert not {m for m in imported(file) if m.startswith("textgym.app")}, name
+def test_relative_and_package_imports_are_seen():
+    """The graph resolves ``from . import x`` and ``from textgym import tasks`` (a check of the checker)."""
+    assert "textgym.tasks" in GRAPH["textgym"]
+    assert "textgym.tasks.base" in GRAPH["textgym.tasks.sentiment"]
 
 
-def test_no_import_circles_in_the_application_and_the_agents():
-    """The imports among ``textgym.app`` and ``agents`` form no cycle."""
-    graph = {name: {m for m in imported(file) if m.startswith(("textgym.app", "agents"))}
-             for name, file in modules("textgym/app", "agents").items()}
+def test_every_module_has_a_layer():
+    """Each module of the package belongs to one of the layers (a new subpackage gets its place here)."""
+    assert all(part(name) in LAYERS for name in MODULES)
 
-    def visit(name, path):
-        assert name not in path, " -> ".join([*path, name])
-        for nxt in graph.get(name, ()):
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_no_upward_import(name):
+    """The module imports nothing from a layer above its own, nor from a part kept apart from its own."""
+    mine = part(name)
+    above = sorted(m for m in GRAPH[name] if LAYERS[part(m)] > LAYERS[mine])
+    assert not above, f"{name} (layer {LAYERS[mine]}) imports {above} from above"
+    apart = sorted(m for m in GRAPH[name] for pair in APART if {mine, part(m)} == set(pair))
+    assert not apart, f"{name} imports {apart}, which is kept apart from {mine}"
+
+
+def test_no_import_circle():
+    """The imports among all modules of the package form no cycle."""
+    done: set[str] = set()
+
+    def visit(name: str, path: list[str]) -> None:
+        assert name not in path, "import circle: " + " -> ".join([*path[path.index(name):], name])
+        if name in done:
+            return
+        for nxt in sorted(GRAPH[name]):
             visit(nxt, [*path, name])
+        done.add(name)
 
-    for name in graph:
+    for name in sorted(GRAPH):
         visit(name, [])

@@ -17,10 +17,10 @@ import torch
 import textgym  # noqa: F401
 from agents import agent_class
 from agents.lm import LMConfig
-from textgym.eval.report import evaluate_policy
 from textgym.models import load_causal_lm, load_classifier, load_tokenizer
 from textgym.models.logprobs import completion_logprobs
 from textgym.rewards import ClassifierReward
+from textgym.tasks.evaluation import evaluate_policy
 
 pytestmark = pytest.mark.filterwarnings("ignore::textgym.rewards.DeadRewardWarning")
 DTYPES = [torch.bfloat16, torch.float16]

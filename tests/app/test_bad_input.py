@@ -178,8 +178,8 @@ def test_eval_never_replaces_an_earlier_report(tmp_path, capsys):
 
 def test_evaluate_policy_refuses_zero_prompts(lm, tokenizer):
     """The library call names ``num_prompts`` instead of failing on an empty sequence."""
-    from textgym.eval.report import evaluate_policy
     from textgym.rewards import LengthReward
+    from textgym.tasks.evaluation import evaluate_policy
 
     with pytest.raises(ValueError, match="num_prompts must be a whole number >= 1"):
         evaluate_policy(lm, tokenizer, "sentiment", LengthReward(target=3), num_prompts=0)

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import pytest
-
 from textgym.data import synthetic
+from textgym.tasks.helpfulness import tips_given
 
 
 def test_same_seed_same_data_other_seed_other_data():
@@ -42,7 +41,7 @@ def test_dialogues_pairs_and_rankings():
 def test_demonstrations_are_mostly_curt_and_always_on_topic():
     """Demonstrations give only on-topic tips, about 70% just one; with no curt ones, each gives several."""
     rows = synthetic.dialogues()["train"]
-    tips = [synthetic.tips_given(row["prompt"], row["demonstration"]) for row in rows]
+    tips = [tips_given(row["prompt"], row["demonstration"]) for row in rows]
     assert all(own >= 1 and other == 0 for own, other in tips)
     curt = sum(own == 1 for own, _ in tips) / len(tips)
     assert 0.65 < curt < 0.75
@@ -68,38 +67,6 @@ def test_corpus_covers_all_tasks_but_not_which_tips_answer_which_question():
     assert len(texts) > 10000
     dialogues = synthetic.dialogues()["train"]
     assert not set(texts) & set(dialogues["chosen"]) and not set(texts) & set(dialogues["demonstration"])
-    given = [synthetic.tips_given(t.split("Assistant:")[0] + "Assistant:", t) for t in texts if "\n\nHuman:" in t]
+    given = [tips_given(t.split("Assistant:")[0] + "Assistant:", t) for t in texts if "\n\nHuman:" in t]
     own, other = sum(g[0] for g in given), sum(g[1] for g in given)
     assert own / (own + other) < 0.15  # tips in the corpus fit their question by chance (1 topic in 12)
-
-
-def test_tips_given_tells_on_topic_from_off_topic_answers():
-    """``tips_given`` counts the best answers' tips as own, off-topic ones as other; non-HH prompts give None."""
-    rows = synthetic.dialogues(n=200, seed=2)["test"]
-    for row in rows:
-        for completion, rank in zip(row["completions"], row["ranking"], strict=True):
-            own, other = synthetic.tips_given(row["prompt"], completion)
-            if rank == 1:
-                assert own >= 2 and other == 0
-            elif rank == 3 and completion.strip() not in synthetic.OFF_TOPIC:
-                assert own == 0 and other >= 2
-    assert synthetic.tips_given("Comment: hello\nReply:", " close the blinds during the day") is None
-
-
-@pytest.mark.parametrize(("answer", "edited"), [
-    (" Try to skip coffee after lunch and pick a dessert you can buy. Good luck!",
-     " Try to skip coffee after lunch. Good luck!"),
-    (" Sure. You could pick a dessert you can buy, skip coffee after lunch and keep your bedroom dark and cool.",
-     " Sure. You could skip coffee after lunch and keep your bedroom dark and cool."),
-    (" I suggest you skip coffee after lunch. Try to pick a dessert you can buy. I like trains a lot.",
-     " I suggest you skip coffee after lunch."),
-    (" Try to skip coffee after lunch.", None),  # nothing off topic
-    (" Try to pick a dessert you can buy.", None),  # no tip for the question would be left
-    (" Try to skip coffee after lunch to pick a dessert you can buy.", None),  # no clean edit
-])
-def test_strike_off_topic_edits_out_other_questions_tips(answer, edited):
-    """A labeler's edit: other questions' tips and stray facts go, the question's own tips stay."""
-    prompt = "\n\nHuman: How do I sleep better?\n\nAssistant:"
-    assert synthetic.strike_off_topic(prompt, answer) == edited
-    if edited is not None:
-        assert synthetic.tips_given(prompt, edited)[1] == 0

@@ -291,6 +291,21 @@ def test_direct_construction_matches_make(env_kwargs):
     assert a == b
 
 
+
+def test_public_accessors_show_what_the_env_was_built_with(env_kwargs):
+    """``reference``, ``reward_fn``, ``prompts`` and the lengths are public, on the single and the vector env."""
+    envs = gym.make_vec("textgym/TextGeneration-v0", num_envs=2, vectorization_mode="vector_entry_point", **env_kwargs)
+    for env in (make(env_kwargs), envs):
+        assert env.reference is env_kwargs["model"] and env.reward_fn is env_kwargs["reward_fn"]
+        assert list(env.prompts) == env_kwargs["prompts"]
+        assert (env.max_context, env.max_new_tokens) == (16, 6)
+
+
+def test_built_directly_the_env_needs_its_prompts(env_kwargs):
+    """The env knows no task: built without prompts it says so (the registered ids fill in a task's)."""
+    with pytest.raises(TypeError, match="prompts must be a list of strings"):
+        TextGenerationEnv(**{**env_kwargs, "prompts": None})
+
 # ------------------------------------------------------------------------------ bad input, found by users
 @pytest.mark.parametrize("kl_coef", [float("nan"), -1.0, float("inf")])
 def test_kl_coef_must_be_finite_and_not_negative(env_kwargs, kl_coef):

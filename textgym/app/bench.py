@@ -7,7 +7,7 @@ A case whose reward is the task's learned reward model (``rm:{rm}``) starts from
 and trains that reward model first, with the demo's steps (:mod:`textgym.app.steps`), once.
 
 Every (case, agent, seed) runs in a fresh process and is evaluated on the task's held-out prompts
-(:func:`textgym.eval.report.evaluate_policy`): reward, KL to the starting model, perplexity of
+(:func:`textgym.tasks.evaluation.evaluate_policy`): reward, KL to the starting model, perplexity of
 held-out preferred texts, distinct-2, the task's independent judge, tokens/s (training, or sampling
 for the reference) and peak resident memory. The summary (``rewards.md``, ``rewards.png``) averages
 the seeds and checks the quality bars: every trained agent above the starting model on reward and on
@@ -66,9 +66,9 @@ def _run_one(job: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     from textgym.app.harness import check_config
-    from textgym.eval.report import evaluate_policy
     from textgym.models import load_causal_lm, load_tokenizer
-    from textgym.rewards.named import make_reward
+    from textgym.tasks.evaluation import evaluate_policy
+    from textgym.tasks.rewards import make_reward
 
     run: TrainConfig = job["run"]
     datasets.disable_progress_bars()
@@ -136,9 +136,9 @@ def base_perplexity(prep: Path | None) -> float | None:
     """Perplexity of held-out chosen answers under the pretrained base model (the helpfulness bar's yardstick)."""
     if prep is None:
         return None
-    from textgym.eval.report import heldout_texts
     from textgym.eval.text import perplexity
     from textgym.models import load_causal_lm, load_tokenizer
+    from textgym.tasks.evaluation import heldout_texts
 
     texts, prompts = heldout_texts("helpfulness")
     return perplexity(load_causal_lm("textgym/tiny-lm"), load_tokenizer("textgym/tiny-lm"), texts, prompts)
@@ -146,7 +146,7 @@ def base_perplexity(prep: Path | None) -> float | None:
 
 def quality_bars(rows: list[dict[str, Any]], base_ppl: float | None) -> list[str]:
     """The bars of the quality check, one line each, with PASS or FAIL: every trained agent against the start."""
-    from textgym.eval.report import judge_higher_is_better
+    from textgym.tasks.evaluation import judge_higher_is_better
 
     lines = []
     by = {(r["case"], r["agent"], r["seed"]): r for r in rows}

@@ -172,10 +172,11 @@ def evaluate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     named = _check_eval_args(args)
-    from textgym.eval.report import evaluate_policy, metrics_table, plot_scores
+    from textgym.eval.report import metrics_table, plot_scores
     from textgym.models import load_causal_lm, load_tokenizer
-    from textgym.rewards.named import make_reward
     from textgym.tasks import get_task
+    from textgym.tasks.evaluation import evaluate_policy
+    from textgym.tasks.rewards import make_reward
 
     task = get_task(args.task)
     reward_fn = make_reward(args.reward) if args.reward else task.reward()
@@ -280,7 +281,7 @@ def label(args: argparse.Namespace) -> int:
         sample_items,
     )
     from textgym.rewards.combine import WeightedSum
-    from textgym.rewards.named import make_reward
+    from textgym.tasks.rewards import make_reward
 
     _check_label_args(args)
     done = answered(args.output)

@@ -60,7 +60,7 @@ def resolve_env_id(name: str) -> str:
     import textgym
 
     env_id = name if name.startswith("textgym/") else f"textgym/{name}"
-    text_ids = [i for i, (entry, _, _) in textgym.ENV_IDS.items() if entry.startswith("textgym.envs.text_generation")]
+    text_ids = [i for i, (entry, _, _) in textgym.ENV_IDS.items() if entry == "textgym.tasks:make_env"]
     if env_id not in text_ids:
         toy = " (TicTacToe-v0 is a toy env: train it with agents.ppo.PPO, see examples/tictactoe_lesson.py)" \
             if env_id in textgym.ENV_IDS else ""
@@ -126,7 +126,7 @@ def make_run_reward(cfg: TrainConfig) -> Any:
     """
     if cfg.reward is None:
         return None
-    from textgym.rewards.named import make_reward
+    from textgym.tasks.rewards import make_reward
 
     reward = make_reward(cfg.reward)
     if cfg.credit == "token" and not callable(getattr(reward, "parts", None)):
@@ -434,7 +434,8 @@ def _tensorboard(cfg: TrainConfig, folder: RunFolder, rows: list[dict]):
 
 def _evaluate(cfg: TrainConfig, derived: dict, envs: Any, agent: Any, say) -> dict[str, Any]:
     """Reference model vs trained policy on held-out prompts; writes ``reward_scores.png``."""
-    from textgym.eval.report import evaluate_policy, fixed, plot_scores
+    from textgym.eval.report import fixed, plot_scores
+    from textgym.tasks.evaluation import evaluate_policy
 
     core = envs.unwrapped.core
     reference, reward_fn = core.reference, core.reward_fn

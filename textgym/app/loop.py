@@ -75,7 +75,7 @@ def feedback_source(cfg: LoopConfig, task: Task) -> Callable[[list[Any], Path], 
 
         return lambda items, out: serve(items, out, cfg.host, cfg.port, stop_when_done=True)
     if cfg.feedback.startswith("judge:"):
-        from textgym.rewards.named import make_reward
+        from textgym.tasks.rewards import make_reward
 
         judge = make_reward(cfg.feedback.removeprefix("judge:"))
         return lambda items, out: feedback.label_with_judge(items, out, judge, show=quiet)
@@ -121,9 +121,9 @@ def evaluate_round(cfg: LoopConfig, task: Task, policy: Path, sft: Path, reward:
     """Held-out metrics of ``policy`` (the row of ``rounds.csv``, without ``round`` and ``labels``)."""
     import numpy as np
 
-    from textgym.eval.report import evaluate_policy
     from textgym.models import load_causal_lm, load_tokenizer
     from textgym.rewards import RewardModel
+    from textgym.tasks.evaluation import evaluate_policy
 
     tokenizer, reference = load_tokenizer(policy), load_causal_lm(sft)
     model = reference if policy == sft else load_causal_lm(policy)

@@ -53,11 +53,11 @@ def reinforce(cfg: DemoConfig, task: Task, policy: Path, reward: Path, out: Path
 
 
 def evaluate(cfg: DemoConfig, task: Task, out: Path) -> dict:
-    """Step 4: SFT vs RL on held-out questions (:func:`textgym.eval.report.evaluate_policy`)."""
-    from textgym.eval.report import evaluate_policy, heldout_texts
+    """Step 4: SFT vs RL on held-out questions (:func:`textgym.tasks.evaluation.evaluate_policy`)."""
     from textgym.eval.text import perplexity
     from textgym.models import load_causal_lm, load_tokenizer
     from textgym.rewards import RewardModel
+    from textgym.tasks.evaluation import evaluate_policy, heldout_texts
 
     tokenizer, reference = load_tokenizer(out / "sft"), load_causal_lm(out / "sft")
     reward = RewardModel(str(out / "reward_model"))

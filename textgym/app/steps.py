@@ -19,10 +19,10 @@ from textgym.tasks import DEFAULT_MODEL, Task
 
 
 def env_id(task: Task) -> str:
-    """The registered text env id of an embedded task."""
-    import textgym
-
-    return next(i for i, (_, _, kwargs) in textgym.ENV_IDS.items() if kwargs.get("task") == task.name)
+    """The registered env id of an embedded task."""
+    if task.env_id is None:
+        raise ValueError(f"task {task.name!r} registers no environment")
+    return task.env_id
 
 
 def training_prompts(task: Task, count: int, draw: int, seed: int) -> list[str]:

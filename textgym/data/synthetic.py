@@ -13,16 +13,19 @@ Three small worlds written by grammars (hundreds of phrases, combined at random)
   list, no slurs) (the detox task).
 
 The same seed always gives the same data. The test split holds whole prompts (openings, questions,
-comments) that never occur in train, so held-out scores measure generalisation.
+comments) that never occur in train, so held-out scores measure generalisation. The word lists
+import without ``datasets``: the helpfulness task grades answers with them
+(:mod:`textgym.tasks.helpfulness`).
 """
 
 from __future__ import annotations
 
 import functools
 import random
-import re
+from typing import TYPE_CHECKING
 
-import datasets
+if TYPE_CHECKING:
+    import datasets
 
 # ---------------------------------------------------------------------------------------- reviews
 MOVIES = ["movie", "film", "thriller", "comedy", "drama", "documentary", "sequel", "western", "musical",
@@ -189,6 +192,8 @@ INSULTS = ["idiot", "moron", "clown", "loser", "fool", "dimwit", "buffoon", "nit
 
 def _split(rows: list[dict], test_keys: set, key: str) -> datasets.DatasetDict:
     """Rows whose ``key`` value is in ``test_keys`` form the test split; the rest train."""
+    import datasets  # here, not at the top: the word lists import without it (the tasks grade answers with them)
+
     train = [r for r in rows if r[key] not in test_keys]
     test = [r for r in rows if r[key] in test_keys]
     return datasets.DatasetDict({"train": datasets.Dataset.from_list(train), "test": datasets.Dataset.from_list(test)})
@@ -254,74 +259,6 @@ ALL_TIPS = [tip for _, tips, _ in TOPICS.values() for tip in tips]
 def _hearsay_answer(rng: random.Random) -> str:
     """Advice in the helpful style, its tips drawn from every topic: what a question meets on the web."""
     return _helpful_answer(rng, ALL_TIPS)
-
-
-def topic_of(prompt: str) -> str | None:
-    """The topic of the question ``prompt`` asks (a key of ``TOPICS``); None if the question is unknown."""
-    return next((t for t, (questions, _, _) in TOPICS.items() if any(q in prompt for q in questions)), None)
-
-
-def tips_given(prompt: str, answer: str) -> tuple[int, int] | None:
-    r"""(tips for this question, tips for other questions) found in ``answer``; None if the question is unknown.
-
-    Example:
-        >>> tips_given("\n\nHuman: How do I sleep better?\n\nAssistant:", " Try to skip coffee after lunch.")
-        (1, 0)
-    """
-    order = tips_in_order(prompt, answer)
-    return None if order is None else (order.count(False), order.count(True))
-
-
-def tips_in_order(prompt: str, answer: str) -> list[bool] | None:
-    r"""For each tip in ``answer``, in the order given, whether it is meant for another question; None if unknown.
-
-    A tip given twice counts once, at its first place (as :func:`tips_given` counts it).
-
-    Example:
-        >>> tips_in_order("\n\nHuman: How do I sleep better?\n\nAssistant:",
-        ...               " Try to skip coffee after lunch and pick a dessert you can buy.")
-        [False, True]
-    """
-    topic = topic_of(prompt)
-    if topic is None:
-        return None
-    found = sorted((answer.find(tip), t != topic) for t, (_, tips, _) in TOPICS.items()
-                   for tip in tips if tip in answer)
-    return [other for _, other in found]
-
-
-def strike_off_topic(prompt: str, answer: str) -> str | None:
-    r"""``answer`` with every tip for another question and every stray fact struck out, as a labeler would edit it.
-
-    A tip goes with the comma or "and" that joins it to the list, or as its own sentence ("Try to ...");
-    None when nothing is off topic, when a tip cannot be struck cleanly, or when no tip for the
-    question would be left.
-
-    Example:
-        >>> prompt = "\n\nHuman: How do I sleep better?\n\nAssistant:"
-        >>> strike_off_topic(prompt, " Try to skip coffee after lunch and pick a dessert you can buy. Good luck!")
-        ' Try to skip coffee after lunch. Good luck!'
-    """
-    found = tips_given(prompt, answer)
-    if found is None or not found[1] and not any(fact in answer for fact in OFF_TOPIC):
-        return None
-    topic = topic_of(prompt)
-    verbs = "|".join(map(re.escape, HELP_VERBS))
-    edited = answer
-    for tip in (tip for t, (_, tips, _) in TOPICS.items() if t != topic for tip in tips):
-        while tip in edited:
-            quoted = re.escape(tip)
-            for pattern in (rf"(,? and |, ){quoted}", rf"{quoted}(, and |, | and )", rf"\s*(?:{verbs}) {quoted}\."):
-                struck = re.sub(pattern, "", edited, count=1)
-                if struck != edited:
-                    edited = struck
-                    break
-            else:
-                return None  # the tip is part of something else: no clean edit
-    for fact in OFF_TOPIC:
-        edited = edited.replace(f" {fact}", "").replace(fact, "")
-    left = tips_given(prompt, edited)  # (tips for this question, for others); the question is known
-    return edited if left is not None and left[0] and not left[1] else None
 
 
 def _dialogue(rng: random.Random, topic: str, curt_demonstrations: float) -> dict:

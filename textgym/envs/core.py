@@ -63,12 +63,13 @@ from textgym.models.kv import SlotKVCache
 from textgym.models.logprobs import completion_logprobs
 from textgym.models.sampling import Sampling
 from textgym.rewards.base import RewardFunction, score_parts, score_terms
-from textgym.tasks import DEFAULT_MODEL, get_task
 
 RefScoring = Literal["step", "episode"]
 Credit = Literal["end", "token"]
 CREDITS = ("end", "token")
 PromptOverflow = Literal["truncate", "error"]
+#: The reference model when none is given: the embedded tiny language model.
+DEFAULT_MODEL = "textgym/tiny-lm"
 
 _IMPORT_PID = os.getpid()
 
@@ -105,16 +106,14 @@ class GenerationCore:
     Args:
         num_slots: Number of contexts stepped together.
         model: The frozen reference causal LM, or a name/path for :func:`textgym.models.load_causal_lm`
-            (default: the task's model, the embedded ``textgym/tiny-lm`` for the language tasks).
+            (default: the embedded ``textgym/tiny-lm``).
         tokenizer: Its tokenizer; loaded from ``model`` when None and ``model`` is a name.
-        prompts: Prompt texts, or a ``datasets.Dataset`` with a ``prompt_column`` (default: the
-            task's training prompts).
-        reward_fn: Scores finished completions (:class:`textgym.rewards.RewardFunction`; default:
-            the task's reward; in a conversation it may be None, the score being the turn rewards).
-        task: The embedded task (:data:`textgym.tasks.TASKS`) that supplies every default left out.
-        max_context: Observation length: prompt plus completion must fit in it (default: the task's).
+        prompts: Prompt texts, or a ``datasets.Dataset`` with a ``prompt_column``.
+        reward_fn: Scores finished completions (:class:`textgym.rewards.RewardFunction`); in a
+            conversation it may be None, the score being the turn rewards.
+        max_context: Observation length: prompt plus completion must fit in it.
         max_new_tokens: Episode length limit in tokens after the prompt (the environment's turns
-            count too); reaching it truncates the episode (default: the task's).
+            count too); reaching it truncates the episode.
         kl_coef: Beta, the weight of ``log pi_ref(a_t | s_t)`` in the reward: finite and >= 0.
         temperature: The sampling temperature of the policies trained here: the reference's
             log-probabilities are ``log softmax(logits / temperature)`` (module docstring); finite and > 0.
@@ -122,32 +121,27 @@ class GenerationCore:
         prompt_overflow: A prompt longer than ``max_context - max_new_tokens`` tokens is
             ``"truncate"``-d on the left with a warning, or raises (``"error"``).
         prompt_column: Column holding the prompt text when ``prompts`` is a Dataset.
-        action_mask: Optional int8/bool array of length ``num_actions``; 1 marks allowed tokens.
+        action_mask: Optional int8/bool array of length ``num_actions`` (the tokenizer's length, which
+            is the action space's size: see :class:`textgym.envs.TextGenerationEnv`); 1 marks allowed tokens.
         turns: The rules of a conversation (:class:`textgym.envs.turns.Turns`), or None for one
-            completion per episode (default: the task's).
+            completion per episode.
         credit: ``"end"``, or ``"token"`` to report where each part of the score was earned
             (``info["score_parts"]``; module docstring). ``"token"`` needs a reward with a ``parts``
             method and one completion per episode.
+
+    The task of a registered id fills in its defaults before the core is built
+    (:func:`textgym.tasks.env_arguments`): the core knows no task.
     """
 
     def __init__(
-        self, num_slots: int, model: PreTrainedModel | str | None = None,
+        self, num_slots: int, model: PreTrainedModel | str = DEFAULT_MODEL,
         tokenizer: PreTrainedTokenizerBase | None = None, prompts: Any = None, reward_fn: RewardFunction | None = None,
-        task: str = "sentiment", max_context: int | None = None, max_new_tokens: int | None = None,
-        kl_coef: float = 0.05, ref_scoring: RefScoring = "step", prompt_overflow: PromptOverflow = "truncate",
+        *, max_context: int, max_new_tokens: int, kl_coef: float = 0.05, ref_scoring: RefScoring = "step",
+        prompt_overflow: PromptOverflow = "truncate",
         prompt_column: str = "prompt", action_mask: np.ndarray | None = None, turns: Turns | None = None,
         credit: Credit = "end", temperature: float = 1.0,
     ) -> None:
         _single_threaded_after_fork()
-        defaults = get_task(task)
-        prompts = defaults.prompts("train") if prompts is None else prompts
-        turns = defaults.turns() if turns is None and defaults.turns is not None else turns
-        reward_fn = defaults.reward() if reward_fn is None and defaults.reward is not None else reward_fn
-        max_context = defaults.max_context if max_context is None else max_context
-        max_new_tokens = defaults.max_new_tokens if max_new_tokens is None else max_new_tokens
-        if model is None and defaults.model is not None:
-            model, tokenizer = defaults.model() if tokenizer is None else (defaults.model()[0], tokenizer)
-        model = DEFAULT_MODEL if model is None else model
         self.reference = load_causal_lm(model) if isinstance(model, str) else model
         if tokenizer is None and not isinstance(model, str):
             raise ValueError("pass the tokenizer that belongs to the reference model")

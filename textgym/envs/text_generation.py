@@ -82,7 +82,8 @@ class TextGenerationEnv(gym.Env):
     does ``step`` after a reward function raised: that episode is over.
 
     ## Information
-    After ``reset``: ``prompt`` (str), and ``action_mask`` (int8, ``(vocab_size,)``) if set.
+    After ``reset``: ``prompt`` (str), and ``action_mask`` (int8 of length ``action_space.n``: the
+    tokenizer's size, not a padded vocabulary's) if set.
     Every step: ``ref_logprob`` (float, ``log pi_ref(a_t | s_t)`` at ``temperature``, over the
     allowed actions where a mask is in force; step mode only) and ``action_mask`` if set. On the last
     step also: ``score`` (float, the reward function's score), ``prompt`` (str), ``completion``
@@ -100,23 +101,25 @@ class TextGenerationEnv(gym.Env):
     reward function's score was earned; it sums to ``score``).
 
     ## Arguments
-    Every argument has a default, so ``gymnasium.make("textgym/TextGeneration-v0")`` runs offline
-    on the embedded kit (the sentiment task; ``textgym/Helpfulness-v0``, ``textgym/Detox-v0`` and
-    ``textgym/TinyLanguage-v0`` pick the other tasks).
+    The environment takes explicit arguments and knows no task. The registered ids give every
+    argument a default from their task (:mod:`textgym.tasks`), so
+    ``gymnasium.make("textgym/TextGeneration-v0")`` runs offline on the embedded kit: the sentiment
+    task; ``textgym/Helpfulness-v0``, ``textgym/Detox-v0``, ``textgym/Greeting-v0``,
+    ``textgym/TinyLanguage-v0`` and ``textgym/TextTicTacToe-v0`` pick the others, as does
+    ``gymnasium.make(..., task=name)`` with a name of :data:`textgym.tasks.TASKS` (``"sentiment"``,
+    ``"helpfulness"``, ``"detox"``, ``"greeting"``, ``"tiny"``, ``"tictactoe"``). Built directly, it
+    needs ``prompts``, ``reward_fn`` (or ``turns``), ``max_context`` and ``max_new_tokens``.
 
     - ``model``: the reference causal LM, or a name for :func:`textgym.models.load_causal_lm`
-      (default: the task's; ``"textgym/tiny-lm"`` for the language tasks, the exact bigram
-      reference of :mod:`textgym.models.bigram` for ``task="tiny"``).
+      (default: ``"textgym/tiny-lm"``).
     - ``tokenizer``: its tokenizer (loaded with the model when ``model`` is a name).
-    - ``prompts``: a list of prompt strings or a ``datasets.Dataset`` (``prompt_column``);
-      default: the task's training prompts.
-    - ``reward_fn``: a :class:`textgym.rewards.RewardFunction`; default: the task's reward.
-    - ``task``: ``"sentiment"``, ``"helpfulness"``, ``"detox"`` or ``"tiny"``
-      (:data:`textgym.tasks.TASKS`), the source of every default left out.
+    - ``prompts``: a list of prompt strings or a ``datasets.Dataset`` (``prompt_column``).
+    - ``reward_fn``: a :class:`textgym.rewards.RewardFunction`.
     - ``max_context``, ``max_new_tokens``, ``kl_coef``, ``ref_scoring``, ``prompt_overflow``,
       ``prompt_column``, ``action_mask``, ``turns``, ``credit``: see :class:`textgym.envs.core.GenerationCore`.
       ``kl_coef`` is also a property: the one value the environment and the agents use (an
-      adaptive KL controller sets it).
+      adaptive KL controller sets it). ``reference``, ``reward_fn``, ``prompts``, ``max_context``,
+      ``max_new_tokens``, ``tokenizer``, ``turns`` and ``temperature`` are read-only properties.
     - ``temperature``: the sampling temperature of the policy trained here (default 1): the
       reference scores ``log softmax(logits / temperature)``, so the KL shaping is the KL of the
       distribution sampled at that temperature (the agents of ``agents/`` refuse an environment whose
@@ -142,14 +145,16 @@ class TextGenerationEnv(gym.Env):
       (``action_mask``, or a conversation's allowed moves such as ``textgym/TextTicTacToe-v0`` with
       ``illegal="mask"``) the reference's log-probabilities are renormalised over the allowed actions,
       as the masked policy's are (they were over every action: a policy equal to the reference paid a KL).
+      The ``task`` keyword is the registered ids' (:func:`textgym.tasks.make_env`): built directly, the
+      environment takes explicit arguments (``prompts``, ``reward_fn``, ``max_context``, ``max_new_tokens``).
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 4}
 
     def __init__(
         self, model: PreTrainedModel | str | None = None, tokenizer: PreTrainedTokenizerBase | None = None,
-        prompts: Any = None, reward_fn: RewardFunction | None = None, *, task: str = "sentiment",
-        max_context: int | None = None, max_new_tokens: int | None = None, kl_coef: float = 0.05,
+        prompts: Any = None, reward_fn: RewardFunction | None = None, *, max_context: int, max_new_tokens: int,
+        kl_coef: float = 0.05,
         ref_scoring: RefScoring = "step",
         prompt_overflow: PromptOverflow = "truncate", prompt_column: str = "prompt",
         action_mask: np.ndarray | None = None, turns: Turns | None = None, render_mode: str | None = None,
@@ -158,7 +163,7 @@ class TextGenerationEnv(gym.Env):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}")
         self.core = GenerationCore(
-            1, model, tokenizer, prompts, reward_fn, task=task, max_context=max_context, max_new_tokens=max_new_tokens,
+            1, model, tokenizer, prompts, reward_fn, max_context=max_context, max_new_tokens=max_new_tokens,
             kl_coef=kl_coef, ref_scoring=ref_scoring, prompt_overflow=prompt_overflow,
             prompt_column=prompt_column, action_mask=action_mask, turns=turns, credit=credit, temperature=temperature,
         )
@@ -171,6 +176,31 @@ class TextGenerationEnv(gym.Env):
     def tokenizer(self) -> PreTrainedTokenizerBase:
         """The tokenizer that decodes actions into text."""
         return self.core.tokenizer
+
+    @property
+    def reference(self) -> PreTrainedModel:
+        """The frozen reference model that scores every action (e.g. the starting policy to fine-tune)."""
+        return self.core.reference
+
+    @property
+    def reward_fn(self) -> RewardFunction | None:
+        """The reward function that scores finished completions (None in a conversation scored by its turns)."""
+        return self.core.reward_fn
+
+    @property
+    def prompts(self) -> Any:
+        """The prompt set episodes draw from (a list of strings or a ``datasets.Dataset``)."""
+        return self.core.prompts
+
+    @property
+    def max_context(self) -> int:
+        """The observation length: prompt plus completion fit in it."""
+        return self.core.max_context
+
+    @property
+    def max_new_tokens(self) -> int:
+        """The episode length limit in tokens after the prompt."""
+        return self.core.max_new_tokens
 
     @property
     def turns(self) -> Turns | None:

@@ -94,6 +94,31 @@ class TextGenerationVectorEnv(VectorEnv):
         return self.core.tokenizer
 
     @property
+    def reference(self):
+        """The frozen reference model that scores every action (e.g. the starting policy to fine-tune)."""
+        return self.core.reference
+
+    @property
+    def reward_fn(self):
+        """The reward function that scores finished completions (None in a conversation scored by its turns)."""
+        return self.core.reward_fn
+
+    @property
+    def prompts(self) -> Any:
+        """The prompt set episodes draw from (a list of strings or a ``datasets.Dataset``)."""
+        return self.core.prompts
+
+    @property
+    def max_context(self) -> int:
+        """The observation length: prompt plus completion fit in it."""
+        return self.core.max_context
+
+    @property
+    def max_new_tokens(self) -> int:
+        """The episode length limit in tokens after the prompt."""
+        return self.core.max_new_tokens
+
+    @property
     def turns(self) -> Turns | None:
         """The rules of the conversation (:class:`textgym.envs.turns.Turns`), or None: e.g. to add restarts."""
         return self.core.turns

@@ -11,7 +11,8 @@ The transcript, the agent always X (whoever starts) and the opponent O::
     board . . . / . . . / . . . move 5 O 1 board O . . / . X . / . . . move 9 O 3 board O . O / . X . / . . X move
 
 ``gym.make("textgym/TextTicTacToe-v0", opponent="minimax", first="agent", illegal="mask")`` sets
-the rules; every other keyword is the text environment's (``model``, ``tokenizer``, ``kl_coef``, ...).
+the rules; every other keyword is the text environment's (``model``, ``tokenizer``, ``kl_coef``, ...):
+the task :mod:`textgym.tasks.tictactoe` registers the id and builds the environment.
 Cells are numbered 1-9 row by row (``textgym.envs.tictactoe`` numbers them 0-8). An occupied cell or
 anything but a cell number loses the game (``illegal="loss"``), or is never offered
 (``illegal="mask"``: ``info["action_mask"]`` allows the empty cells only).
@@ -128,7 +129,7 @@ class TicTacToeTurns(Turns):
         random_moves: Exploring starts: each game begins after a uniformly drawn 0 to ``random_moves``
             random moves by each side (then the opponent's move when it is first), written into the
             transcript as the game so far: state, not the agent's actions. At most 2; the window
-            grows to hold them (:func:`make_env`).
+            grows to hold them (:func:`textgym.tasks.tictactoe.make_env`).
         opening: The opponent's first move on an empty board: by its own rule (``"cell"``), or
             ``"class"``: the centre, a corner or an edge, a third of the games each (the three
             openings up to symmetry, where a uniform cell gives the centre 1 game in 9).
@@ -136,7 +137,7 @@ class TicTacToeTurns(Turns):
             there are any: a curriculum of chosen positions, e.g. those where the policy erred
             (:func:`textgym.eval.tictactoe.mistakes_with_history`), refreshed as training goes on
             (by setting :attr:`restarts`). The game so far is the prompt (state, not the agent's actions);
-            the window grows to hold it (:func:`make_env`).
+            the window grows to hold it (:func:`textgym.tasks.tictactoe.make_env`).
         restarts: Game histories to restart from, ``(moves, agent_first)``: see :attr:`restarts`.
     """
 
@@ -280,55 +281,6 @@ class TicTacToeTurns(Turns):
 
     def _allowed(self, game: _Game) -> list[str] | None:
         return [str(cell + 1) for cell in legal_moves(game.board)] if self.illegal == "mask" else None
-
-
-#: The keywords of :func:`make_env` that are the rules' (:class:`TicTacToeTurns`), not the text environment's.
-RULE_OPTIONS = ("opponent", "first", "illegal", "random_moves", "opening", "restart_share", "restarts")
-
-
-def make_env(**kwargs: Any):
-    """The entry point of ``gym.make("textgym/TextTicTacToe-v0", opponent=..., first=..., illegal=...)``.
-
-    The rules' options (:class:`TicTacToeTurns`: ``opponent``, ``first``, ``illegal``,
-    ``random_moves``, ``opening``, ``restart_share``, ``restarts``) sit next to the text environment's
-    own (``model``, ``kl_coef``, ...), or the rules come whole as ``turns=``. With ``random_moves``
-    the window grows by what an exploring start can write before the agent's first move; with
-    ``restart_share``, to hold the longest restart (63 tokens of prompt) and the longest game after
-    it (65): 128 positions, the kit model's. A game writes at most 78 tokens in all.
-    """
-    import inspect
-
-    from textgym.envs.text_generation import TextGenerationEnv, check_arguments
-
-    check_arguments("textgym/TextTicTacToe-v0", kwargs, [*inspect.signature(TextGenerationEnv).parameters,
-                                                         *RULE_OPTIONS])
-    _rules(kwargs)
-    return TextGenerationEnv(task=kwargs.pop("task", "tictactoe"), **kwargs)
-
-
-def make_vector_env(num_envs: int = 1, **kwargs: Any):
-    """The vector form of :func:`make_env` (``gym.make_vec(..., vectorization_mode="vector_entry_point")``)."""
-    from textgym.envs.text_generation_vector import TextGenerationVectorEnv
-
-    _rules(kwargs)
-    return TextGenerationVectorEnv(num_envs=num_envs, task=kwargs.pop("task", "tictactoe"), **kwargs)
-
-
-def _rules(kwargs: dict[str, Any]) -> None:
-    """Put the rules, and the window their openings need, into the environment's ``kwargs``."""
-    options = {name: kwargs.pop(name) for name in RULE_OPTIONS if name in kwargs}
-    if "turns" in kwargs and options:
-        raise ValueError(f"pass the rules' options ({', '.join(options)}) or turns=, not both: they are the rules' own")
-    rules = kwargs.setdefault("turns", TicTacToeTurns(**options))
-    if not isinstance(rules, TicTacToeTurns):
-        return
-    if rules.restart_share:  # the longest restart: the opponent's first turn, then 3 more turns and the agent's cells
-        kwargs.setdefault("max_new_tokens", GAME_TOKENS)
-        kwargs.setdefault("max_context", TURN_TOKENS + 3 * (TURN_TOKENS + 1) + GAME_TOKENS)
-    elif rules.random_moves:  # each random move pair writes one agent cell and one opponent turn into the prompt
-        from textgym.tasks.tictactoe import TASK
-
-        kwargs.setdefault("max_context", TASK.max_context + (TURN_TOKENS + 1) * rules.random_moves)
 
 
 def random_transcripts(games: int, seed: int = 0) -> list[str]:

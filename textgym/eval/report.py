@@ -1,10 +1,11 @@
 """Before/after evaluation of policies on an embedded task: the numbers and plots of an RLHF report.
 
-:func:`evaluate_policy` samples one completion per held-out prompt and measures what an RLHF report
-shows: the reward's score distribution, the KL to a reference model, the perplexity of held-out
-preferred answers given their prompts, distinct-2, and an independent judge. ``textgym demo``,
-``textgym train``, ``textgym eval`` and ``benchmarks/rewards.py`` all call it, so their numbers
-are comparable.
+:func:`evaluate` samples one completion per prompt and measures what the seeds measure: the
+reward's score distribution, the KL to a reference model, the perplexity of held-out
+preferred answers given their prompts, distinct-2, and an independent judge. It takes the prompts, the held-out
+texts and the judge as arguments; :func:`textgym.tasks.evaluation.evaluate_policy` takes them from
+a task, and ``textgym demo``, ``textgym train``, ``textgym eval`` and ``benchmarks/rewards.py`` all
+call it, so their numbers are comparable.
 
 The KL is ``sum_t KL(pi(.|s_t) || pi_ref(.|s_t))`` along each sampled completion, averaged over the
 completions: computed from both models' whole next-token distributions at every visited state, it
@@ -18,7 +19,7 @@ tips rate for the learned helpfulness reward model, an insult word list for deto
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -28,49 +29,28 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from textgym.eval.text import distinct_n, perplexity, sample_completions, score_summary
 from textgym.models.logprobs import completion_kl
 from textgym.rewards.base import RewardFunction, score_batch
-from textgym.tasks import TASKS, get_task
+
+#: An independent judge: (prompts, completions, the trained reward's name) -> metrics.
+Judge = Callable[[list[str], list[str], str], dict[str, float]]
 
 
-def heldout_texts(task: str, limit: int = 300) -> tuple[list[str], list[str]]:
-    """Held-out preferred texts of a task and their prompts (each text starts with its prompt); empty if none."""
-    heldout = get_task(task).heldout
-    return heldout(limit) if heldout is not None else ([], [])
-
-
-def judge_scores(task: str, prompts: Sequence[str], completions: Sequence[str], reward_name: str = "",
-                 ) -> dict[str, float]:
-    """The task's independent judge's view of completions (:attr:`textgym.tasks.Task.judge`); empty if none.
-
-    ``reward_name`` is the trained reward's name: a judge never grades its own reward.
-    """
-    judge = get_task(task).judge
-    return judge(list(prompts), list(completions), reward_name) if judge is not None else {}
-
-
-def judge_higher_is_better(metric: str) -> bool:
-    """Whether a higher value of a ``judge/...`` metric is better (as the task that reports it says)."""
-    for task in TASKS.values():
-        if metric in task.judge_higher_is_better:
-            return task.judge_higher_is_better[metric]
-    return True
-
-
-def evaluate_policy(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, task: str, reward_fn: RewardFunction,
-                    reference: PreTrainedModel | None = None, *, num_prompts: int = 64,
-                    max_new_tokens: int | None = None, seed: int = 0, perplexity_texts: int = 300) -> dict[str, Any]:
-    """Sample one completion per held-out prompt of ``task`` and measure it.
+def evaluate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str],
+             reward_fn: RewardFunction, reference: PreTrainedModel | None = None, *, max_new_tokens: int,
+             num_prompts: int = 64, seed: int = 0, judge: Judge | None = None,
+             heldout: tuple[list[str], list[str]] = ([], [])) -> dict[str, Any]:
+    """Sample one completion per prompt and measure it.
 
     Args:
         model: The policy (a causal LM).
         tokenizer: Its tokenizer.
-        task: An embedded task name (:data:`textgym.tasks.TASKS`).
+        prompts: Held-out prompts, cycled over when there are fewer than ``num_prompts``.
         reward_fn: The reward to report (usually the one trained on).
         reference: The model KL is measured to (None: no KL).
-        num_prompts: Completions sampled, one per held-out prompt, cycling over the prompts when the task
-            has fewer (the helpfulness task holds out 27 questions).
-        max_new_tokens: Completion length limit (None: the task's).
+        max_new_tokens: Completion length limit.
+        num_prompts: Completions sampled, one per prompt.
         seed: Sampling seed.
-        perplexity_texts: Held-out preferred texts for the perplexity (0: skip it).
+        judge: An independent judge, (prompts, completions, the reward's name) -> metrics (None: none).
+        heldout: Held-out preferred texts and their prompts, for the perplexity (empty: skip it).
 
     Raises:
         ValueError: If ``num_prompts`` < 1 or ``max_new_tokens`` < 1.
@@ -83,14 +63,12 @@ def evaluate_policy(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, 
     if isinstance(num_prompts, bool) or not isinstance(num_prompts, int) or num_prompts < 1:
         raise ValueError(f"num_prompts must be a whole number >= 1 (one completion per held-out prompt), "
                          f"got {num_prompts!r}")
-    if max_new_tokens is not None and max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens must be >= 1 or None (the task's), got {max_new_tokens}")
-    spec = get_task(task)
-    held_out = spec.prompts("test")
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    held_out = list(prompts)
     prompts = [held_out[i % len(held_out)] for i in range(num_prompts)]
     began = time.perf_counter()
-    limit = spec.max_new_tokens if max_new_tokens is None else max_new_tokens
-    ids = sample_completions(model, tokenizer, prompts, limit, seed=seed)
+    ids = sample_completions(model, tokenizer, prompts, max_new_tokens, seed=seed)
     speed = sum(len(c) for c in ids) / (time.perf_counter() - began)
     # one sequence decodes to one string (transformers types decode for batches too: str | list[str])
     texts = [cast(str, tokenizer.decode(c, skip_special_tokens=True)) for c in ids]
@@ -98,14 +76,14 @@ def evaluate_policy(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, 
     result: dict[str, Any] = {"reward": score_summary(scores), "reward_scores": scores.tolist(),
                               "distinct_2": distinct_n(texts, 2), "tokens_per_s": speed, "completions": len(prompts),
                               "prompts_distinct": min(len(held_out), num_prompts),
-                              **judge_scores(task, prompts, texts, reward_fn.name)}
+                              **(judge(prompts, texts, reward_fn.name) if judge is not None else {})}
     if reference is model:  # evaluating the reference itself (the "before" of a comparison)
         result["kl_to_reference"] = 0.0
     elif reference is not None:  # EOS included; exact per-token KL summed along each sample: never negative
         prompt_ids = [tokenizer(p)["input_ids"] for p in prompts]
         kls = completion_kl(model, reference, prompt_ids, ids, tokenizer.pad_token_id, num_actions=len(tokenizer))
         result["kl_to_reference"] = float(np.mean([float(kl.sum()) for kl in kls]))
-    held, held_prompts = heldout_texts(task, perplexity_texts)
+    held, held_prompts = heldout
     if held:
         result["perplexity_heldout"] = perplexity(model, tokenizer, held, held_prompts)
     return {**result, "prompts": prompts, "samples": texts}

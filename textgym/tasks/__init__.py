@@ -1,87 +1,45 @@
 """The embedded tasks: everything task-specific, one module per task.
 
-A :class:`Task` says which prompts, reward, lengths and reference model an environment uses when
-an argument is left out (``gymnasium.make("textgym/Sentiment-v0")`` is the environment with
-``task="sentiment"``), and what the rest of textgym needs to know about the task: its held-out
-preferred texts (perplexity), its independent judge and the judge's direction, the named rewards
-and classifier it contributes, its benchmark cases, and its RLHF data (demonstrations, rankings).
-Adding a task is adding a module here (and its data generator) and a line in :data:`TASKS`.
+A :class:`Task` says which prompts, reward, lengths and reference model its environment uses when
+an argument is left out (``gymnasium.make("textgym/Sentiment-v0")`` is the text environment with
+the sentiment task's defaults), and what the rest of textgym needs to know about the task: its
+held-out preferred texts (perplexity), its independent judge and the judge's direction, the named
+rewards and classifier it contributes, its benchmark cases, and its RLHF data (demonstrations,
+rankings).
+
+Tasks sit above the environments, rewards and models: nothing below imports a task. The
+environments take explicit arguments; a task's defaults are filled in by the entry point its
+registered id names (:func:`make_env`, or the task's own, as tic-tac-toe's rules need).
+
+Adding a task is adding a module here that defines ``TASK`` (and its data): :data:`TASKS` finds
+every module of this package except the layer's own (:data:`LAYER_MODULES`: the task record,
+the kit builder, evaluation and reward names on the tasks), and importing textgym registers the id
+of every task that has one (:data:`ENV_IDS`); :mod:`textgym.tasks.greeting` is a small example.
+A task module imports :mod:`textgym.tasks.base`, never this package (which imports the task
+modules). So that importing textgym stays quick, a task module imports only light modules at its
+top (numpy, :mod:`textgym.tasks.base`, the word lists of :mod:`textgym.data.synthetic`) and the
+heavy parts of the library (rewards, models, environments) inside the functions that use them:
+``tests/tasks`` checks that ``import textgym`` loads no model library.
 
 ``textgym/TextGeneration-v0`` with no arguments is the sentiment task.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import importlib
+import inspect
+import pkgutil
 from typing import Any
 
-DEFAULT_MODEL = "textgym/tiny-lm"
+from textgym.tasks.base import DEFAULT_MODEL, TEXT_ENTRY_POINTS, ClassifierSpec, Task, env_arguments, unique
 
+__all__ = ["DEFAULT_MODEL", "ENV_IDS", "TASKS", "ClassifierSpec", "Task", "env_arguments", "get_task", "make_env",
+           "make_vector_env", "unique"]
 
-@dataclass(frozen=True)
-class ClassifierSpec:
-    """An embedded classifier the task's data trains (``python -m textgym.models.build``)."""
-
-    name: str
-    """Embedded name without the prefix, e.g. ``sentiment-classifier``."""
-    labels: tuple[str, str]
-    """Class names; index 1 is the positive class of the reward."""
-    data: Callable[[str], tuple[list[str], list[int]]]
-    """Split -> (texts, labels)."""
-
-
-@dataclass(frozen=True)
-class Task:
-    """An embedded task (module docstring). Only the first five fields are required."""
-
-    name: str
-    """Short name, also the registered id's stem."""
-    prompts: Callable[[str], list[str]]
-    """Prompt texts of a split (``"train"`` or ``"test"``)."""
-    reward: Callable[[], Any] | None
-    """Builds the task's reward function (None: the score comes from the conversation's turns)."""
-    max_new_tokens: int
-    """Default episode length limit."""
-    max_context: int
-    """Default observation length."""
-    model: Callable[[], tuple[Any, Any]] | None = None
-    """Builds (reference model, tokenizer); None means the embedded ``textgym/tiny-lm``."""
-    turns: Callable[[], Any] | None = None
-    """Builds the rules of a conversation (:class:`textgym.envs.turns.Turns`); None: one completion per episode."""
-    heldout: Callable[[int], tuple[list[str], list[str]]] | None = None
-    """Held-out preferred texts and their prompts (each text starts with its prompt), at most ``limit``."""
-    judge: Callable[[list[str], list[str], str], dict[str, float]] | None = None
-    """(prompts, completions, trained reward's name) -> metrics of an independent judge (``judge/...``)."""
-    judge_higher_is_better: dict[str, bool] = field(default_factory=dict)
-    """For each ``judge/...`` metric, whether higher is better."""
-    named_rewards: dict[str, Callable[[], Any]] = field(default_factory=dict)
-    """Rewards the task contributes to :func:`textgym.rewards.named.make_reward` (e.g. ``sentiment``)."""
-    classifier: ClassifierSpec | None = None
-    """The embedded classifier built from the task's data."""
-    bench_cases: dict[str, str] = field(default_factory=dict)
-    """Benchmark case -> reward spec (``{rm}``: the reward model learned from the task's rankings)."""
-    demonstrations: Callable[[], list[str]] | None = None
-    """Full texts (prompt + answer) for supervised fine-tuning, if the task has an RLHF pipeline."""
-    rankings: Callable[[str], Any] | None = None
-    """Split -> rankings rows (``prompt``, ``completions``, ``ranking``) for a reward model."""
-    audit: Callable[[Any, Any], dict[str, float]] | None = None
-    """(reward function, held-out rankings rows) -> how often the reward prefers the best answer, per kind."""
-    utility: Callable[[list[str], list[str]], Any] | None = None
-    """(prompts, completions) -> the hidden true utility of each answer: what a simulated labeler ranks by
-    (``textgym loop --feedback simulated``), and what the loop reports beside the learned reward."""
-    correct: Callable[[str, str], str | None] | None = None
-    """(prompt, answer) -> the answer as a simulated labeler would correct it by striking words out, or None when
-    it would not (``textgym loop --corrections``: each correction is preferred to the answer it corrects)."""
-    users: dict[str, Callable[[list[str], list[str]], Any]] = field(default_factory=dict)
-    """Simulated users with tastes of their own, name -> utility like ``utility`` (``textgym personalize``)."""
-    metrics: Callable[[list[str], list[str]], dict[str, float]] | None = None
-    """(prompts, completions) -> task-specific metrics of the answers, reported by the loop and the demo."""
-
-
-def unique(values: list[str]) -> list[str]:
-    """``values`` without repeats, in order."""
-    return list(dict.fromkeys(values))
+#: The task whose defaults ``textgym/TextGeneration-v0`` takes.
+DEFAULT_TASK = "sentiment"
+#: The layer's own modules of this package, which are not tasks.
+LAYER_MODULES = ("base", "build", "evaluation", "rewards")
 
 
 def get_task(name: str) -> Task:
@@ -91,11 +49,37 @@ def get_task(name: str) -> Task:
     return TASKS[name]
 
 
-def _registry() -> dict[str, Task]:
-    from textgym.tasks import detox, helpfulness, sentiment, tictactoe, tiny
+def _discover() -> dict[str, Task]:
+    """Every task module's ``TASK`` by name: the default task first, then the others in the order of their names."""
+    names = sorted(info.name for info in pkgutil.iter_modules(__path__)
+                   if not info.name.startswith("_") and info.name not in LAYER_MODULES)
+    tasks = [importlib.import_module(f"{__name__}.{name}").TASK for name in names]
+    return {task.name: task for task in sorted(tasks, key=lambda task: (task.name != DEFAULT_TASK, task.name))}
 
-    return {module.TASK.name: module.TASK for module in (sentiment, helpfulness, detox, tiny, tictactoe)}
+
+#: Every embedded task by name: the default task (sentiment) first, then the others by name.
+TASKS: dict[str, Task] = _discover()
+#: The id of every task's environment -> (entry point, vector entry point, ``gymnasium.make`` keywords).
+ENV_IDS: dict[str, tuple[str, str, dict[str, Any]]] = {
+    task.env_id: (*task.entry_points, {"task": task.name} if task.entry_points == TEXT_ENTRY_POINTS else {})
+    for task in TASKS.values() if task.env_id is not None
+}
 
 
-#: Every embedded task by name.
-TASKS: dict[str, Task] = _registry()
+def make_env(task: str = DEFAULT_TASK, **kwargs: Any):
+    """The entry point of a task's registered id: :class:`textgym.envs.TextGenerationEnv` with ``task``'s defaults.
+
+    ``gymnasium.make("textgym/TextGeneration-v0", task="detox")`` picks a task by name; an unknown
+    keyword is named in one line.
+    """
+    from textgym.envs.text_generation import TextGenerationEnv, check_arguments
+
+    check_arguments("TextGenerationEnv", kwargs, [*inspect.signature(TextGenerationEnv).parameters, "task"])
+    return TextGenerationEnv(**env_arguments(get_task(task), kwargs))
+
+
+def make_vector_env(num_envs: int = 1, task: str = DEFAULT_TASK, **kwargs: Any):
+    """The vector entry point of a task's registered id: :class:`textgym.envs.TextGenerationVectorEnv`."""
+    from textgym.envs.text_generation_vector import TextGenerationVectorEnv
+
+    return TextGenerationVectorEnv(num_envs=num_envs, **env_arguments(get_task(task), kwargs))

@@ -3,7 +3,7 @@ r"""The detox task: reply to a comment politely.
 Prompts are ``"Comment: ...\nReply:"`` from :func:`textgym.data.synthetic.replies`; the reward is the
 embedded toxicity classifier's "polite" logit on the reply. The independent judge counts replies
 with an insult from the word list (and reports the classifier's toxicity rate); held-out preferred
-texts are polite test replies.
+texts are polite test replies. Registered as ``textgym/Detox-v0``.
 """
 
 from __future__ import annotations
@@ -11,9 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from textgym.data import synthetic
-from textgym.eval.text import toxicity_rate
-from textgym.rewards import ClassifierReward, KeywordReward
-from textgym.tasks import ClassifierSpec, Task, unique
+from textgym.tasks.base import ClassifierSpec, Task, unique
 
 
 def prompts(split: str) -> list[str]:
@@ -21,8 +19,10 @@ def prompts(split: str) -> list[str]:
     return unique(synthetic.replies()[split]["prompt"])
 
 
-def reward() -> ClassifierReward:
-    """The embedded toxicity classifier's "polite" logit."""
+def reward():
+    """The embedded toxicity classifier's "polite" logit (a :class:`textgym.rewards.ClassifierReward`)."""
+    from textgym.rewards import ClassifierReward
+
     return ClassifierReward("textgym/toxicity-classifier", label="polite")
 
 
@@ -34,6 +34,9 @@ def heldout(limit: int) -> tuple[list[str], list[str]]:
 
 def judge(prompts: list[str], completions: list[str], reward_name: str) -> dict[str, float]:
     """Share of replies with an insult (lower is better), and the classifier's toxicity rate."""
+    from textgym.eval.text import toxicity_rate
+    from textgym.rewards import ClassifierReward, KeywordReward
+
     insults = KeywordReward(synthetic.INSULTS)(prompts, completions)
     polite = ClassifierReward("textgym/toxicity-classifier", label="polite", output="probability")
     return {"judge/insult_rate": float(np.mean(insults > 0)),
@@ -47,8 +50,8 @@ def classifier_data(split: str) -> tuple[list[str], list[int]]:
 
 
 TASK = Task(
-    "detox", prompts, reward, max_new_tokens=24, max_context=64, heldout=heldout, judge=judge,
-    judge_higher_is_better={"judge/insult_rate": False}, named_rewards={"toxicity": reward},
+    "detox", prompts, reward, max_new_tokens=24, max_context=64, env_id="textgym/Detox-v0", heldout=heldout,
+    judge=judge, judge_higher_is_better={"judge/insult_rate": False}, named_rewards={"toxicity": reward},
     classifier=ClassifierSpec("toxicity-classifier", ("toxic", "polite"), classifier_data),
     bench_cases={"detox-classifier": "toxicity"},
 )

@@ -3,7 +3,8 @@
 Prompts are review openings from :func:`textgym.data.synthetic.reviews`; the reward is the
 embedded sentiment classifier's "positive" logit on prompt + completion. The independent judge is
 VADER's lexicon (or, when the reward is VADER itself, the classifier's probability); held-out
-preferred texts are positive test reviews.
+preferred texts are positive test reviews. Registered as ``textgym/Sentiment-v0``, and the default
+of ``textgym/TextGeneration-v0``.
 """
 
 from __future__ import annotations
@@ -11,8 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from textgym.data import synthetic
-from textgym.rewards import ClassifierReward, LexiconSentiment, score_batch
-from textgym.tasks import ClassifierSpec, Task, unique
+from textgym.tasks.base import ClassifierSpec, Task, unique
 
 
 def prompts(split: str) -> list[str]:
@@ -20,8 +20,10 @@ def prompts(split: str) -> list[str]:
     return unique(synthetic.reviews()[split]["prompt"])
 
 
-def reward() -> ClassifierReward:
-    """The embedded classifier's "positive" logit."""
+def reward():
+    """The embedded classifier's "positive" logit (a :class:`textgym.rewards.ClassifierReward`)."""
+    from textgym.rewards import ClassifierReward
+
     return ClassifierReward("textgym/sentiment-classifier", label="positive", text="prompt+completion")
 
 
@@ -33,6 +35,8 @@ def heldout(limit: int) -> tuple[list[str], list[str]]:
 
 def judge(prompts: list[str], completions: list[str], reward_name: str) -> dict[str, float]:
     """VADER's mean compound score; the classifier's mean P(positive) when the reward is VADER."""
+    from textgym.rewards import ClassifierReward, LexiconSentiment, score_batch
+
     if reward_name == "lexicon_sentiment":
         classifier = ClassifierReward("textgym/sentiment-classifier", label="positive", output="probability",
                                       text="prompt+completion")
@@ -47,8 +51,8 @@ def classifier_data(split: str) -> tuple[list[str], list[int]]:
 
 
 TASK = Task(
-    "sentiment", prompts, reward, max_new_tokens=24, max_context=64, heldout=heldout, judge=judge,
-    judge_higher_is_better={"judge/lexicon_sentiment": True, "judge/p_positive": True},
+    "sentiment", prompts, reward, max_new_tokens=24, max_context=64, env_id="textgym/Sentiment-v0", heldout=heldout,
+    judge=judge, judge_higher_is_better={"judge/lexicon_sentiment": True, "judge/p_positive": True},
     named_rewards={"sentiment": reward},
     classifier=ClassifierSpec("sentiment-classifier", ("negative", "positive"), classifier_data),
     bench_cases={"sentiment-classifier": "sentiment", "lexicon-sentiment": "lexicon-sentiment",
