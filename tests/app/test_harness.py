@@ -259,7 +259,7 @@ def test_grpo_and_a_users_own_agent_train_checkpoint_and_resume(tmp_path):
 
 def test_the_config_check_loads_no_reward_and_a_run_builds_its_reward_once(tmp_path, monkeypatch):
     """``check_config`` leaves the reward alone; ``train`` builds it once, before the folder, and the env uses it."""
-    import textgym.rewards.named as named
+    import textgym.tasks.rewards as named
     from textgym.app.harness import check_config, make_run_reward
 
     missing = TrainConfig(reward=f"rm:{tmp_path / 'no-rm'}")
