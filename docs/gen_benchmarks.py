@@ -44,6 +44,8 @@ ABOUT: dict[str, tuple[str, str]] = {
     "rm_contrast": ("python benchmarks/rm_contrast.py", "Reward models from the seed pairs plus N contrast pairs "
                     "(another question's tips), audited; dropout off."),
     "rm_contrast_dropout": ("python benchmarks/rm_contrast.py", "The same grid with the kit LM's dropout of 0.1."),
+    "sft": ("python benchmarks/sft.py", "Supervised fine-tuning on the demo's data: transformers' `Trainer` "
+            "(`textgym.models.sft`) against the kit builder's hand-written loop, time per epoch and held-out loss."),
     "tip_places": ("python benchmarks/tip_places.py POLICY...", "Tips per answer and the off-topic share at each "
                    "place in the answer, for saved policies of the loop study."),
 }

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from textgym.app.feedback import Item
-from textgym.app.web import LabelQueue, create_app, running, serve
+from textgym.app.web import PAGE_FILES, LabelQueue, create_app, page_file, running, serve
 from textgym.data.preferences import read_rankings
 
 ITEMS = [Item(i, f"question {i}?", [f"a great answer {i}", f"an answer {i}", "no"]) for i in range(4)]
@@ -95,6 +95,20 @@ def test_an_invalid_answer_is_refused_with_a_clear_message(tmp_path, body, code,
     got, reply = post(client, "answer", labeler="ada", **body)
     assert (got, reply["error"], shown(reply)) == (code, message, 0)
     assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_the_page_and_its_files_are_served_from_the_package(tmp_path):
+    """``/`` serves index.html, which loads the style sheet and script the app serves with their types."""
+    _, client = app_for(tmp_path / "out.jsonl")
+    page = client.get("/")
+    assert page.status_code == 200 and page.mimetype == "text/html" and "rank completions" in page.text
+    assert '<link rel="stylesheet" href="style.css">' in page.text and '<script src="script.js">' in page.text
+    for name in ("style.css", "script.js"):
+        response = client.get(f"/{name}")
+        assert (response.status_code, response.mimetype, response.text) == (200, PAGE_FILES[name], page_file(name))
+    assert client.get("/index.css").status_code == 404
+    with pytest.raises(ValueError, match="the page has no file 'web.py'"):
+        page_file("web.py")
 
 
 def test_a_body_that_is_not_a_json_object_is_refused(tmp_path):

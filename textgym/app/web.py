@@ -15,8 +15,9 @@ serialises every read and write of the file, a second answer for an answered ite
 
 Why these libraries: Flask (Pallets) gives routing, JSON replies and a test client, and waitress
 (Pylons) is a pure-Python, production-grade threaded WSGI server, so the page is served without a
-development-server warning and without handling HTTP by hand. The page is one HTML document with its
-CSS and vanilla JavaScript inline (:data:`PAGE`): it needs no network and no package data.
+development-server warning and without handling HTTP by hand. The page is three files of package data
+in ``textgym/app/page/`` (``index.html``, ``style.css`` and vanilla JavaScript in ``script.js``, see
+:data:`PAGE_FILES`), read with :mod:`importlib.resources`: it needs no network and no build step.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
+from importlib import resources
 from pathlib import Path
 
 from flask import Flask, Response, jsonify, request
@@ -38,6 +40,9 @@ from textgym.app.feedback import Answered, Item, answer_row
 from textgym.data.preferences import append_row, check_ranking, read_rankings
 
 LEASE_SECONDS = 600.0
+
+#: The page's files, package data in ``textgym/app/page/``, and the type each is served as.
+PAGE_FILES = {"index.html": "text/html", "style.css": "text/css", "script.js": "text/javascript"}
 
 
 class Conflict(Exception):
@@ -57,6 +62,18 @@ def labeler_name(value: object) -> str:
     """
     name = " ".join(value.split())[:40] if isinstance(value, str) else ""
     return name or "anonymous"
+
+
+def page_file(name: str) -> str:
+    """The text of one of the page's files (a key of :data:`PAGE_FILES`), read from the installed package.
+
+    Example:
+        >>> page_file("index.html").startswith("<!doctype html>")
+        True
+    """
+    if name not in PAGE_FILES:
+        raise ValueError(f"the page has no file {name!r}; its files: {', '.join(PAGE_FILES)}")
+    return (resources.files("textgym.app") / "page" / name).read_text(encoding="utf-8")
 
 
 def _drop_row(path: Path, index: int) -> None:
@@ -204,12 +221,14 @@ class LabelQueue:
 def create_app(queue: LabelQueue) -> Flask:
     """The Flask app of the page: ``GET /``, ``GET /api/state?labeler=``, ``POST /api/answer|skip|undo|release``.
 
-    POST bodies are JSON objects with ``labeler`` (and ``id``, and for an answer ``ranking``). Every
-    API reply but release's is ``{"state": ...}`` (see :meth:`LabelQueue.state`); a refused one adds
-    ``"error"`` with status 400 (a bad ranking), 404 (no such id) or 409 (already answered, nothing to
-    undo); a body that is not a JSON object gets only the error, status 400.
+    ``GET /style.css`` and ``GET /script.js`` serve the page's other files (:data:`PAGE_FILES`). POST
+    bodies are JSON objects with ``labeler`` (and ``id``, and for an answer ``ranking``). Every API reply
+    but release's is ``{"state": ...}`` (see :meth:`LabelQueue.state`); a refused one adds ``"error"``
+    with status 400 (a bad ranking), 404 (no such id) or 409 (already answered, nothing to undo); a body
+    that is not a JSON object gets only the error, status 400.
     """
     app = Flask(__name__)
+    files = {name: page_file(name) for name in PAGE_FILES}  # read once: a served page never mixes versions
 
     def reply(action: Callable[[str, dict], dict]) -> tuple[Response, int]:
         body = request.get_json(silent=True)
@@ -227,7 +246,11 @@ def create_app(queue: LabelQueue) -> Flask:
 
     @app.get("/")
     def page() -> Response:
-        return Response(PAGE, mimetype="text/html")
+        return Response(files["index.html"], mimetype=PAGE_FILES["index.html"])
+
+    @app.get('/<any("style.css", "script.js"):name>')
+    def page_asset(name: str) -> Response:
+        return Response(files[name], mimetype=PAGE_FILES[name])
 
     @app.get("/api/state")
     def state() -> Response:
@@ -311,270 +334,3 @@ def serve(items: list[Item], output: str | Path, host: str = "127.0.0.1", port: 
     print(f"{len(queue.written)} answers saved to {output}")
     return len(queue.written)
 
-
-PAGE = r"""<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>textgym · rank completions</title>
-<link rel="icon" href="data:,">
-<style>
-:root { --ink: #1f2330; --muted: #6b7180; --line: #e3e5ea; --paper: #fff; --back: #f4f5f8;
-        --accent: #4f46e5; --accent-soft: #eef0ff; --good: #0f9d58; --bad: #c62828; }
-* { box-sizing: border-box; }
-body { margin: 0; background: var(--back); color: var(--ink); line-height: 1.5;
-       font: 16px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, "Noto Sans", sans-serif; }
-header { background: var(--paper); border-bottom: 1px solid var(--line); }
-.bar { max-width: 880px; margin: 0 auto; padding: 14px 20px; display: flex; gap: 18px; align-items: center; }
-h1 { font-size: 18px; margin: 0; white-space: nowrap; }
-h1 span { color: var(--accent); }
-label.name { display: flex; gap: 8px; align-items: center; color: var(--muted); font-size: 14px; }
-label.name input { font: inherit; color: var(--ink); width: 150px; padding: 5px 9px; border: 1px solid var(--line);
-                   border-radius: 8px; }
-.progress { margin-left: auto; min-width: 170px; font-size: 14px; color: var(--muted); text-align: right; }
-.track { height: 6px; background: var(--line); border-radius: 3px; margin-top: 4px; overflow: hidden; }
-.fill { height: 100%; width: 0; background: var(--accent); transition: width .3s; }
-main { max-width: 880px; margin: 0 auto; padding: 22px 20px 40px; }
-.card { background: var(--paper); border: 1px solid var(--line); border-radius: 12px; padding: 16px 18px; }
-.caption { font-size: 12px; font-weight: 600; letter-spacing: .06em; text-transform: uppercase; color: var(--muted); }
-#prompt { white-space: pre-wrap; font-size: 17px; margin-top: 4px; }
-#completions { display: grid; gap: 10px; margin: 16px 0; }
-.completion { display: flex; gap: 14px; align-items: flex-start; width: 100%; text-align: left; font: inherit;
-              color: inherit; background: var(--paper); border: 2px solid var(--line); border-radius: 12px;
-              padding: 12px 14px; cursor: pointer; transition: border-color .15s, background .15s; }
-.completion:hover { border-color: #b9bdf7; }
-.completion.ranked { border-color: var(--accent); background: var(--accent-soft); }
-.key { flex: none; width: 26px; height: 26px; border-radius: 6px; border: 1px solid var(--line);
-       background: var(--back); font-size: 13px; font-weight: 600; display: grid; place-items: center;
-       color: var(--muted); }
-.text { flex: 1; white-space: pre-wrap; }
-.rank { flex: none; min-width: 58px; text-align: center; font-size: 13px; font-weight: 700; color: #fff;
-        background: var(--accent); border-radius: 999px; padding: 3px 10px; visibility: hidden; }
-.ranked .rank { visibility: visible; }
-.completion.best { border-color: var(--good); background: #ecf8f1; }
-.best .rank { background: var(--good); }
-.tools { display: flex; flex-wrap: wrap; gap: 8px; align-items: center; }
-button.tool { font: inherit; font-size: 14px; padding: 7px 13px; border-radius: 8px; border: 1px solid var(--line);
-              background: var(--paper); color: var(--ink); cursor: pointer; }
-button.tool:hover:not(:disabled) { border-color: var(--accent); }
-button.tool:disabled { opacity: .45; cursor: default; }
-button.tool[aria-pressed="true"] { background: var(--accent-soft); border-color: var(--accent); color: var(--accent); }
-button.primary { background: var(--accent); border-color: var(--accent); color: #fff; font-weight: 600; }
-kbd { font: 12px ui-monospace, monospace; border: 1px solid var(--line); border-bottom-width: 2px; border-radius: 4px;
-      padding: 0 4px; background: var(--back); color: var(--muted); }
-button.primary kbd { background: transparent; color: #e0e3ff; border-color: #8b86f0; }
-.spacer { flex: 1; }
-#order { color: var(--muted); font-size: 14px; margin: 12px 2px 0; min-height: 21px; }
-#order b { color: var(--ink); }
-#message { min-height: 22px; margin-top: 12px; font-size: 14px; color: var(--good); }
-#message.error { color: var(--bad); }
-.help { margin-top: 26px; font-size: 13px; color: var(--muted); }
-#idle { text-align: center; padding: 44px 18px; }
-#idle h2 { margin: 0 0 6px; font-size: 22px; }
-[hidden] { display: none !important; }
-</style>
-</head>
-<body>
-<header><div class="bar">
-  <h1>textgym <span>·</span> rank completions</h1>
-  <label class="name">Your name
-    <input id="labeler" placeholder="anonymous" maxlength="40" autocomplete="off" spellcheck="false"></label>
-  <div class="progress"><span id="progress">…</span><div class="track"><div class="fill" id="fill"></div></div></div>
-</div></header>
-<main>
-  <section id="work" hidden>
-    <div class="card"><div class="caption">Prompt <span id="item-id"></span></div><div id="prompt"></div></div>
-    <div id="completions"></div>
-    <div class="tools">
-      <button class="tool" id="tie" aria-pressed="false"><kbd>=</kbd> Tie next with previous</button>
-      <button class="tool" id="clear"><kbd>⌫</kbd> Clear</button>
-      <span class="spacer"></span>
-      <button class="tool" id="skip"><kbd>s</kbd> Skip</button>
-      <button class="tool" id="undo"><kbd>u</kbd> Undo last</button>
-      <button class="tool primary" id="submit" disabled>Submit <kbd>⏎</kbd></button>
-    </div>
-    <div id="order"></div>
-  </section>
-  <section id="idle" class="card" hidden><h2 id="idle-title"></h2><div id="idle-text"></div>
-    <p><button class="tool" id="undo-idle"><kbd>u</kbd> Undo my last answer</button></p></section>
-  <div id="message" role="status"></div>
-  <p class="help">Click the completions, or press their numbers, from best to worst. <kbd>=</kbd> makes the next
-    pick tie with the previous one; click a ranked completion to take it back. Every answer is saved at once.</p>
-</main>
-<script>
-"use strict";
-const $ = (id) => document.getElementById(id);
-let state = null;    // the server's view: item, status, answered, total, can_undo
-let groups = [];     // the ordering so far, best first: lists of tied completion indices
-let tieNext = false;
-let busy = false;
-let poll = null;
-
-const nameField = $("labeler");
-nameField.value = localStorage.getItem("textgym.labeler") || "";
-const labeler = () => nameField.value.trim() || "anonymous";
-
-function note(text, error) {
-  const box = $("message");
-  box.textContent = text || "";
-  box.className = error ? "error" : "";
-}
-
-async function call(path, body) {
-  if (busy) return;
-  busy = true;
-  try {
-    const response = body === undefined
-      ? await fetch(path + "?labeler=" + encodeURIComponent(labeler()))
-      : await fetch(path, {method: "POST", headers: {"Content-Type": "application/json"},
-                           body: JSON.stringify({labeler: labeler(), ...body})});
-    const reply = await response.json();
-    if (reply.state) show(reply.state);
-    if (reply.error) note(reply.error, response.status !== 409);
-    return response.ok;
-  } catch (err) {
-    note("Cannot reach the labeling server (" + err.message + "); your last answer may not be saved.", true);
-  } finally {
-    busy = false;
-  }
-}
-
-function show(next) {
-  const before = state && state.item ? state.item.id : null;
-  state = next;
-  if (!state.item || state.item.id !== before) { groups = []; tieNext = false; }
-  clearTimeout(poll);
-  if (state.status === "wait") poll = setTimeout(() => call("/api/state"), 3000);
-  render();
-}
-
-function ranks() {
-  const out = [];
-  let rank = 1;
-  for (const group of groups) { for (const i of group) out[i] = rank; rank += group.length; }
-  return out;
-}
-
-function ordinal(n) {
-  const teen = n % 100 >= 11 && n % 100 <= 13;
-  return n + (teen ? "th" : {1: "st", 2: "nd", 3: "rd"}[n % 10] || "th");
-}
-
-function render() {
-  const item = state.item, k = item ? item.completions.length : 0, rank = ranks();
-  const picked = groups.flat().length;
-  $("progress").textContent = state.answered + " / " + state.total + " answered";
-  $("fill").style.width = (state.total ? 100 * state.answered / state.total : 100) + "%";
-  $("work").hidden = !item;
-  $("idle").hidden = !!item;
-  $("undo").disabled = $("undo-idle").disabled = !state.can_undo;
-  if (!item) {
-    const done = state.status === "done";
-    $("idle-title").textContent = done ? "All prompts are answered. Thank you!" : "Nothing for you right now";
-    $("idle-text").textContent = done ? "Every answer is saved; you can close this page."
-      : "The prompts left are with other labelers; this page checks again every few seconds.";
-    return;
-  }
-  $("item-id").textContent = "#" + item.id;
-  $("prompt").textContent = item.prompt;
-  const list = $("completions");
-  if (list.dataset.item !== String(item.id)) {
-    list.replaceChildren(...item.completions.map((text, i) => {
-      const card = document.createElement("button");
-      card.className = "completion";
-      card.dataset.index = i;
-      card.innerHTML = '<span class="key"></span><span class="text"></span><span class="rank"></span>';
-      card.querySelector(".key").textContent = i + 1;
-      card.querySelector(".text").textContent = text;
-      card.addEventListener("click", () => { pick(i); card.blur(); });
-      return card;
-    }));
-    list.dataset.item = item.id;
-  }
-  list.querySelectorAll(".completion").forEach((card, i) => {
-    const tied = groups.some((g) => g.length > 1 && g.includes(i));
-    card.classList.toggle("ranked", rank[i] !== undefined);
-    card.classList.toggle("best", rank[i] === 1);
-    card.querySelector(".rank").textContent = rank[i] === undefined ? "" : (tied ? "tied " : "") + ordinal(rank[i]);
-  });
-  $("tie").disabled = picked === 0 || picked === k;
-  $("tie").setAttribute("aria-pressed", String(tieNext));
-  $("clear").disabled = picked === 0;
-  $("submit").disabled = picked !== k;
-  $("order").innerHTML = picked === 0 ? "Click the best completion first." : "Your order: <b></b>" +
-    (picked === k ? " — press Enter to submit." : tieNext ? " — the next pick ties with the last." : "");
-  if (picked) $("order").querySelector("b").textContent =
-    groups.map((g) => g.map((i) => i + 1).join(" = ")).join("  ›  ");
-}
-
-function pick(i) {
-  if (!state || !state.item || busy || i >= state.item.completions.length) return;
-  const at = groups.findIndex((g) => g.includes(i));
-  if (at >= 0) {
-    groups[at] = groups[at].filter((j) => j !== i);
-    groups = groups.filter((g) => g.length);
-  } else if (tieNext && groups.length) {
-    groups[groups.length - 1].push(i);
-  } else {
-    groups.push([i]);
-  }
-  tieNext = false;
-  render();
-}
-
-function toggleTie() {
-  if (!state || !state.item || $("tie").disabled) return;
-  tieNext = !tieNext;
-  render();
-}
-
-function clearOrder() { groups = []; tieNext = false; if (state && state.item) render(); }
-
-async function submit() {
-  if (!state || !state.item || $("submit").disabled) return;
-  if (await call("/api/answer", {id: state.item.id, ranking: ranks()})) note("Saved.");
-}
-
-async function skip() {
-  if (state && state.item && await call("/api/skip", {id: state.item.id})) note("Skipped.");
-}
-
-async function undo() {
-  if (state && state.can_undo && await call("/api/undo", {})) note("Undone: here it is again.");
-}
-
-$("tie").addEventListener("click", toggleTie);
-$("clear").addEventListener("click", clearOrder);
-$("submit").addEventListener("click", submit);
-$("skip").addEventListener("click", skip);
-$("undo").addEventListener("click", undo);
-$("undo-idle").addEventListener("click", undo);
-let named = labeler();
-nameField.addEventListener("change", async () => {
-  localStorage.setItem("textgym.labeler", nameField.value.trim());
-  note("");
-  const before = named;
-  named = labeler();
-  if (before === named) return;
-  await fetch("/api/release", {method: "POST", headers: {"Content-Type": "application/json"},
-                               body: JSON.stringify({labeler: before})});
-  call("/api/state");
-});
-
-document.addEventListener("keydown", (event) => {
-  if (event.ctrlKey || event.metaKey || event.altKey) return;
-  if (event.target === nameField) { if (event.key === "Enter") nameField.blur(); return; }
-  const keys = {"=": toggleTie, "Backspace": clearOrder, "Enter": submit, "s": skip, "u": undo};
-  if (/^[1-9]$/.test(event.key)) pick(Number(event.key) - 1);
-  else if (keys[event.key]) keys[event.key]();
-  else return;
-  event.preventDefault();
-});
-
-call("/api/state");
-setInterval(() => { if (state && state.item && !busy) call("/api/state"); }, 60000);  // keeps this item ours
-</script>
-</body>
-</html>
-"""
