@@ -24,11 +24,13 @@ the exact KL that is reached when the proxy has no ties; Beirami et al. 2024).
 
 Summary of each (case, algorithm, kl_coef), over the seed-mean curve:
 
-- the gold peak: the evaluation point with the highest gold, its KL and whether it lies inside the
-  curve (``peak_inside``: gold fell after it) or at its end (still rising);
+- the gold peak: the evaluation point with the highest gold and its KL; ``peak_inside`` when later
+  points follow it, and ``fell_after_peak`` when the gold at the end is more than 2 standard errors
+  (of a reference evaluation's mean gold) below it: over-optimisation seen, not only a plateau;
 - the proxy-gold gap at the end: the proxy's gain minus the gold's gain since the first evaluation,
   each in standard deviations of its per-answer values under the reference (so 0 means the gold rose
-  as far as the proxy did, in the reference's units);
+  as far as the proxy did, in the reference's units; undefined where the reference's answers all
+  score the same);
 - for each indicator, whether and how many evaluation points before the gold peak it first moved past
   a threshold: ``noise``, more than ``noise_sigmas`` bootstrap standard errors of its value at the
   first evaluation (``bootstrap`` resamples of the reference's answers: a move a fresh evaluation
@@ -40,7 +42,7 @@ embedded tiny LM on the task's demonstrations, then a reward model on its trunk 
 rankings) and cached under ``prep``; the policy and the reference both start from the fine-tuned
 model.
 
-    python benchmarks/overoptimization.py             # the map: about 26 minutes on 2 cores (--estimate)
+    python benchmarks/overoptimization.py             # the map: about 25 minutes on 2 cores (--estimate)
     python benchmarks/overoptimization.py --quick     # one case, one seed, 2 kl values, 2 points: a minute
     python benchmarks/overoptimization.py --estimate  # time a few updates of each run; print the map's time
     python benchmarks/overoptimization.py --task sentiment --reward keyword:great --judge lexicon-sentiment
@@ -88,7 +90,7 @@ class Config:
     """The KL coefficients swept (beta of the penalty to the reference)."""
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     """Training seeds; each (case, agent, kl_coef) runs once per seed."""
-    updates: int = 48
+    updates: int = 40
     """Updates per run."""
     eval_every: int = 8
     """Updates between evaluations (the first is before any update)."""
@@ -104,7 +106,7 @@ class Config:
     """Longest answer in tokens (0: the task's)."""
     eval_seed: int = 1234
     """Sampling seed of every evaluation (the same prompts and random numbers at every point)."""
-    best_of: int = 64
+    best_of: int = 32
     """The largest n of best-of-n (a power of 2): samples per prompt drawn from the reference."""
     bootstrap: int = 200
     """Bootstrap resamples of the reference's answers for the indicators' noise."""
@@ -201,8 +203,9 @@ def fine_tune(texts: list[str], out: Path, examples: int, epochs: int, seed: int
     import torch
     import torch.nn.functional as F
 
-    from textgym.models import load_causal_lm, load_tokenizer
+    from textgym.models import load_causal_lm, load_tokenizer, no_progress_bars
 
+    torch.manual_seed(seed)  # dropout
     tokenizer, model = load_tokenizer(BASE_MODEL), load_causal_lm(BASE_MODEL).train()
     texts = random.Random(seed).sample(texts, min(examples, len(texts)))
     seqs = [(ids + [tokenizer.eos_token_id])[:128] for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
@@ -224,7 +227,8 @@ def fine_tune(texts: list[str], out: Path, examples: int, epochs: int, seed: int
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             schedule.step()
-    model.eval().save_pretrained(out)
+    with no_progress_bars():
+        model.eval().save_pretrained(out)
     tokenizer.save_pretrained(out)
 
 
@@ -335,7 +339,7 @@ def evaluate(case: Case, policy: Any, reference: Any, tokenizer: Any, proxy: Any
 
 
 def noise(per: dict[str, Any], resamples: int, seed: int = 0) -> dict[str, float]:
-    """Bootstrap standard error of each indicator at the first evaluation, and the per-answer spread of proxy and gold.
+    """The noise at the first evaluation: indicators' bootstrap errors, proxy and gold spreads, the gold's error.
 
     Resampling answers with replacement repeats some, which lowers distinct-2 a little; its spread is what is used.
     """
@@ -343,7 +347,8 @@ def noise(per: dict[str, Any], resamples: int, seed: int = 0) -> dict[str, float
     n = len(per["texts"])
     draws = [pooled(per["stats"], per["texts"], rng.integers(0, n, n)) for _ in range(resamples)]
     out = {name: float(np.std([d[name] for d in draws])) for name in INDICATORS}
-    return {**out, "proxy_sd": float(np.std(per["proxy"])), "gold_sd": float(np.std(per["gold"]))}
+    return {**out, "proxy_sd": float(np.std(per["proxy"])), "gold_sd": float(np.std(per["gold"])),
+            "gold_se": float(np.std(per["gold"]) / math.sqrt(n))}
 
 
 # ---------------------------------------------------------------------------------------------- best of n
@@ -391,6 +396,7 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
     from textgym.models import load_causal_lm, load_tokenizer
 
     cfg, case = Config(**job["cfg"]), Case(**job["case"])
+    setup = time.process_time()
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(job["seed"])
     klass = agent_class(job["agent"])
@@ -404,6 +410,7 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
                         ref_scoring="episode")
     points, update_s, update_cpu, eval_s = [dict(job["first"], update=0, global_step=0)], [], [], []
     clock = [time.perf_counter(), time.process_time()]
+    setup = clock[1] - setup
 
     def on_update(row: dict[str, float]) -> bool:
         update_s.append(time.perf_counter() - clock[0])
@@ -420,7 +427,8 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
 
     agent.learn(envs, 1 << 62, on_update)  # on_update stops it after cfg.updates
     return {"case": case.name, "agent": job["agent"], "kl_coef": job["kl_coef"], "seed": job["seed"],
-            "points": points, "timing": {"update_wall_s": update_s, "update_cpu_s": update_cpu, "eval_cpu_s": eval_s}}
+            "points": points, "timing": {"setup_cpu_s": setup, "update_wall_s": update_s, "update_cpu_s": update_cpu,
+                                                 "eval_cpu_s": eval_s}}
 
 
 def case_jobs(case: Case, cfg: Config) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -461,8 +469,9 @@ def analyse(points: list[dict[str, Any]], sd: dict[str, float], cfg: Config) -> 
     golds = [p["gold"] for p in points]
     peak = int(np.argmax(golds))
     first, last = points[0], points[-1]
-    gap = ((last["proxy"] - first["proxy"]) / max(sd["proxy_sd"], 1e-12)
-           - (last["gold"] - first["gold"]) / max(sd["gold_sd"], 1e-12))
+    gap = None  # undefined where the reference's answers all score the same
+    if sd["proxy_sd"] > 0 and sd["gold_sd"] > 0:
+        gap = (last["proxy"] - first["proxy"]) / sd["proxy_sd"] - (last["gold"] - first["gold"]) / sd["gold_sd"]
     warnings = {}
     for name in INDICATORS:
         if first.get(name) is None:
@@ -477,7 +486,8 @@ def analyse(points: list[dict[str, Any]], sd: dict[str, float], cfg: Config) -> 
         warnings[name] = {**moved, "change_at_peak": points[peak][name] - base, "change_at_end": last[name] - base}
     return {"gold_peak": {"point": peak, "kl": points[peak]["kl"], "sqrt_kl": math.sqrt(max(points[peak]["kl"], 0.0)),
                           "gold": golds[peak], "proxy": points[peak]["proxy"], "peak_inside": peak < len(points) - 1,
-                          "gold_drop_after_peak": golds[peak] - last["gold"]},
+                          "gold_drop_after_peak": golds[peak] - last["gold"],
+                          "fell_after_peak": golds[peak] - last["gold"] > 2 * sd["gold_se"]},
             "end": {"kl": last["kl"], "proxy": last["proxy"], "gold": last["gold"]},
             "proxy_gold_gap_end": gap, "indicators": warnings}
 
@@ -517,8 +527,9 @@ def summarize(cases: dict[str, dict], runs: list[dict[str, Any]], cfg: Config) -
 def estimate(cases: dict[str, dict], runs: list[dict[str, Any]], cfg: Config, full: Config) -> dict[str, float]:
     """The full map's time on ``full.workers`` cores, from the CPU seconds measured per update and per evaluation.
 
-    Per (case, agent): the median update and evaluation of these runs, times the full map's updates and
-    evaluations; plus each case's preparation, first evaluation and best-of-n (scaled by ``full.best_of``).
+    Per (case, agent): the median setup, update and evaluation of these runs, times the full map's runs,
+    updates and evaluations; plus each case's preparation, first evaluation and best-of-n (scaled by
+    ``full.best_of``), which run before the runs, in one process.
     """
     total_runs_s, fixed_s = 0.0, 0.0
     points = full.updates // full.eval_every + (full.updates % full.eval_every > 0)
@@ -529,7 +540,8 @@ def estimate(cases: dict[str, dict], runs: list[dict[str, Any]], cfg: Config, fu
             mine = [r["timing"] for r in runs if (r["case"], r["agent"]) == (name, agent)]
             update = float(np.median([t for m in mine for t in m["update_cpu_s"][1:] or m["update_cpu_s"]]))
             each = float(np.median([t for m in mine for t in m["eval_cpu_s"]]))
-            total_runs_s += len(full.kl_coefs) * len(full.seeds) * (full.updates * update + points * each)
+            setup = float(np.median([m["setup_cpu_s"] for m in mine]))
+            total_runs_s += len(full.kl_coefs) * len(full.seeds) * (setup + full.updates * update + points * each)
     return {"basis": "the map's sizes" if (cfg.batch_episodes, cfg.num_envs, cfg.eval_prompts, cfg.max_new_tokens) ==
             (full.batch_episodes, full.num_envs, full.eval_prompts, full.max_new_tokens) else
             "the quick form's smaller sizes: an underestimate (use --estimate)", "cpu_s_runs": total_runs_s,
@@ -576,14 +588,15 @@ def plot(cases: dict[str, dict], summary: list[dict[str, Any]], path: Path) -> N
 def report(summary: list[dict[str, Any]]) -> list[str]:
     """One line per curve: the end, the gold peak, the gap and the indicators that warned before the peak."""
     lines = [f"{'case':<21} {'agent':<9} {'kl_coef':>7} | {'proxy':>7} {'gold':>7} {'KL':>6} | {'peak KL':>7} "
-             f"{'inside':>6} | {'gap':>6} | indicators past the noise threshold before the gold peak (points)"]
+             f"{'fell':>4} | {'gap':>6} | indicators past the noise threshold before the gold peak (points)"]
     for s in summary:
         warned = ", ".join(f"{k} ({v['noise']['points_before_peak']})" for k, v in s["indicators"].items()
                            if v["noise"]["crossed_before_peak"]) or "-"
         kl_coef = "" if s["kl_coef"] is None else f"{s['kl_coef']:g}"
+        gap = "n/a" if s["proxy_gold_gap_end"] is None else f"{s['proxy_gold_gap_end']:.2f}"
         lines.append(f"{s['case']:<21} {s['agent']:<9} {kl_coef:>7} | {s['end']['proxy']:>7.3f} "
                      f"{s['end']['gold']:>7.3f} {s['end']['kl']:>6.2f} | {s['gold_peak']['kl']:>7.2f} "
-                     f"{str(s['gold_peak']['peak_inside']):>6} | {s['proxy_gold_gap_end']:>6.2f} | {warned}")
+                     f"{'yes' if s['gold_peak']['fell_after_peak'] else 'no':>4} | {gap:>6} | {warned}")
     return lines
 
 
@@ -649,7 +662,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     est = timing["estimate_full_map"]
     print(f"took {timing['wall_s']:.0f} s; the full map (defaults and flags given) would take about "
           f"{est['wall_s_estimate'] / 60:.1f} minutes on {est['workers']} cores ({est['cpu_s_runs']:.0f} CPU s of "
-          f"runs, {est['cpu_s_cases']:.0f} of preparation, reference and best-of-n); wrote {out / stem}.json/.png")
+          f"runs, {est['cpu_s_cases']:.0f} of preparation, reference and best-of-n; from {est['basis']}); "
+          f"wrote {out / stem}.json/.png")
     return result
 
 
