@@ -125,7 +125,8 @@ class Config:
     reward: str = ""
     """The custom case's proxy reward spec (``textgym train --reward``'s, e.g. ``keyword:great``)."""
     judge: str = ""
-    """The custom case's gold: a reward spec whose mean is the true objective (empty: the task's judge)."""
+    """The custom case's gold: a reward spec whose mean is the true objective, ``utility`` (the task's hidden
+    utility) or empty (the task's judge)."""
     workers: int = 2
     """Runs in parallel, each in its own process (1: all in this process)."""
     threads: int = 1
