@@ -427,9 +427,9 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
         return agent.updates >= cfg.updates
 
     agent.learn(envs, 1 << 62, on_update)  # on_update stops it after cfg.updates
+    timing = {"setup_cpu_s": setup, "update_wall_s": update_s, "update_cpu_s": update_cpu, "eval_cpu_s": eval_s}
     return {"case": case.name, "agent": job["agent"], "kl_coef": job["kl_coef"], "seed": job["seed"],
-            "points": points, "timing": {"setup_cpu_s": setup, "update_wall_s": update_s, "update_cpu_s": update_cpu,
-                                                 "eval_cpu_s": eval_s}}
+            "points": points, "timing": timing}  # an update's time: its rollout and its optimisation
 
 
 def case_jobs(case: Case, cfg: Config) -> tuple[dict[str, Any], list[dict[str, Any]]]:
