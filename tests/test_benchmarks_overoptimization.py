@@ -1,0 +1,68 @@
+"""benchmarks/overoptimization.py runs end to end in its quick form and writes a complete, finite map."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parent.parent
+
+
+def numbers(value, path="result"):
+    """Every number inside ``value`` with where it is (booleans and None are not numbers)."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from numbers(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from numbers(item, f"{path}[{i}]")
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        yield path, value
+
+
+@pytest.mark.slow
+def test_the_quick_map_is_complete_and_finite(tmp_path):
+    """``--quick``: one case, one seed, kl_coef 0 and 0.1, two evaluation points; best-of-n's KL is the closed form."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    run = subprocess.run([sys.executable, "benchmarks/overoptimization.py", "--quick", "--out", str(tmp_path),
+                          "--prep", str(tmp_path / "prep")], cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads((tmp_path / "overoptimization_quick.json").read_text())
+    assert (tmp_path / "overoptimization_quick.png").stat().st_size > 0
+    cfg = result["config"]
+    assert result["quick"] and cfg["kl_coefs"] == [0.0, 0.1] and len(cfg["seeds"]) == 1 and len(cfg["cases"]) == 1
+    assert set(result["machine"]["cpu_flags"]) >= {"avx2", "avx512_bf16"} and result["machine"]["cpu"]
+    bad = [(where, value) for where, value in numbers(result) if not math.isfinite(value)]
+    assert not bad, bad[:5]
+
+    (case,) = result["cases"].values()
+    assert case["reference"]["kl"] == pytest.approx(0.0, abs=1e-9)
+    best = case["best_of_n"]
+    assert [p["n"] for p in best] == [1, 2, 4]
+    for point in best:
+        assert point["kl"] == pytest.approx(math.log(point["n"]) - (point["n"] - 1) / point["n"])
+    assert best[-1]["proxy"] >= best[0]["proxy"]  # the best of more samples scores at least as high
+
+    assert len(result["runs"]) == len(cfg["agents"]) * 2
+    for run_ in result["runs"]:
+        assert [p["update"] for p in run_["points"]] == [0, 2]
+        assert run_["points"][-1]["kl"] >= 0 and run_["points"][-1]["length"] > 0
+        assert len(run_["timing"]["update_cpu_s"]) == 2
+    summary = result["summary"]
+    assert {(s["agent"], s["kl_coef"]) for s in summary} == {("best-of-n", None)} | {
+        (agent, kl) for agent in cfg["agents"] for kl in cfg["kl_coefs"]}
+    for entry in summary:
+        assert {"gold_peak", "end", "proxy_gold_gap_end", "indicators"} <= set(entry)
+        assert entry["gold_peak"]["kl"] >= 0
+        for name, moved in entry["indicators"].items():
+            assert name in ("length", "distinct_2", "entropy", "ref_perplexity")
+            assert {"noise", "relative"} <= set(moved)
+    assert result["timing"]["estimate_full_map"]["wall_s_estimate"] > 0
+    assert "best-of-n" in run.stdout and "the full map" in run.stdout
