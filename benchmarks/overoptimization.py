@@ -57,7 +57,6 @@ import argparse
 import json
 import math
 import multiprocessing
-import random
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -67,8 +66,10 @@ import numpy as np
 from rollout import add_config_flags  # benchmarks/rollout.py
 from scale import cpu_flags, cpu_name  # benchmarks/scale.py
 
-#: The registered environment of each task a case may come from.
-ENV_IDS = {"sentiment": "textgym/Sentiment-v0", "helpfulness": "textgym/Helpfulness-v0", "detox": "textgym/Detox-v0"}
+from textgym.tasks.rewards import make_reward
+
+#: The tasks a case may come from (those with benchmark cases and a judge).
+TASKS = ("sentiment", "helpfulness", "detox")
 #: The model the cases start from (a ``rm:{rm}`` case fine-tunes it first).
 BASE_MODEL = "textgym/tiny-lm"
 #: The hacking indicators, each measured at every evaluation.
@@ -162,7 +163,7 @@ def known_cases(cfg: Config) -> dict[str, Case]:
     from textgym.tasks import get_task
 
     out = {}
-    for name in ENV_IDS:
+    for name in TASKS:
         task = get_task(name)
         for case, spec in task.bench_cases.items():
             rm = "{rm}" in spec and task.utility is not None
@@ -172,19 +173,18 @@ def known_cases(cfg: Config) -> dict[str, Case]:
     return out
 
 
-def make_reward(task_name: str, spec: str) -> Any:
-    """A reward by spec: a task's own reward name (``sentiment``), or any ``textgym train --reward`` spec."""
-    from textgym.rewards.named import make_reward as from_spec
+def env_id(task_name: str) -> str:
+    """The registered env id of an embedded task."""
     from textgym.tasks import get_task
 
-    named = get_task(task_name).named_rewards
-    return named[spec]() if spec in named else from_spec(spec)
+    return str(get_task(task_name).env_id)
 
 
 def prepare(case: Case, cfg: Config) -> tuple[str, str]:
     """The starting model and the proxy spec of a case; a ``rm:{rm}`` case's models are built once."""
     if "{rm}" not in case.reward:
         return BASE_MODEL, case.reward
+    from textgym.app import steps
     from textgym.tasks import get_task
 
     task, prep = get_task(case.task), Path(cfg.prep)
@@ -192,56 +192,11 @@ def prepare(case: Case, cfg: Config) -> tuple[str, str]:
     rm = prep / f"{sft.name}-rm-{cfg.rm_pairs}"
     if not (sft / "config.json").is_file():
         print(f"preparing {case.name}: supervised fine-tuning -> {sft}", flush=True)
-        fine_tune(task.demonstrations(), sft, cfg.sft_examples, cfg.sft_epochs)
+        steps.supervised_fine_tuning(task, sft, cfg.sft_examples, cfg.sft_epochs, seed=0)
     if not (rm / "config.json").is_file():
         print(f"preparing {case.name}: a reward model from {cfg.rm_pairs} pairs -> {rm}", flush=True)
-        train_rm(task, sft, rm, cfg.rm_pairs)
+        steps.reward_model(task, sft, rm, cfg.rm_pairs, seed=0)
     return str(sft), case.reward.format(rm=rm)
-
-
-def fine_tune(texts: list[str], out: Path, examples: int, epochs: int, seed: int = 0) -> None:
-    """Next-token fine-tuning of the base model on ``examples`` texts (each ending with EOS): AdamW, cosine decay."""
-    import torch
-    import torch.nn.functional as F
-
-    from textgym.models import load_causal_lm, load_tokenizer, no_progress_bars
-
-    torch.manual_seed(seed)  # dropout
-    tokenizer, model = load_tokenizer(BASE_MODEL), load_causal_lm(BASE_MODEL).train()
-    texts = random.Random(seed).sample(texts, min(examples, len(texts)))
-    seqs = [(ids + [tokenizer.eos_token_id])[:128] for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
-    generator, steps = torch.Generator().manual_seed(seed), epochs * math.ceil(len(seqs) / 32)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / min(100, max(1, steps // 10)))
-                                                 * 0.5 * (1 + math.cos(math.pi * s / steps)))
-    for _ in range(epochs):
-        for idx in torch.randperm(len(seqs), generator=generator).split(32):
-            batch = [seqs[i] for i in idx]
-            width = max(map(len, batch))
-            ids = torch.tensor([s + [0] * (width - len(s)) for s in batch])  # (B, T), right-padded
-            mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in batch])  # (B, T)
-            logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()  # (B, T - 1, V)
-            targets = ids[:, 1:].masked_fill(mask[:, 1:] == 0, -100)  # the final EOS is learned, padding is not
-            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100)
-            optimizer.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            schedule.step()
-    with no_progress_bars():
-        model.eval().save_pretrained(out)
-    tokenizer.save_pretrained(out)
-
-
-def train_rm(task: Any, base: Path, out: Path, pairs: int, seed: int = 0) -> None:
-    """A reward model on ``base``'s trunk from ``pairs`` pairs of the task's rankings."""
-    from textgym.data.preferences import rankings_to_pairs
-    from textgym.rewards.training import RewardTrainingConfig, train_reward_model
-
-    train = rankings_to_pairs(task.rankings("train")).shuffle(seed=seed)
-    held = rankings_to_pairs(task.rankings("test")).shuffle(seed=seed)
-    train_reward_model(train.select(range(min(pairs, len(train)))), held.select(range(min(500, len(held)))),
-                       RewardTrainingConfig(base_model=str(base), output_dir=str(out), seed=seed))
 
 
 # ---------------------------------------------------------------------------------------------- measuring
@@ -259,7 +214,7 @@ def gold_measure(case: Case, prompts: list[str], texts: list[str], reward_name: 
     if case.gold == "utility":
         values = np.asarray(task.utility(prompts, texts), dtype=np.float64)
     elif case.gold != "judge":
-        values = np.asarray(make_reward(case.task, case.gold)(prompts, texts), dtype=np.float64)
+        values = np.asarray(make_reward(case.gold)(prompts, texts), dtype=np.float64)
     else:
         metric, sign = judge_metric(case, reward_name)
         if per_answer:
@@ -404,8 +359,8 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
     tokenizer, reference = load_tokenizer(job["model"]), load_causal_lm(job["model"])
     agent = klass(load_causal_lm(job["model"]), tokenizer, LMConfig(
         learning_rate=cfg.learning_rate, batch_episodes=cfg.batch_episodes, seed=job["seed"]))
-    proxy = make_reward(case.task, job["reward"])
-    envs = gym.make_vec(ENV_IDS[case.task], num_envs=cfg.num_envs, group_size=klass.group_size,
+    proxy = make_reward(job["reward"])
+    envs = gym.make_vec(env_id(case.task), num_envs=cfg.num_envs, group_size=klass.group_size,
                         vectorization_mode="vector_entry_point", model=reference, tokenizer=tokenizer,
                         kl_coef=job["kl_coef"], reward_fn=proxy, max_new_tokens=job["max_new_tokens"],
                         ref_scoring="episode")
@@ -446,12 +401,12 @@ def case_jobs(case: Case, cfg: Config) -> tuple[dict[str, Any], list[dict[str, A
     held_out = task.prompts("test")
     prompts = [held_out[i % len(held_out)] for i in range(cfg.eval_prompts)]
     limit = cfg.max_new_tokens or task.max_new_tokens
-    proxy = make_reward(case.task, spec)
+    proxy = make_reward(spec)
     prepared = time.process_time()
     first, per = evaluate(case, reference, reference, tokenizer, proxy, prompts, cfg, limit, per_answer=True)
     first_cpu = time.process_time() - prepared
     bon = best_of_n(case, reference, tokenizer, proxy, prompts, cfg, limit)
-    info = {"task": case.task, "env_id": ENV_IDS[case.task], "model": model, "proxy": spec, "proxy_name": proxy.name,
+    info = {"task": case.task, "env_id": env_id(case.task), "model": model, "proxy": spec, "proxy_name": proxy.name,
             "gold": gold_name(case, proxy.name), "max_new_tokens": limit, "eval_prompts": len(prompts),
             "distinct_prompts": min(len(held_out), len(prompts)), "reference": first,
             "noise": noise(per, cfg.bootstrap), "best_of_n": bon,
