@@ -23,10 +23,10 @@ demo: $(STAMP)
 	$(VENV)/bin/textgym demo --out reports/demo
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
 
 test-quick: $(STAMP)  ## everything but the tests marked slow (learning to a bar, several processes)
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -m "not slow" --durations=15
 
 lint: $(STAMP)  ## ruff over the code and tests; mypy over the packages (its settings in pyproject.toml)
 	$(VENV)/bin/ruff check $(LINTED)

@@ -25,12 +25,17 @@ QUICK_ARGS: dict[str, list[str]] = {
 }
 
 
+#: The examples that take several seconds even on their smallest budget (``make test-quick`` skips them).
+SLOW = {"text_tictactoe_lesson.py", "detoxification.py", "rlhf_pipeline.py", "helpfulness.py", "sentiment_tuning.py",
+        "tictactoe_lesson.py", "train_reward_model.py"}
+RUNS = [pytest.param(p, marks=pytest.mark.slow) if p.name in SLOW else p for p in EXAMPLES]
+
 PLOTS = {"reward_hacking.py": ["reward_hacking.png"], "kl_sweep.py": ["kl_sweep.png"],
          "tictactoe_lesson.py": ["tictactoe_lesson.png"], "text_tictactoe_lesson.py": ["text_tictactoe_lesson.png"]}
 
 
 @pytest.mark.filterwarnings("ignore::textgym.rewards.DeadRewardWarning")
-@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", RUNS, ids=lambda p: p.name)
 def test_example_runs(path, monkeypatch, tmp_path, capsys):
     """The example runs as a script on its smallest budget, prints something, and writes its plots."""
     monkeypatch.chdir(tmp_path)

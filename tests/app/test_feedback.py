@@ -24,6 +24,7 @@ def spawn(args, cwd):
                          timeout=60)
 
 
+@pytest.mark.slow
 def test_person_ranks_undoes_skips_interrupts_and_resumes(tmp_path):
     """Rank, retry a bad answer, undo, tie, skip, Ctrl-C (exit 130, answers kept), then resume the rest."""
     write_jsonl(tmp_path / "in.jsonl", ITEMS)

@@ -36,6 +36,7 @@ def training_rows(out: Path) -> list[dict]:
         return [{k: v for k, v in row.items() if k not in TIMING_METRICS} for row in csv.DictReader(handle)]
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_reaches_the_same_weights_and_metrics(tmp_path):
     """A run killed by SIGKILL resumes to the same metrics, weights and eval, with no half-written checkpoint."""
     whole, killed = tmp_path / "whole", tmp_path / "killed"
@@ -59,6 +60,7 @@ def test_resume_after_sigkill_reaches_the_same_weights_and_metrics(tmp_path):
     assert not list((killed / "checkpoints").glob(".tmp-*"))
 
 
+@pytest.mark.slow
 def test_run_folder_config_metrics_tensorboard_and_plots(tmp_path):
     """A run saves its config (flags over the file), metrics, TensorBoard scalars, a plot and a loadable policy."""
     out = tmp_path / "run"
@@ -93,6 +95,7 @@ def test_train_samples_and_scores_the_reference_at_its_temperature_top_k_and_top
     assert (saved["temperature"], saved["top_k"], saved["top_p"]) == (0.8, 20, 0.9)
 
 
+@pytest.mark.slow
 def test_a_run_folder_is_never_overwritten_or_resumed_with_another_config(tmp_path, capsys):
     """Refuse to overwrite a run or resume it with another config; evaluation settings may change on resume."""
     out = tmp_path / "run"
@@ -168,6 +171,7 @@ def test_every_subcommand_has_help(capsys, command_name):
     assert exit_info.value.code == 0 and "usage: textgym " + command_name in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_bench_writes_rows_summary_and_plot(tmp_path):
     """The benchmark returns a row per case, agent and seed, writes CSV, bars and plot, and refuses unknown cases."""
     import dataclasses
@@ -236,6 +240,7 @@ def test_resume_of_a_folder_without_a_run_is_an_error(tmp_path, capsys):
     assert not (tmp_path / "nothing").exists()
 
 
+@pytest.mark.slow
 def test_grpo_and_a_users_own_agent_train_checkpoint_and_resume(tmp_path):
     """GRPO and an agent from the user's file resume mid-run to the uninterrupted run's metrics and weights."""
     agent_file = tmp_path / "my_agents.py"

@@ -13,6 +13,7 @@ from textgym.app.pipeline import run_demo
 
 
 @pytest.mark.filterwarnings("ignore::textgym.rewards.DeadRewardWarning")
+@pytest.mark.slow
 def test_demo_runs_end_to_end_on_a_tiny_budget(tmp_path, capsys):
     """The demo writes its report, plots, policy, reward model and each stage's metrics, printing only its progress."""
     cfg = DemoConfig(out=str(tmp_path / "demo"), sft=SFTConfig(examples=64), rm_pairs=64,

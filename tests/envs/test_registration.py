@@ -15,6 +15,7 @@ import textgym  # noqa: F401  (registers the ids)
 GUIDE = Path(__file__).parent.parent.parent / "docs" / "guides" / "environment.md"
 
 
+@pytest.mark.slow
 def test_module_qualified_id_needs_no_import():
     """``gym.make("textgym:textgym/TicTacToe-v0")`` imports textgym itself (cleanrl's --env-id form)."""
     code = ("import gymnasium as gym; env = gym.make('textgym:textgym/TicTacToe-v0'); obs, info = env.reset(seed=0); "

@@ -372,6 +372,7 @@ def test_a_reward_that_raises_ends_the_episode(env_kwargs):
     assert env.step(1)[2:4] == (False, False)
 
 
+@pytest.mark.slow
 def test_async_vector_env_after_torch_work_does_not_hang(tmp_path):
     """Forked workers of a parent that ran torch ops used to hang forever in their first layer norm."""
     import subprocess

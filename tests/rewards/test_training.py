@@ -22,6 +22,7 @@ def pairs():
 
 
 @pytest.mark.parametrize("pooling", POOLINGS)
+@pytest.mark.slow
 def test_training_raises_held_out_pairwise_accuracy(pairs, tmp_path, pooling):
     """Training lifts held-out accuracy to 85% and lowers the loss; the saved model scores as it was trained."""
     train, test = pairs
