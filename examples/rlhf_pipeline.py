@@ -27,7 +27,7 @@ from textgym.data import synthetic
 from textgym.data.preferences import rankings_to_pairs
 from textgym.eval.report import metrics_table
 from textgym.models import load_causal_lm, load_tokenizer
-from textgym.models.build import encode, fit, lm_loss
+from textgym.models.sft import SFTTrainingConfig, train_sft
 from textgym.rewards import RewardModel
 from textgym.rewards.training import RewardTrainingConfig, train_reward_model
 from textgym.tasks.evaluation import evaluate_policy
@@ -45,11 +45,9 @@ def main() -> None:
     torch.manual_seed(0)
 
     print("1. supervised fine-tuning on demonstrations")
-    tokenizer, model = load_tokenizer("textgym/tiny-lm"), load_causal_lm("textgym/tiny-lm").train()
-    seqs = encode(tokenizer, data["train"]["demonstration"][: args.sft_examples], 128, eos=True)
-    fit(model, lambda idx: lm_loss(model, [seqs[i] for i in idx])[0], len(seqs), 6, 32, 0, 1e-3, "sft")
-    model.eval().save_pretrained(out / "sft")
-    tokenizer.save_pretrained(out / "sft")
+    train_sft(data["train"]["demonstration"][: args.sft_examples],
+              SFTTrainingConfig(base_model="textgym/tiny-lm", output_dir=str(out / "sft"), epochs=6), progress=True)
+    tokenizer = load_tokenizer(out / "sft")
 
     print("2. reward model from rankings")
     pairs = rankings_to_pairs(data["train"]).shuffle(seed=0)
