@@ -96,13 +96,13 @@ def test_reward_models_and_evaluation_in_half_precision(kit, dtype):
 def test_output_head_runs_in_fp32_only_where_the_cpu_emulates_half_precision(monkeypatch):
     """A CPU without bf16 instructions gets the chunked head in fp32; one with them, and any GPU, keep bf16."""
     from textgym.models import native_half
-    from textgym.models.logprobs import _compute_dtype
+    from textgym.models.logprobs import head_dtype
 
     weight = torch.zeros(4, 2, dtype=torch.bfloat16)
     assert native_half("cuda", torch.bfloat16) and native_half("cpu", torch.float32)
     for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
         monkeypatch.setattr(torch.cpu, probe, lambda: False)
     assert not native_half("cpu", torch.bfloat16)
-    assert _compute_dtype(weight) == torch.float32
+    assert head_dtype(weight) == torch.float32
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
-    assert _compute_dtype(weight) == torch.bfloat16
+    assert head_dtype(weight) == torch.bfloat16

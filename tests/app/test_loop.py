@@ -106,16 +106,16 @@ def test_a_loop_folder_refuses_another_config(tmp_path):
 
 def test_a_loop_folder_from_before_a_new_field_resumes_at_its_default(tmp_path):
     """A saved config without a field added since reads as that field's default: the loop goes on."""
-    from textgym.app.loop import _start
+    from textgym.app.loop import start_folder
 
     out = tmp_path / "loop"
     out.mkdir()
     saved = dataclasses.asdict(dataclasses.replace(TINY, out=str(out), rm_epochs=LoopConfig.rm_epochs))
     del saved["rm_epochs"]
     (out / "loop.json").write_text(json.dumps(saved))
-    _start(dataclasses.replace(TINY, out=str(out), rm_epochs=LoopConfig.rm_epochs), out)
+    start_folder(dataclasses.replace(TINY, out=str(out), rm_epochs=LoopConfig.rm_epochs), out)
     with pytest.raises(ValueError, match="rm_epochs: saved 1.0, now 3"):
-        _start(dataclasses.replace(TINY, out=str(out), rm_epochs=3), out)
+        start_folder(dataclasses.replace(TINY, out=str(out), rm_epochs=3), out)
 
 
 def test_the_simulated_labeler_ranks_by_the_hidden_utility_with_seeded_noise(tmp_path):

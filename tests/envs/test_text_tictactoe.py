@@ -255,17 +255,19 @@ def test_restarts_of_the_wrong_type_are_refused_not_coerced(restart, message):
 
 def test_mistakes_are_the_non_optimal_moves_of_the_policys_own_games():
     """``mistakes_with_history``: none for a minimax player; for a weaker one, each listed move is not optimal."""
+    from textgym.envs.text_tictactoe import board_after
     from textgym.envs.tictactoe import optimal_moves
-    from textgym.eval.tictactoe import _board, mistakes_with_history
+    from textgym.eval.tictactoe import mistakes_with_history
 
-    perfect = lambda games: [optimal_moves(_board(m, f))[0] for m, f in games]  # noqa: E731
+    perfect = lambda games: [optimal_moves(tuple(board_after(m, f)))[0] for m, f in games]  # noqa: E731
     first_empty = lambda games: [[c for c in range(9) if c not in m][0] for m, _ in games]  # noqa: E731
     for opponent in ("random", "minimax"):
         assert mistakes_with_history(perfect, opponent) == []
         found = mistakes_with_history(first_empty, opponent)
         assert found and len(set((m, f) for m, f, _ in found)) == len(found)
         for moves, first, prob in found:
-            assert first_empty([(moves, first)])[0] not in optimal_moves(_board(moves, first)) and 0 < prob <= 1
+            assert first_empty([(moves, first)])[0] not in optimal_moves(tuple(board_after(moves, first)))
+            assert 0 < prob <= 1
         TicTacToeTurns(restarts=[(m, f) for m, f, _ in found if len(m) <= 7])  # they are valid restarts
     own = mistakes_with_history(first_empty, "minimax", corrections=False)
     assert set(own) < set(found)  # the corrected lines hold more

@@ -101,7 +101,7 @@ def check_loop_config(cfg: LoopConfig) -> Task:
     return task
 
 
-def _start(cfg: LoopConfig, out: Path) -> None:
+def start_folder(cfg: LoopConfig, out: Path) -> None:
     """Create the loop folder, or check that the one there was started with this config."""
     saved = out / "loop.json"
     config = json.loads(json.dumps(asdict(cfg)))
@@ -148,7 +148,7 @@ def run_loop(cfg: LoopConfig, progress: bool = True) -> list[dict[str, float]]:
     task = check_loop_config(cfg)
     say = print if progress else (lambda *a, **k: None)
     out = Path(cfg.out)
-    _start(cfg, out)
+    start_folder(cfg, out)
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     rank = feedback_source(cfg, task)

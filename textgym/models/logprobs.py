@@ -95,7 +95,7 @@ def _scored(logits: torch.Tensor, targets: torch.Tensor, allowed: torch.Tensor |
     return (sampling or Sampling()).logits(logits, allowed, keep=targets)
 
 
-def _compute_dtype(weight: torch.Tensor) -> torch.dtype:
+def head_dtype(weight: torch.Tensor) -> torch.dtype:
     """The head's matrix products run in the weights' dtype, or in fp32 on a CPU that emulates it.
 
     There (see :func:`textgym.models.native_half`) a chunked call pays for one fp32 copy of the
@@ -116,7 +116,7 @@ class _ChunkedHead(torch.autograd.Function):
     def forward(ctx, hidden, targets, weight, bias, softcap, scale, rows, allowed=None, sampling=None):  # noqa: D102
         logprobs, entropies = torch.empty(len(hidden), device=hidden.device), torch.empty(len(hidden),
                                                                                         device=hidden.device)
-        head = weight.to(_compute_dtype(weight))
+        head = weight.to(head_dtype(weight))
         head_bias = None if bias is None else bias.to(head.dtype)
         for start in range(0, len(hidden), rows):
             chunk = slice(start, start + rows)
@@ -136,7 +136,7 @@ class _ChunkedHead(torch.autograd.Function):
         grad_hidden = torch.zeros_like(hidden) if need_hidden else None
         grad_weight = torch.zeros_like(weight, dtype=torch.float32) if need_weight else None
         grad_bias = torch.zeros_like(bias, dtype=torch.float32) if need_bias else None
-        head = weight.to(_compute_dtype(weight))
+        head = weight.to(head_dtype(weight))
         head_bias = None if bias is None else bias.to(head.dtype)
         for start in range(0, len(hidden), ctx.rows):
             chunk = slice(start, start + ctx.rows)
