@@ -12,6 +12,8 @@ that follows the agent protocol (:class:`agents.base.Agent`) and is built like o
 
 from __future__ import annotations
 
+from typing import Any
+
 #: The language-model algorithms by name (module:class).
 LM_AGENTS: dict[str, str] = {
     "ppo": "agents.lm_ppo:LMPPO",
@@ -21,7 +23,7 @@ LM_AGENTS: dict[str, str] = {
 }
 
 
-def agent_class(name: str) -> type:
+def agent_class(name: str) -> type[Any]:
     """The class of a language-model agent: a name of :data:`LM_AGENTS` or ``module:Class``.
 
     >>> agent_class("grpo").__name__

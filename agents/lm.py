@@ -335,7 +335,7 @@ class LMAgent:
         loss, stats = ppo_loss(mb, logprobs, entropy, values, self.cfg, mask, self.total(mask), self.reduce)
         return self.add_kl_loss(loss, stats, logprobs, mb)
 
-    def add_kl_loss(self, loss: torch.Tensor, stats: dict[str, float], logprobs: torch.Tensor,
+    def add_kl_loss(self, loss: torch.Tensor, stats: dict[str, torch.Tensor], logprobs: torch.Tensor,
                     mb: EpisodeBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """With ``kl_in_loss``: ``loss + kl_coef * mean k3(pi, pi_ref)`` over the agent's tokens."""
         if not self.cfg.kl_in_loss:

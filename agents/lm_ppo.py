@@ -28,5 +28,7 @@ class LMPPO(LMAgent):
 
     def advantages(self, batch: EpisodeBatch, rewards: torch.Tensor) -> None:
         """GAE over each episode's agent tokens; returns are the value head's targets."""
+        if batch.values is None:
+            raise ValueError("LMPPO needs the values recorded while acting (a sampler with a value head)")
         batch.advantages, batch.returns = token_gae(rewards, batch.values * batch.token_mask, batch.token_mask,
                                                     self.cfg.gamma, self.cfg.gae_lambda)

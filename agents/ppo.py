@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, cast
 
 import numpy as np
 import torch
@@ -34,6 +34,15 @@ from agents.update import KLController, ppo_loss, reseed, resume_kl, run_epochs,
 
 MASKED = -1e8  # logit of an illegal action: probability 0, and no inf * 0 in the entropy
 Obs = torch.Tensor | dict[str, torch.Tensor]
+
+
+class SavedPolicy(Protocol):
+    """What :meth:`PPO.load` needs of a policy class: a constructor from the saved ``init_args``."""
+
+    @classmethod
+    def from_init_args(cls, init_args: dict[str, Any]) -> nn.Module:
+        """The policy ``init_args`` describe."""
+        ...
 
 
 def as_obs(obs: Any, device: torch.device | None = None) -> Obs:
@@ -87,8 +96,13 @@ class MLPPolicy(nn.Module):
         symmetries: Action permutations ``perm`` (``new[i] = old[perm[i]]``), or None.
     """
 
+    obs_perms: torch.Tensor
+    """(G, obs_dim) observation index of every symmetric view (buffer, only with ``symmetries``)."""
+    inverse_perms: torch.Tensor
+    """(G, n_actions) permutations mapping each view's logits back (buffer, only with ``symmetries``)."""
+
     def __init__(self, obs_dim: int, n_actions: int, hidden: tuple[int, ...] = (64, 64),
-                 symmetries: list[list[int]] | None = None) -> None:
+                 symmetries: Sequence[Sequence[int]] | None = None) -> None:
         super().__init__()
         self.init_args = {"obs_dim": obs_dim, "n_actions": n_actions, "hidden": list(hidden),
                           "symmetries": None if symmetries is None else [list(p) for p in symmetries]}
@@ -153,9 +167,10 @@ class TransitionBatch:
 
     def select(self, index: torch.Tensor) -> TransitionBatch:
         """The transitions at ``index``."""
-        take = lambda v: None if v is None else ({k: x[index] for k, x in v.items()} if isinstance(v, dict)  # noqa: E731
-                                                 else v[index])
-        return TransitionBatch(**{f.name: take(getattr(self, f.name)) for f in fields(self)})
+        obs = {k: x[index] for k, x in self.obs.items()} if isinstance(self.obs, dict) else self.obs[index]
+        return TransitionBatch(obs=obs, actions=self.actions[index], logprobs=self.logprobs[index],
+                               values=self.values[index], advantages=self.advantages[index],
+                               returns=self.returns[index], masks=None if self.masks is None else self.masks[index])
 
 
 # ---------------------------------------------------------------------------------------- the toy agent
@@ -238,7 +253,8 @@ class PPO:
             if cfg.anneal_lr:
                 for group in self.optimizer.param_groups:
                     group["lr"] = cfg.learning_rate * max(0.0, 1 - self.global_step / total_steps)
-            buf = {k: [] for k in ("obs", "masks", "actions", "logprobs", "values", "rewards", "dones")}
+            keys = ("obs", "masks", "actions", "logprobs", "values", "rewards", "dones")
+            buf: dict[str, list[Any]] = {k: [] for k in keys}
             for _ in range(cfg.num_steps):
                 obs_t = as_obs(obs, device)
                 mask_t = None if mask is None else torch.as_tensor(mask, device=device)
@@ -309,7 +325,7 @@ class PPO:
         path = Path(path)
         meta = json.loads((path / "ppo.json").read_text())
         policy_class = import_class(meta.get("policy_class", "agents.ppo:MLPPolicy"), nn.Module)
-        policy = policy_class.from_init_args(meta["policy"])
+        policy = cast(type[SavedPolicy], policy_class).from_init_args(meta["policy"])
         policy.load_state_dict(load_file(path / "policy.safetensors"))
         agent = cls(policy, PPOConfig(**meta["config"]), accelerator)
         agent.optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
@@ -340,5 +356,6 @@ def rollout_batch(buf: dict[str, list], last_values: np.ndarray, cfg: PPOConfig,
 def _stack(values: list[Obs]) -> Obs:
     """Stack T steps of (N, ...) observations and flatten to (T * N, ...)."""
     if isinstance(values[0], dict):
-        return {k: torch.stack([v[k] for v in values]).flatten(0, 1) for k in values[0]}
-    return torch.stack(values).flatten(0, 1)
+        dicts = cast(list[dict[str, torch.Tensor]], values)
+        return {k: torch.stack([v[k] for v in dicts]).flatten(0, 1) for k in dicts[0]}
+    return torch.stack(cast(list[torch.Tensor], values)).flatten(0, 1)

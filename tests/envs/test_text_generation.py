@@ -43,6 +43,14 @@ def teacher_forced_logprobs(lm, prompt_ids, completion_ids):
     return logprobs[torch.arange(len(targets)), targets][-len(completion_ids):].numpy()
 
 
+def test_the_model_defaults_to_the_embedded_tiny_lm():
+    """Without ``model`` the reference is ``textgym/tiny-lm`` with its own tokenizer, as documented."""
+    from textgym.rewards import LengthReward
+
+    env = TextGenerationEnv(prompts=["Hi"], reward_fn=LengthReward(3), max_context=16, max_new_tokens=4)
+    assert env.reference.name_or_path == "textgym/tiny-lm"
+
+
 def test_observation_is_left_padded_context(env_kwargs, tokenizer):
     """The observation is the context left-padded with EOS and masked, growing by each action."""
     env = make(env_kwargs)

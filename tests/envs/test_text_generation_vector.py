@@ -131,6 +131,16 @@ def test_vector_render(env_kwargs):
 
 
 @pytest.mark.filterwarnings("ignore::textgym.rewards.DeadRewardWarning")
+def test_a_list_of_seeds_seeds_each_group(env_kwargs):
+    """``seed=[s, s + 1]`` draws what ``seed=s`` does (group g gets ``s + g``); a wrong count is refused."""
+    envs = make_vec(env_kwargs, 4, group_size=2, prompts=[f"w{i}" for i in range(1, 40)])
+    _, by_int = envs.reset(seed=3)
+    _, by_list = envs.reset(seed=[3, 4])
+    assert by_list["prompt"].tolist() == by_int["prompt"].tolist()
+    with pytest.raises(ValueError, match="3 seeds for 2 groups"):
+        envs.reset(seed=[1, 2, 3])
+
+
 def test_groups_answer_the_same_prompts_whenever_their_slots_get_there(env_kwargs):
     """The slots of a group answer the same prompt each round, whenever they get there; rounds differ."""
     envs = make_vec(env_kwargs, 6, group_size=3, prompts=[f"w{i}" for i in range(1, 40)])

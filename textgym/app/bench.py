@@ -75,6 +75,8 @@ def _run_one(job: dict[str, Any]) -> dict[str, Any]:
     torch.set_num_threads(run.threads)
     began = time.perf_counter()
     if job["agent"] == "reference":  # the run's config gives the env's sizes; nothing trains
+        if run.reward is None:
+            raise ValueError(f"case {job['case']} names no reward to evaluate the reference with")
         derived = check_config(run)
         model = load_causal_lm(derived["model"])
         values = evaluate_policy(model, load_tokenizer(derived["model"]), derived["task"], make_reward(run.reward),
@@ -107,7 +109,8 @@ def run_benchmark(cfg: BenchConfig) -> list[dict[str, Any]]:
             agent_class(agent)  # an unknown agent fails here, before any run
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    jobs, preps = [], {}
+    jobs: list[dict[str, Any]] = []
+    preps: dict[str, Path] = {}
     for case in chosen:
         task, _, reward = known[case]
         model = None

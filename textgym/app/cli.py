@@ -65,7 +65,7 @@ def _add_dataclass_flags(parser: argparse.ArgumentParser, cls: type, suppress: b
         if setting.type in ("bool", "bool | None"):
             group.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=default, help=help_text)
         else:
-            group.add_argument(flag, dest=name, type=_flag_type(setting.type), default=default, help=help_text,
+            group.add_argument(flag, dest=name, type=_flag_type(str(setting.type)), default=default, help=help_text,
                                metavar=name.rpartition(".")[2].upper())
 
 
@@ -82,7 +82,9 @@ def _configured(args: argparse.Namespace, cls: type) -> Any:
 def _moved_flags(command: str, extra: list[str]) -> str:
     """Where flags of an earlier textgym went (``--kl-coef`` -> ``--rl.kl-coef``), as a hint for the usage error."""
     cls = CONFIGS.get(command)
-    flags = [arg.split("=")[0] for arg in extra if arg.startswith("--")] if cls else []
+    if cls is None:
+        return ""
+    flags = [arg.split("=")[0] for arg in extra if arg.startswith("--")]
     moved = {flag: moved_to(cls, flag.removeprefix("--").replace("-", "_")) for flag in flags}
     hints = [f"{flag} is now --{new.replace('_', '-')}" for flag, new in moved.items() if new]
     return f" ({'; '.join(hints)})" if hints else ""
@@ -179,7 +181,13 @@ def evaluate(args: argparse.Namespace) -> int:
     from textgym.tasks.rewards import make_reward
 
     task = get_task(args.task)
-    reward_fn = make_reward(args.reward) if args.reward else task.reward()
+    if args.reward:
+        reward_fn = make_reward(args.reward)
+    elif task.reward is not None:
+        reward_fn = task.reward()
+    else:
+        raise ValueError(f"task {task.name} scores by its conversation's turns and has no reward to report: "
+                         "name one with --reward")
     reference = load_causal_lm(args.reference or named[0][1])
     results = {}
     for name, path in named:

@@ -14,6 +14,8 @@ import dataclasses
 import difflib
 import json
 import math
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -347,9 +349,11 @@ def field_docs(cls: type) -> dict[str, str]:
 
     docs: dict[str, str] = {}
     for klass in reversed([k for k in cls.__mro__ if dataclasses.is_dataclass(k)]):
-        body = ast.parse(inspect.getsource(klass)).body[0].body
+        class_def = ast.parse(inspect.getsource(klass)).body[0]
+        body = class_def.body if isinstance(class_def, ast.ClassDef) else []
         for node, following in zip(body, body[1:], strict=False):
-            if isinstance(node, ast.AnnAssign) and isinstance(following, ast.Expr):
+            if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+                    and isinstance(following, ast.Expr) and isinstance(following.value, ast.Constant)):
                 docs[node.target.id] = " ".join(str(following.value.value).split())
     for setting in dataclasses.fields(cls):
         section = section_class(setting)
@@ -372,10 +376,12 @@ def load_config_file(path: str | Path, cls: type = TrainConfig) -> dict[str, Any
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file {path} does not exist")
+    parse: Callable[[str], Any]
+    error: type[ValueError]  # both decoders' errors are ValueErrors
     if path.suffix == ".toml":
-        try:
+        if sys.version_info >= (3, 11):
             import tomllib
-        except ModuleNotFoundError:  # Python 3.10
+        else:
             import tomli as tomllib
 
         parse, kind, error = tomllib.loads, "TOML", tomllib.TOMLDecodeError
@@ -453,7 +459,9 @@ def validate(cfg: Any, prefix: str = "") -> None:
         if not isinstance(value, expected) or (base != "bool" and isinstance(value, bool)):
             raise ValueError(f"{name} must be {_article(base)}{' or None' if optional else ''}, "
                              f"got {value!r} ({type(value).__name__})")
-        if base in ("int", "float") and not math.isfinite(value):
+        if not isinstance(value, int | float) or isinstance(value, bool):  # a str or bool setting: no bounds
+            continue
+        if not math.isfinite(value):
             raise ValueError(f"{name} must be a finite number, got {value}")
         _check_bounds(name, setting.metadata, value)
 

@@ -229,7 +229,7 @@ def label_simulated(items: Iterable[Item], output: str | Path, utility: Callable
     for item in items:
         values = np.asarray(utility([item.prompt] * len(item.completions), item.completions), dtype=float)
         noisy = values + np.random.default_rng([seed, item.id]).normal(0.0, noise, len(values)) if noise else values
-        fields = {"utility": [round(float(v), 6) for v in values]}
+        fields: dict[str, Any] = {"utility": [round(float(v), 6) for v in values]}
         if correct is not None:
             edits = {i: edited for i, text in enumerate(item.completions) if (edited := correct(item.prompt, text))}
             better = utility([item.prompt] * len(edits), list(edits.values())) if edits else []

@@ -41,12 +41,17 @@ import os
 import shutil
 import time
 import warnings
+from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textgym.app.config import TrainConfig, changed_settings, read_saved_config, validate
 from textgym.app.files import atomic_write, available_memory, fsync_tree, peak_rss_mib
+
+if TYPE_CHECKING:
+    from peft import PeftModel
+    from transformers import PreTrainedModel
 
 #: Metrics that measure time: logged, but not part of what a resumed run must reproduce.
 TIMING_METRICS = ("charts/SPS",)
@@ -225,13 +230,14 @@ def load_agent(cfg: TrainConfig, derived: dict, checkpoint: Path | None, acceler
     if checkpoint is not None:
         return klass.load(checkpoint, accelerator, dtype=dtype)
     model = load_causal_lm(derived["model"], trust_remote_code=cfg.trust_remote_code, dtype=dtype)
+    policy: PreTrainedModel | PeftModel = model
     if cfg.lora_r:
         from agents.lora import lora_policy
 
-        model = lora_policy(model, r=cfg.lora_r, alpha=2 * cfg.lora_r)
+        policy = lora_policy(model, r=cfg.lora_r, alpha=2 * cfg.lora_r)
     fields = {f.name for f in dataclasses.fields(getattr(klass, "config_class", type(cfg)))}
     config = getattr(klass, "config_class", type(cfg))(**{k: v for k, v in asdict(cfg).items() if k in fields})
-    return klass(model, load_tokenizer(derived["model"], trust_remote_code=cfg.trust_remote_code), config,
+    return klass(policy, load_tokenizer(derived["model"], trust_remote_code=cfg.trust_remote_code), config,
                  accelerator)
 
 
@@ -327,17 +333,17 @@ def build_envs(cfg: TrainConfig, derived: dict, agent: Any, accelerator: Any, re
                         vectorization_mode="vector_entry_point", **env_kwargs)
 
 
-def check_launch(env: dict[str, str] | None = None) -> None:
+def check_launch(env: Mapping[str, str] | None = None) -> None:
     """Refuse a launch that asked for several CPU processes and got one.
 
     ``accelerate launch --cpu --num_processes N`` starts a single process (accelerate issue #2741):
     it sets the rendezvous address but no world size. Several CPU processes come from
     ``ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes N`` (torchrun underneath).
     """
-    env = os.environ if env is None else env
+    environ = os.environ if env is None else env
     sizes = ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
-    if env.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true") and "MASTER_ADDR" in env \
-            and not any(name in env for name in sizes):
+    if environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true") and "MASTER_ADDR" in environ \
+            and not any(name in environ for name in sizes):
         raise ValueError("`accelerate launch --cpu --num_processes N` starts one process, not N (accelerate issue "
                          "#2741); for N CPU processes run `ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu "
                          "--num_processes N ...`")

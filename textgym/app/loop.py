@@ -57,13 +57,14 @@ def feedback_source(cfg: LoopConfig, task: Task) -> Callable[[list[Any], Path], 
 
     quiet = lambda *args, **kwargs: None  # noqa: E731  (the loop prints its own progress)
     if cfg.feedback == "simulated":
-        if task.utility is None:
+        utility = task.utility
+        if utility is None:
             raise ValueError(f"the {task.name} task has no hidden utility for a simulated labeler; use "
                              "feedback terminal, web or judge:SPEC")
         if cfg.corrections and task.correct is None:
             raise ValueError(f"the {task.name} task has no simulated corrections; drop --corrections")
         correct = task.correct if cfg.corrections else None
-        return lambda items, out: feedback.label_simulated(items, out, task.utility, cfg.noise, cfg.seed, show=quiet,
+        return lambda items, out: feedback.label_simulated(items, out, utility, cfg.noise, cfg.seed, show=quiet,
                                                            correct=correct)
     if cfg.corrections:
         raise ValueError(f"corrections come from the simulated labeler only; feedback {cfg.feedback} ranks without "

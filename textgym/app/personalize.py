@@ -28,7 +28,7 @@ import os
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -36,6 +36,10 @@ from textgym.app import steps
 from textgym.app.config import PersonalizeConfig, validate
 from textgym.app.files import atomic_folder, atomic_write, in_fresh_process
 from textgym.tasks import Task, get_task
+
+if TYPE_CHECKING:
+    from torch import nn
+    from transformers import PreTrainedModel
 
 
 def check_personalize_config(cfg: PersonalizeConfig) -> tuple[Task, list[str]]:
@@ -93,10 +97,10 @@ def run_personalization(cfg: PersonalizeConfig, progress: bool = True) -> dict[s
     items_file = out / "items.jsonl"
     if not items_file.is_file():
         say(f"sampling {cfg.k} answers of the SFT model for {cfg.prompts} prompts", flush=True)
-        items = sample_items(load_causal_lm(sft), load_tokenizer(sft), steps.training_prompts(task, cfg.prompts, 1,
-                                                                                               cfg.seed),
-                             cfg.k, cfg.max_new_tokens, seed=cfg.seed)
-        atomic_write(items_file, "".join(json.dumps(asdict(item)) + "\n" for item in items))
+        sampled = sample_items(load_causal_lm(sft), load_tokenizer(sft), steps.training_prompts(task, cfg.prompts, 1,
+                                                                                                 cfg.seed),
+                               cfg.k, cfg.max_new_tokens, seed=cfg.seed)
+        atomic_write(items_file, "".join(json.dumps(asdict(item)) + "\n" for item in sampled))
     items = [Item(**row) for row in read_jsonl(items_file)]
     for index, user in enumerate(users):
         folder = out / "users" / user
@@ -140,12 +144,17 @@ def portable_base(adapters: Path, base: Path) -> None:
     atomic_write(config, json.dumps(settings, indent=2))
 
 
+def _as_model(model: nn.Module) -> PreTrainedModel:
+    """A peft model as the model it wraps, which it stands in for (it forwards every attribute it lacks to it)."""
+    return cast("PreTrainedModel", model)
+
+
 def evaluate_adapters(cfg: PersonalizeConfig, task: Task, users: list[str], out: Path) -> dict[str, Any]:
     """Every adapter (and the SFT model) answers the held-out questions; every user's utility scores them."""
     from peft import PeftModel
 
     from textgym.eval.text import sample_completions
-    from textgym.models import load_causal_lm, load_tokenizer, no_progress_bars
+    from textgym.models import decode, load_causal_lm, load_tokenizer, no_progress_bars
 
     sft = out / "sft"
     tokenizer = load_tokenizer(sft)
@@ -162,8 +171,8 @@ def evaluate_adapters(cfg: PersonalizeConfig, task: Task, users: list[str], out:
         if name != "sft":
             model.set_adapter(name)
         with model.disable_adapter() if name == "sft" else contextlib.nullcontext():
-            ids = sample_completions(model, tokenizer, prompts, cfg.max_new_tokens, seed=cfg.seed)
-        answers[name] = [tokenizer.decode(c, skip_special_tokens=True) for c in ids]
+            ids = sample_completions(_as_model(model), tokenizer, prompts, cfg.max_new_tokens, seed=cfg.seed)
+        answers[name] = [decode(tokenizer, c, skip_special_tokens=True) for c in ids]
     utility = {judge: {name: np.asarray(task.users[judge](prompts, texts), dtype=float)
                        for name, texts in answers.items()} for judge in users}
     return {
@@ -208,7 +217,7 @@ def serve_users(kind: str, base: str, adapters: list[str], prompt: str, max_new_
     for name, model in models.items():
         if kind == "adapters":
             model.set_adapter(name)
-        sample_completions(model.eval(), tokenizer, [prompt], max_new_tokens, seed=0)
+        sample_completions(_as_model(model.eval()), tokenizer, [prompt], max_new_tokens, seed=0)
     unique = {id(m): m for m in models.values()}.values()
     weights = sum(p.numel() * p.element_size() for m in unique for p in m.parameters())
     return {"users": len(adapters), "peak_rss_mib": round(peak_rss_mib(), 1),

@@ -30,6 +30,7 @@ from contextlib import contextmanager
 from dataclasses import asdict
 from importlib import resources
 from pathlib import Path
+from typing import cast
 
 from flask import Flask, Response, jsonify, request
 from waitress import wasyncore
@@ -105,7 +106,7 @@ class LabelQueue:
     def __init__(self, items: Iterable[Item], output: str | Path, lease_seconds: float = LEASE_SECONDS,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.items = list(items)
-        self.by_id = {item.id: item for item in self.items}
+        self.by_id: dict[object, Item] = {item.id: item for item in self.items}  # looked up by ids as sent
         if len(self.by_id) != len(self.items):
             raise ValueError("items need distinct ids: the page names the item it answers by id")
         self.output = Path(output)
@@ -177,7 +178,7 @@ class LabelQueue:
             raise LookupError(f"no prompt has id {item_id!r}")
         return self.by_id[item_id]
 
-    def answer(self, labeler: str, item_id: object, ranking: list[int]) -> dict:
+    def answer(self, labeler: str, item_id: object, ranking: object) -> dict:
         """Append ``labeler``'s ranking of an item; returns the labeler's next state.
 
         Raises:
@@ -186,7 +187,7 @@ class LabelQueue:
             Conflict: The item is already answered.
         """
         check_ranking(ranking, len(self._item(item_id).completions))
-        return self._write(labeler, item_id, {"ranking": list(ranking)})
+        return self._write(labeler, item_id, {"ranking": list(cast(list[int], ranking))})  # checked above
 
     def skip(self, labeler: str, item_id: object) -> dict:
         """Append a skipped row for an item; returns the labeler's next state (raises as :meth:`answer`)."""

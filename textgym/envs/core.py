@@ -50,7 +50,7 @@ import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 import numpy as np
 import torch
@@ -58,7 +58,7 @@ from gymnasium import spaces
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from textgym.envs.turns import Reply, Turns
-from textgym.models import load_causal_lm, load_tokenizer, model_device
+from textgym.models import decode, load_causal_lm, load_tokenizer, model_device
 from textgym.models.kv import SlotKVCache
 from textgym.models.logprobs import completion_logprobs
 from textgym.models.sampling import Sampling
@@ -143,9 +143,11 @@ class GenerationCore:
     ) -> None:
         _single_threaded_after_fork()
         self.reference = load_causal_lm(model) if isinstance(model, str) else model
-        if tokenizer is None and not isinstance(model, str):
-            raise ValueError("pass the tokenizer that belongs to the reference model")
-        self.tokenizer = load_tokenizer(model) if tokenizer is None else tokenizer
+        if tokenizer is None:
+            if not isinstance(model, str):
+                raise ValueError("pass the tokenizer that belongs to the reference model")
+            tokenizer = load_tokenizer(model)
+        self.tokenizer = tokenizer
         self.num_actions = _check_vocab(self.tokenizer, int(self.reference.config.vocab_size))
         _check_lengths(self.reference, max_context, max_new_tokens)
         _check_choice("ref_scoring", ref_scoring, ("step", "episode"))
@@ -263,6 +265,13 @@ class GenerationCore:
                 raise ValueError(f"action {int(action)} is excluded by the action mask; sample from the tokens "
                                  "where info['action_mask'] is 1")
 
+    def _episode(self, slot: int) -> _Episode:
+        """The episode running in ``slot`` (the environments call :meth:`start` before stepping a slot)."""
+        episode = self.episodes[slot]
+        if episode is None:
+            raise RuntimeError(f"slot {slot} has no episode running: call reset() first")
+        return episode
+
     def current_mask(self, slot: int) -> np.ndarray | None:
         """The action mask of a slot's next step (the static mask, narrowed by a conversation's reply)."""
         episode = self.episodes[slot]
@@ -285,26 +294,26 @@ class GenerationCore:
             raise
 
     def _step(self, actions: np.ndarray, actions_t: torch.Tensor, ref_lp: np.ndarray | None):
-        slots = np.arange(self.num_slots)
+        slots = list(range(self.num_slots))
         self._append(slots, [[int(a)] for a in actions])
         rewards = self.kl_coef * ref_lp if ref_lp is not None else np.zeros(self.num_slots)
         terminated = np.zeros(self.num_slots, dtype=bool)
         replies: dict[int, list[int]] = {}
-        for slot, episode in enumerate(self.episodes):
-            token = int(actions[slot])
+        for slot in slots:
+            episode, token = self._episode(slot), int(actions[slot])
             episode.tokens.append(token)
             episode.agent.append(True)
             episode.allowed.append(self.current_mask(slot))
             episode.ref_logprobs.append(float(ref_lp[slot]) if ref_lp is not None else 0.0)
             if self.turns is None:
                 terminated[slot] = token == self.eos_id
-            elif self._turn_over(episode, token):
-                terminated[slot], reward, replies[slot] = self._answer(episode, token)
+            elif self._turn_over(self.turns, episode, token):
+                terminated[slot], reward, replies[slot] = self._answer(self.turns, episode, token)
                 rewards[slot] += reward
         replies = {s: ids for s, ids in replies.items() if ids and not terminated[s]}
         truncated = np.zeros(self.num_slots, dtype=bool)
-        for slot, episode in enumerate(self.episodes):
-            room = self.max_new_tokens - len(episode.tokens)
+        for slot in slots:
+            room = self.max_new_tokens - len(self._episode(slot).tokens)
             if slot in replies and len(replies[slot]) >= room:  # the reply does not fit: the episode is cut here
                 del replies[slot]
                 room = 0
@@ -323,16 +332,16 @@ class GenerationCore:
             self._next_logprobs = self._logprobs(logits, slots)
         return rewards, terminated, truncated, infos
 
-    def _turn_over(self, episode: _Episode, token: int) -> bool:
+    def _turn_over(self, turns: Turns, episode: _Episode, token: int) -> bool:
         ended = token == self.eos_id or token == self.end_of_turn_id
-        return ended or len(episode.tokens) - episode.turn_start >= self.turns.max_turn_tokens
+        return ended or len(episode.tokens) - episode.turn_start >= turns.max_turn_tokens
 
-    def _answer(self, episode: _Episode, token: int) -> tuple[bool, float, list[int]]:
+    def _answer(self, turns: Turns, episode: _Episode, token: int) -> tuple[bool, float, list[int]]:
         """The rules' reply to the turn that ``token`` ended: (episode over, reward, reply tokens)."""
         turn = episode.tokens[episode.turn_start:]
         if turn and turn[-1] in (self.eos_id, self.end_of_turn_id):
             turn = turn[:-1]
-        reply = self.turns.reply(episode.state, self.tokenizer.decode(turn, skip_special_tokens=True))
+        reply = turns.reply(episode.state, decode(self.tokenizer, turn, skip_special_tokens=True))
         episode.turn_rewards[len(episode.tokens) - 1] = float(reply.reward)
         episode.action_mask = self._mask_for(reply)
         ids = [] if reply.done else self.tokenizer(reply.text, add_special_tokens=False)["input_ids"]
@@ -343,12 +352,12 @@ class GenerationCore:
         """Append the environment's reply tokens to their slots (state, not actions)."""
         self._append(list(replies), list(replies.values()))
         for slot, ids in replies.items():
-            episode = self.episodes[slot]
+            episode = self._episode(slot)
             episode.tokens += ids
             episode.agent += [False] * len(ids)
             episode.allowed += [None] * len(ids)
             episode.ref_logprobs += [0.0] * len(ids)
-            infos[slot]["reply"] = self.tokenizer.decode(ids)
+            infos[slot]["reply"] = decode(self.tokenizer, ids)
 
     def _append(self, slots: Sequence[int], tokens: Sequence[Sequence[int]]) -> None:
         """Shift the windows of ``slots`` left and write ``tokens`` at their right end."""
@@ -378,7 +387,7 @@ class GenerationCore:
 
     def _finish(self, finished: np.ndarray, terminated: np.ndarray, infos: list[dict]) -> np.ndarray:
         """Score the finished slots (one reward call, one reference pass in episode mode)."""
-        episodes = [self.episodes[s] for s in finished]
+        episodes = [self._episode(s) for s in finished]
         if self._kv is None:
             for episode, lps in zip(episodes, self.score_reference(episodes), strict=True):
                 episode.ref_logprobs = np.where(episode.agent, lps, 0.0).tolist()
@@ -440,11 +449,11 @@ class GenerationCore:
     def render_text(self, slot: int) -> str:
         """The context of one slot (prompt and everything after it), as text."""
         ids = self.input_ids[slot][self.attention_mask[slot] == 1]
-        return self.tokenizer.decode(ids.tolist())
+        return decode(self.tokenizer, ids.tolist())
 
     def _completion_text(self, episode: _Episode, ended_on_eos: bool) -> str:
         tokens = episode.tokens[:-1] if ended_on_eos and episode.tokens[-1] == self.eos_id else episode.tokens
-        return self.tokenizer.decode(tokens, skip_special_tokens=True)
+        return decode(self.tokenizer, tokens, skip_special_tokens=True)
 
     def _mask_for(self, reply: Reply) -> np.ndarray | None:
         """The action mask of the agent's next turn: the tokens the reply allows (and the static mask)."""
@@ -460,7 +469,7 @@ class GenerationCore:
         return mask if self.action_mask is None else (mask & self.action_mask)
 
     def _reset_info(self, slot: int) -> dict[str, Any]:
-        info: dict[str, Any] = {"prompt": self.episodes[slot].prompt}
+        info: dict[str, Any] = {"prompt": self._episode(slot).prompt}
         mask = self.current_mask(slot)
         if mask is not None:
             info["action_mask"] = mask
@@ -552,6 +561,12 @@ def _check_credit(credit: str, reward_fn: RewardFunction | None, turns: Turns | 
                         f"score (a parts method, e.g. RewardModel); {reward_fn!r:.80} has none: use credit='end'")
 
 
+@overload
+def _check_action_mask(mask: np.ndarray, num_actions: int) -> np.ndarray: ...
+@overload
+def _check_action_mask(mask: None, num_actions: int) -> None: ...
+@overload
+def _check_action_mask(mask: np.ndarray | None, num_actions: int) -> np.ndarray | None: ...
 def _check_action_mask(mask: np.ndarray | None, num_actions: int) -> np.ndarray | None:
     if mask is None:
         return None

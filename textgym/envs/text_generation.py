@@ -23,7 +23,7 @@ import numpy as np
 from gymnasium import spaces
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from textgym.envs.core import Credit, GenerationCore, PromptOverflow, RefScoring
+from textgym.envs.core import DEFAULT_MODEL, Credit, GenerationCore, PromptOverflow, RefScoring
 from textgym.envs.turns import Turns
 from textgym.rewards.base import RewardFunction
 
@@ -152,7 +152,7 @@ class TextGenerationEnv(gym.Env):
     metadata = {"render_modes": ["ansi"], "render_fps": 4}
 
     def __init__(
-        self, model: PreTrainedModel | str | None = None, tokenizer: PreTrainedTokenizerBase | None = None,
+        self, model: PreTrainedModel | str = DEFAULT_MODEL, tokenizer: PreTrainedTokenizerBase | None = None,
         prompts: Any = None, reward_fn: RewardFunction | None = None, *, max_context: int, max_new_tokens: int,
         kl_coef: float = 0.05,
         ref_scoring: RefScoring = "step",

@@ -7,6 +7,7 @@ every episode that ends in it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -83,7 +84,7 @@ class TextGenerationVectorEnv(VectorEnv):
         self.single_observation_space = self.core.single_observation_space
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self._groups = num_envs // group_size
-        self._rngs: list[np.random.Generator] | None = None  # one per group
+        self._rngs: list[np.random.Generator] = []  # one per group
         self._drawn: list[dict[int, str]] = []  # per group: round -> prompt, for rounds some slot has yet to start
         self._round = np.zeros(num_envs, dtype=np.int64)  # per slot: the round its next episode plays
         self._running = False
@@ -144,17 +145,17 @@ class TextGenerationVectorEnv(VectorEnv):
 
     def reset(self, *, seed: int | list[int | None] | None = None, options: dict | None = None) -> tuple[dict, dict]:
         """Start a new episode in every slot."""
-        super().reset(seed=seed)
+        super().reset(seed=None if isinstance(seed, list) else seed)  # a list seeds the groups' generators below
         seeds = seed if isinstance(seed, list) else [None if seed is None else seed + g for g in range(self._groups)]
         if len(seeds) != self._groups:
             raise ValueError(f"reset got {len(seeds)} seeds for {self._groups} groups of {self.group_size} envs")
-        old = self._rngs or [None] * self._groups
+        old: Sequence[np.random.Generator | None] = self._rngs or [None] * self._groups
         self._rngs = [_reseed(rng, s) for rng, s in zip(old, seeds, strict=True)]
         self._drawn, self._round[:] = [{} for _ in range(self._groups)], 0
         slots = np.arange(self.num_envs)
         infos: dict[str, Any] = {}
         for slot, info in zip(slots, self._start(slots, self._slot_options(options)), strict=True):
-            infos = self._add_info(infos, info, slot)
+            infos = self._add_info(infos, info, int(slot))
         self._running = True
         return self.core.observation(), infos
 
@@ -177,8 +178,8 @@ class TextGenerationVectorEnv(VectorEnv):
         if len(finished):
             for slot, reset_info in zip(finished, self._start(finished, [None] * len(finished)), strict=True):
                 last_obs = {key: value[slot].copy() for key, value in obs.items()}
-                infos = self._add_info(infos, {"final_obs": last_obs, "final_info": slot_infos[slot]}, slot)
-                infos = self._add_info(infos, reset_info, slot)
+                infos = self._add_info(infos, {"final_obs": last_obs, "final_info": slot_infos[slot]}, int(slot))
+                infos = self._add_info(infos, reset_info, int(slot))
             for key, value in obs.items():  # the restarted slots show their new prompts
                 value[finished] = getattr(self.core, key)[finished]
         return obs, rewards, terminated, truncated, infos
@@ -204,7 +205,7 @@ class TextGenerationVectorEnv(VectorEnv):
             members = self._round[group * self.group_size:(group + 1) * self.group_size]
             for done in [r for r in drawn if r < members.min()]:  # every slot of the group is past it
                 del drawn[done]
-        infos = self.core.start(slots, prompts, rngs)
+        infos = self.core.start(slots.tolist(), prompts, rngs)
         for info, group_id in zip(infos, ids, strict=True):
             info["group_id"] = group_id
         return infos

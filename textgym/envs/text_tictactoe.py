@@ -174,7 +174,7 @@ class TicTacToeTurns(Turns):
         return list(self._restarts)
 
     @restarts.setter
-    def restarts(self, histories: Iterable[tuple[Sequence[int], ...]]) -> None:
+    def restarts(self, histories: Iterable[Sequence[Any]]) -> None:
         checked = []
         for history in histories:
             moves, agent_first = _restart_fields(history)

@@ -8,6 +8,7 @@ draws). The minimax opponent reads its optimal moves from a table over all 3^9 b
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -75,10 +76,10 @@ class TicTacToeVectorEnv(VectorEnv):
     def reset(self, *, seed: int | list[int | None] | None = None, options: dict | None = None,
               ) -> tuple[np.ndarray, dict]:
         """Start a game in every slot."""
-        super().reset(seed=seed)
+        super().reset(seed=None if isinstance(seed, list) else seed)  # a list seeds the slots' generators below
         seeds = seed if isinstance(seed, list) else [None if seed is None else seed + i for i in range(self.num_envs)]
         if not self._rngs or any(s is not None for s in seeds):
-            old = self._rngs or [None] * self.num_envs
+            old: Sequence[np.random.Generator | None] = self._rngs or [None] * self.num_envs
             self._rngs = [rng if s is None and rng is not None else seeding.np_random(s)[0]
                           for rng, s in zip(old, seeds, strict=True)]
             self._used[:] = self.BUFFER

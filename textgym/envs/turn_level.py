@@ -83,10 +83,14 @@ class TurnLevel(gym.Wrapper):
     """
 
     def __init__(self, env: gym.Env) -> None:
-        if not isinstance(env.unwrapped, TextGenerationEnv):
+        text_env = env.unwrapped
+        if not isinstance(text_env, TextGenerationEnv):
             raise TypeError(f"TurnLevel wraps a textgym text environment (TextGenerationEnv), got "
-                            f"{type(env.unwrapped).__name__}")
+                            f"{type(text_env).__name__}")
+        if not isinstance(env.action_space, spaces.Discrete):
+            raise TypeError(f"TurnLevel needs token ids as actions (a Discrete action space), got {env.action_space}")
         super().__init__(env)
+        self._text_env = text_env
         tokens = spaces.Discrete(int(env.action_space.n))
         self.action_space = spaces.Sequence(tokens, stack=True)
         self.observation_space = spaces.Sequence(tokens, stack=True)
@@ -107,7 +111,8 @@ class TurnLevel(gym.Wrapper):
                                "(before the first step and after every episode end)")
         ids = self._token_ids(action)
         self._running = False  # until the turn is written: an error on the way ends the episode
-        rewards, refs, info = [], [], {}
+        rewards, refs = [], []
+        info: dict[str, Any] = {}
         terminated = truncated = turn_over = False
         for index, token in enumerate(ids):
             if turn_over:
@@ -130,7 +135,7 @@ class TurnLevel(gym.Wrapper):
     def _token_ids(self, action: Any) -> np.ndarray:
         """The action's token ids: a text is tokenised once, ids are checked as ids."""
         if isinstance(action, str):
-            action = self.env.unwrapped.tokenizer(action, add_special_tokens=False)["input_ids"]
+            action = self._text_env.tokenizer(action, add_special_tokens=False)["input_ids"]
         ids = np.asarray(action)
         if ids.ndim != 1 or (ids.size and not np.issubdtype(ids.dtype, np.integer)):
             raise TypeError(f"an action is a turn: a 1-D sequence of integer token ids or a str, got {action!r:.80}")

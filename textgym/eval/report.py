@@ -21,12 +21,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from textgym.eval.text import distinct_n, perplexity, sample_completions, score_summary
+from textgym.models import decode
 from textgym.models.logprobs import completion_kl
 from textgym.rewards.base import RewardFunction, score_batch
 
@@ -70,8 +71,7 @@ def evaluate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts
     began = time.perf_counter()
     ids = sample_completions(model, tokenizer, prompts, max_new_tokens, seed=seed)
     speed = sum(len(c) for c in ids) / (time.perf_counter() - began)
-    # one sequence decodes to one string (transformers types decode for batches too: str | list[str])
-    texts = [cast(str, tokenizer.decode(c, skip_special_tokens=True)) for c in ids]
+    texts = [decode(tokenizer, c, skip_special_tokens=True) for c in ids]
     scores = score_batch(reward_fn, prompts, texts, warn_dead=False)
     result: dict[str, Any] = {"reward": score_summary(scores), "reward_scores": scores.tolist(),
                               "distinct_2": distinct_n(texts, 2), "tokens_per_s": speed, "completions": len(prompts),

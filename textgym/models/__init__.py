@@ -324,6 +324,15 @@ def load_tokenizer(name_or_path: str | Path, *, trust_remote_code: bool = False)
         raise
 
 
+def decode(tokenizer: PreTrainedTokenizerBase, ids: list[int], *, skip_special_tokens: bool = False) -> str:
+    """The text of one sequence of token ids: ``tokenizer.decode``, typed for the one-sequence case.
+
+    >>> decode(load_tokenizer("textgym/tiny-lm"), [40, 73])
+    'Hi'
+    """
+    return cast(str, tokenizer.decode(ids, skip_special_tokens=skip_special_tokens))  # one sequence: one string
+
+
 def _load_tokenizer(folder: str, saved_class: str | None, trust_remote_code: bool) -> PreTrainedTokenizerBase:
     if saved_class in GENERIC_TOKENIZERS and (Path(folder) / "tokenizer.json").is_file():
         # A tokenizer saved as a plain tokenizers pipeline (a word-level one, say) loads as saved: transformers

@@ -15,7 +15,13 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import GPT2Config, GPT2ForSequenceClassification, GPT2LMHeadModel, PreTrainedTokenizerFast
+from transformers import (
+    GPT2Config,
+    GPT2ForSequenceClassification,
+    GPT2LMHeadModel,
+    PreTrainedTokenizerBase,
+    PreTrainedTokenizerFast,
+)
 
 from textgym.models import model_device
 from textgym.models.kv import left_pad
@@ -62,7 +68,7 @@ def train_tokenizer(texts: Sequence[str], vocab_size: int) -> PreTrainedTokenize
                                    pad_token=EOS_TOKEN, unk_token=EOS_TOKEN)
 
 
-def encode(tokenizer: PreTrainedTokenizerFast, texts: Sequence[str], max_length: int, eos: bool) -> list[torch.Tensor]:
+def encode(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], max_length: int, eos: bool) -> list[torch.Tensor]:
     """Token tensors of ``texts`` (each followed by EOS if ``eos``), cut to ``max_length``."""
     ids = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
     return [torch.tensor((seq + [tokenizer.eos_token_id] if eos else seq)[:max_length]) for seq in ids]

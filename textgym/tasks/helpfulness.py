@@ -101,8 +101,8 @@ def strike_off_topic(prompt: str, answer: str) -> str | None:
                 return None  # the tip is part of something else: no clean edit
     for fact in synthetic.OFF_TOPIC:
         edited = edited.replace(f" {fact}", "").replace(fact, "")
-    own, other = tips_given(prompt, edited)
-    return edited if own and not other else None
+    left = tips_given(prompt, edited)  # not None: the question is known (found above)
+    return edited if left is not None and left[0] and not left[1] else None
 
 
 def off_topic_tips_rate(prompts: list[str], completions: list[str]) -> float:
@@ -199,9 +199,9 @@ def audit(reward, rows) -> dict[str, float]:
             others.append(completion)
             kinds.append(kind)
     wins = helpful_scores[which] > np.asarray(reward(prompts_, others))
-    kinds = np.asarray(kinds)
-    return {kind: float(wins[kinds == kind].mean()) for kind in
-            ("curt", "off-topic tips", "off-topic fact", "dismissive", "wrong advice") if (kinds == kind).any()}
+    kind_of = np.asarray(kinds)
+    return {kind: float(wins[kind_of == kind].mean()) for kind in
+            ("curt", "off-topic tips", "off-topic fact", "dismissive", "wrong advice") if (kind_of == kind).any()}
 
 
 def utility(prompts: list[str], completions: list[str]) -> np.ndarray:
