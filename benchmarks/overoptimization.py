@@ -45,7 +45,9 @@ model.
     python benchmarks/overoptimization.py             # the map: about 25 minutes on 2 cores (--estimate)
     python benchmarks/overoptimization.py --quick     # one case, one seed, 2 kl values, 2 points: a minute
     python benchmarks/overoptimization.py --estimate  # time a few updates of each run; print the map's time
-    python benchmarks/overoptimization.py --task sentiment --reward keyword:great --judge lexicon-sentiment
+    python benchmarks/overoptimization.py --cases custom --task sentiment --reward keyword:great \
+        --judge lexicon-sentiment
+    python benchmarks/overoptimization.py --cases helpfulness-rm --rm-pairs 300 1000 3000 --name overoptimization_rm
 
 Writes ``overoptimization.json`` and ``overoptimization.png`` (a grid: gold and proxy against
 sqrt(KL), one column per case) to ``--out`` (``overoptimization_quick.*`` with ``--quick``).
@@ -119,8 +121,9 @@ class Config:
     """``rm:{rm}`` cases: demonstrations for supervised fine-tuning."""
     sft_epochs: int = 6
     """``rm:{rm}`` cases: passes over them."""
-    rm_pairs: int = 3000
-    """``rm:{rm}`` cases: preference pairs (from the task's rankings) the reward model learns from."""
+    rm_pairs: list[int] = field(default_factory=lambda: [3000])
+    """``rm:{rm}`` cases: preference pairs (from the task's rankings) the reward model learns from; with several
+    amounts (``--rm-pairs 300 1000 3000``) each is a case of its own, ``helpfulness-rm-300`` and so on."""
     task: str = "sentiment"
     """The custom case's task (its prompts, lengths and environment)."""
     reward: str = ""
@@ -135,7 +138,9 @@ class Config:
     prep: str = "runs/overoptimization"
     """Folder of the fine-tuned models and reward models (built once, reused)."""
     out: str = "benchmarks/results"
-    """Folder of overoptimization.json and overoptimization.png."""
+    """Folder of the results."""
+    name: str = "overoptimization"
+    """The results' file name, without ``.json`` / ``.png``."""
 
 
 def quick_config(cfg: Config) -> Config:
@@ -156,6 +161,8 @@ class Case:
     """Proxy reward spec; ``rm:{rm}`` is the task's learned reward model."""
     gold: str
     """``utility`` (the task's hidden utility), ``judge`` (the task's judge metric) or a reward spec."""
+    rm_pairs: int = 0
+    """``rm:{rm}`` cases: the preference pairs its reward model learns from."""
 
 
 def known_cases(cfg: Config) -> dict[str, Case]:
@@ -166,11 +173,23 @@ def known_cases(cfg: Config) -> dict[str, Case]:
     for name in TASKS:
         task = get_task(name)
         for case, spec in task.bench_cases.items():
-            rm = "{rm}" in spec and task.utility is not None
-            out[case] = Case(case, name, spec, "utility" if rm else "judge")
+            if "{rm}" not in spec:
+                out[case] = Case(case, name, spec, "judge")
+                continue
+            gold = "utility" if task.utility is not None else "judge"
+            out[case] = Case(case, name, spec, gold, cfg.rm_pairs[-1])  # with several amounts, names them all
+            for pairs in cfg.rm_pairs if len(cfg.rm_pairs) > 1 else []:
+                out[f"{case}-{pairs}"] = Case(f"{case}-{pairs}", name, spec, gold, pairs)
     if cfg.reward:
         out[CUSTOM] = Case(CUSTOM, cfg.task, cfg.reward, cfg.judge or "judge")
     return out
+
+
+def expand(names: list[str], known: dict[str, Case], rm_pairs: list[int]) -> list[str]:
+    """The cases to run: a learned reward model's case once per amount of pairs when several are given."""
+    several = len(rm_pairs) > 1
+    return [n for name in names for n in
+            ([f"{name}-{pairs}" for pairs in rm_pairs] if several and known[name].rm_pairs else [name])]
 
 
 def env_id(task_name: str) -> str:
@@ -189,13 +208,13 @@ def prepare(case: Case, cfg: Config) -> tuple[str, str]:
 
     task, prep = get_task(case.task), Path(cfg.prep)
     sft = prep / f"{case.task}-sft-{cfg.sft_examples}x{cfg.sft_epochs}"
-    rm = prep / f"{sft.name}-rm-{cfg.rm_pairs}"
+    rm = prep / f"{sft.name}-rm-{case.rm_pairs}"
     if not (sft / "config.json").is_file():
         print(f"preparing {case.name}: supervised fine-tuning -> {sft}", flush=True)
         steps.supervised_fine_tuning(task, sft, cfg.sft_examples, cfg.sft_epochs, seed=0)
     if not (rm / "config.json").is_file():
-        print(f"preparing {case.name}: a reward model from {cfg.rm_pairs} pairs -> {rm}", flush=True)
-        steps.reward_model(task, sft, rm, cfg.rm_pairs, seed=0)
+        print(f"preparing {case.name}: a reward model from {case.rm_pairs} pairs -> {rm}", flush=True)
+        steps.reward_model(task, sft, rm, case.rm_pairs, seed=0)
     return str(sft), case.reward.format(rm=rm)
 
 
@@ -591,21 +610,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         parser.error(f"unknown case {unknown}; cases: {', '.join(known)} (custom needs --reward)")
     if cfg.best_of < 1 or cfg.best_of & (cfg.best_of - 1):
         parser.error(f"--best-of must be a power of 2, got {cfg.best_of}")
-    if min(cfg.updates, cfg.eval_every, cfg.eval_prompts, cfg.workers, cfg.threads) < 1:
-        parser.error("--updates, --eval-every, --eval-prompts, --workers and --threads must be at least 1")
+    if min(cfg.updates, cfg.eval_every, cfg.eval_prompts, cfg.workers, cfg.threads, *cfg.rm_pairs) < 1:
+        parser.error("--updates, --eval-every, --eval-prompts, --workers, --threads and --rm-pairs must be at least 1")
     began, cpu = time.perf_counter(), time.process_time()
     import torch
 
     torch.set_num_threads(cfg.threads)
     cases, jobs = {}, []
-    for name in cfg.cases:
+    for name in expand(cfg.cases, known, cfg.rm_pairs):
         cases[name], more = case_jobs(known[name], cfg)
         jobs += more
     runs = run_all(jobs, cfg.workers)
     summary = summarize(cases, runs, cfg)
     timing = {"wall_s": time.perf_counter() - began, "cpu_s_main_process": time.process_time() - cpu,
               "estimate_full_map": estimate(cases, runs, cfg, full)}
-    stem = "overoptimization_quick" if quick else "overoptimization_estimate" if probe else "overoptimization"
+    stem = f"{cfg.name}_quick" if quick else f"{cfg.name}_estimate" if probe else cfg.name
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     result = {"config": asdict(cfg), "quick": quick, "machine": {"cpu": cpu_name(), "cpu_flags": cpu_flags(),

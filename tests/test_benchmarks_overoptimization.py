@@ -66,3 +66,18 @@ def test_the_quick_map_is_complete_and_finite(tmp_path):
             assert {"noise", "relative"} <= set(moved)
     assert result["timing"]["estimate_full_map"]["wall_s_estimate"] > 0
     assert "best-of-n" in run.stdout and "the full map" in run.stdout
+
+
+def test_several_amounts_of_preference_data_are_a_case_each(monkeypatch):
+    """``--rm-pairs 300 1000``: the learned reward model's case runs once per amount; other cases once."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import overoptimization as o
+
+    one = o.Config(cases=["sentiment-classifier", "helpfulness-rm"])
+    assert o.expand(one.cases, o.known_cases(one), one.rm_pairs) == one.cases
+    assert o.known_cases(one)["helpfulness-rm"].rm_pairs == 3000
+    several = o.Config(cases=["sentiment-classifier", "helpfulness-rm"], rm_pairs=[300, 1000])
+    known = o.known_cases(several)
+    names = o.expand(several.cases, known, several.rm_pairs)
+    assert names == ["sentiment-classifier", "helpfulness-rm-300", "helpfulness-rm-1000"]
+    assert [known[n].rm_pairs for n in names[1:]] == [300, 1000] and known[names[1]].gold == "utility"
