@@ -46,6 +46,12 @@ ABOUT: dict[str, tuple[str, str]] = {
     "rm_contrast_dropout": ("python benchmarks/rm_contrast.py", "The same grid with the kit LM's dropout of 0.1."),
     "sft": ("python benchmarks/sft.py", "Supervised fine-tuning on the demo's data: transformers' `Trainer` "
             "(`textgym.models.sft`) against the kit builder's hand-written loop, time per epoch and held-out loss."),
+    "overoptimization": ("python benchmarks/overoptimization.py", "The reward over-optimisation map: proxy and gold "
+                         "against the exact KL along training, per reward case, algorithm and kl_coef, best-of-n as "
+                         "the baseline (see the guide and the experiment note)."),
+    "overoptimization_rm": ("python benchmarks/overoptimization.py --cases helpfulness-rm --rm-pairs 300 1000 3000 "
+                            "--name overoptimization_rm", "The map of the learned helpfulness reward model trained on "
+                            "300, 1,000 and 3,000 preference pairs."),
     "tip_places": ("python benchmarks/tip_places.py POLICY...", "Tips per answer and the off-topic share at each "
                    "place in the answer, for saved policies of the loop study."),
 }
