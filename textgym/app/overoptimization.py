@@ -61,6 +61,7 @@ import json
 import math
 import multiprocessing
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -166,19 +167,27 @@ def gold_measure(case: Case, prompts: list[str], texts: list[str], reward_name: 
     from textgym.tasks import get_task
 
     task = get_task(case.task)
-    extra = {k: float(v) for k, v in task.judge(prompts, texts, reward_name).items()} if task.judge else {}
+    judge = task.judge
+    extra = {k: float(v) for k, v in judge(prompts, texts, reward_name).items()} if judge else {}
     values = None
     if case.gold == "utility":
-        values = np.asarray(task.utility(prompts, texts), dtype=np.float64)
+        values = np.asarray(_part(task.utility, case, "hidden utility")(prompts, texts), dtype=np.float64)
     elif case.gold != "judge":
         values = np.asarray(make_reward(case.gold)(prompts, texts), dtype=np.float64)
     else:
         metric, sign = judge_metric(case, reward_name)
         if per_answer:
-            values = np.array([sign * task.judge([p], [t], reward_name)[metric]
+            values = np.array([sign * _part(judge, case, "judge")([p], [t], reward_name)[metric]
                                for p, t in zip(prompts, texts, strict=True)])
         return sign * extra[metric], values, extra
     return float(values.mean()), values, extra
+
+
+def _part(part: Callable[..., Any] | None, case: Case, what: str) -> Callable[..., Any]:
+    """A task's judge or hidden utility, where the case's gold needs it and the task has it."""
+    if part is None:
+        raise ValueError(f"case {case.name}: task {case.task} has no {what} to be the gold")
+    return part
 
 
 def judge_metric(case: Case, reward_name: str) -> tuple[str, float]:
@@ -186,7 +195,7 @@ def judge_metric(case: Case, reward_name: str) -> tuple[str, float]:
     from textgym.tasks import get_task
 
     task = get_task(case.task)
-    metric = next(k for k in task.judge(["x"], ["x"], reward_name) if k.startswith("judge/"))
+    metric = next(k for k in _part(task.judge, case, "judge")(["x"], ["x"], reward_name) if k.startswith("judge/"))
     return metric, 1.0 if task.judge_higher_is_better.get(metric, True) else -1.0
 
 
@@ -219,12 +228,14 @@ def answer_stats(policy: Any, reference: Any, tokenizer: Any, prompts: list[str]
         mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])  # (B, W)
         with torch.no_grad():
             ent = token_logprobs(policy, batch, mask, keep, num_actions=vocab, entropy=True).entropy  # (B, K)
+        if ent is None:
+            raise RuntimeError("token_logprobs returned no entropy although asked for it")
         entropy += [float(ent[i, keep - len(c):].sum()) for i, c in enumerate(ids[start:start + 64])]
     return {"kl": np.array(kl), "entropy": np.array(entropy), "ref_nll": np.array(nll),
             "length": np.array([len(c) for c in ids], dtype=np.float64)}
 
 
-def pooled(stats: dict[str, np.ndarray], texts: list[str], idx: np.ndarray | None = None) -> dict[str, float]:
+def pooled(stats: dict[str, np.ndarray], texts: list[str], idx: np.ndarray | None = None) -> dict[str, Any]:
     """The indicators of a set of answers (``idx``: a resample of them): per-token means pooled over the answers."""
     from textgym.eval.text import distinct_n
 
@@ -439,7 +450,7 @@ def summarize(cases: dict[str, dict], runs: list[dict[str, Any]], cfg: OverOptim
 
 
 def estimate(cases: dict[str, dict], runs: list[dict[str, Any]], cfg: OverOptimizationConfig,
-             full: OverOptimizationConfig) -> dict[str, float]:
+             full: OverOptimizationConfig) -> dict[str, Any]:
     """The full map's time on ``full.workers`` cores, from the CPU seconds measured per update and per evaluation.
 
     Per (case, agent): the median setup, update and evaluation of these runs, times the full map's runs,
@@ -559,7 +570,7 @@ def run_map(full: OverOptimizationConfig, quick: bool = False, estimate_only: bo
         jobs += more
     runs = run_all(jobs, cfg.workers)
     summary = summarize(cases, runs, cfg)
-    timing = {"wall_s": time.perf_counter() - began, "cpu_s_main_process": time.process_time() - cpu,
+    timing: dict[str, Any] = {"wall_s": time.perf_counter() - began, "cpu_s_main_process": time.process_time() - cpu,
               "estimate_full_map": estimate(cases, runs, cfg, full)}
     stem = f"{cfg.name}_quick" if quick else f"{cfg.name}_estimate" if estimate_only else cfg.name
     out = Path(cfg.out)
