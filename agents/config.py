@@ -15,12 +15,16 @@ from typing import Any
 def bounded(default: Any, low: float | None = None, high: float | None = None, above: float | None = None) -> Any:
     """A dataclass field with ``default`` whose value must lie in ``[low, high]`` (None: no bound that side).
 
-    ``above`` is a strict lower bound instead of ``low``: the value must be greater than it.
+    ``above`` is a strict lower bound instead of ``low``: the value must be greater than it. A list
+    ``default`` (each instance gets its own copy) bounds each of its values.
 
     The bounds are declared once, in the field's metadata; the command line's config validator
     (:func:`textgym.app.config.validate`) checks every field against them before anything is built.
     """
-    return field(default=default, metadata={"low": low, "high": high, "above": above})
+    metadata = {"low": low, "high": high, "above": above}
+    if isinstance(default, list):  # a list's bounds hold for each of its values
+        return field(default_factory=lambda: list(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
 
 
 @dataclass

@@ -29,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from textgym.app.files import in_fresh_process
+from textgym.app.files import cpu_name, in_fresh_process
 
 PROMPT_TOKENS, NEW_TOKENS, COMPLETIONS, KL, LR, RANK = 16, 32, 8, 0.05, 1e-5, 16
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
@@ -202,33 +202,6 @@ def logprob_error(folder: str, threads: int) -> dict:
     errors = torch.cat([(a - b).abs() for a, b in zip(half, full, strict=True)])
     return {"mean_abs_error": float(errors.mean()), "max_abs_error": float(errors.max()),
             "mean_abs_logprob": float(torch.cat(full).abs().mean())}
-
-
-#: The instruction-set flags of ``/proc/cpuinfo`` that decide a CPU's matrix speed (bf16 needs avx512_bf16 or amx).
-CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "amx_fp16")
-
-
-def cpu_flags() -> dict[str, bool]:
-    """Which of :data:`CPU_FLAGS` the CPU has (``/proc/cpuinfo``; all False where it cannot be read)."""
-    try:
-        line = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
-        have = set(line.split(":", 1)[1].split())
-    except (OSError, StopIteration):
-        have = set()
-    return {flag: flag in have for flag in CPU_FLAGS}
-
-
-def cpu_name() -> str:
-    """The CPU's model name (bf16 speed on a CPU depends on it: see :func:`textgym.models.native_half`)."""
-    import platform
-
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main() -> None:

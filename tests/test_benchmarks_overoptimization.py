@@ -1,4 +1,4 @@
-"""benchmarks/overoptimization.py runs end to end in its quick form and writes a complete, finite map."""
+"""benchmarks/overoptimization.py (``textgym bench overoptimization``) runs end to end in its quick form."""
 
 from __future__ import annotations
 
@@ -34,6 +34,41 @@ def test_the_quick_map_is_complete_and_finite(tmp_path):
                           "--prep", str(tmp_path / "prep")], cwd=ROOT, env=env, capture_output=True, text=True,
                          timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
+    check_quick_map(tmp_path, run.stdout)
+
+
+@pytest.mark.slow
+def test_textgym_bench_draws_the_quick_map(tmp_path, capsys):
+    """``textgym bench overoptimization --quick`` writes the same quick map (the script is a wrapper of it)."""
+    from textgym.app.cli import main
+
+    assert main(["bench", "overoptimization", "--quick", "--out", str(tmp_path), "--prep", str(tmp_path / "prep")]) == 0
+    check_quick_map(tmp_path, capsys.readouterr().out)
+
+
+def test_the_maps_settings_are_checked_before_anything_runs(tmp_path):
+    """Bounds (each value of a list too), an empty list, an unknown case and best_of not a power of 2 are refused."""
+    from textgym.app.cli import main
+    from textgym.app.config import OverOptimizationConfig, validate
+    from textgym.app.overoptimization import run_map
+
+    validate(OverOptimizationConfig())
+    for settings, message in [({"kl_coefs": [0.0, -0.1]}, "kl_coefs must be >= 0, got -0.1"),
+                              ({"rm_pairs": [0]}, "rm_pairs must be >= 1"), ({"updates": 0}, "updates must be >= 1"),
+                              ({"seeds": []}, "seeds must be a list of at least one value"),
+                              ({"seeds": [0.5]}, "each of seeds must be a whole number"),
+                              ({"workers": 0}, "workers must be >= 1"), ({"cases": ["poetry"]}, "unknown case"),
+                              ({"best_of": 3}, "best-of must be a power of 2, got 3")]:
+        with pytest.raises(ValueError, match=message):
+            run_map(OverOptimizationConfig(out=str(tmp_path / "out"), **settings))
+    assert main(["bench", "overoptimization", "--kl-coefs", "0", "-1", "--out", str(tmp_path / "out")]) == 2
+    with pytest.raises(SystemExit):  # a value argparse cannot read: the map's own usage
+        main(["bench", "overoptimization", "--kl-coefs", "x"])
+    assert not (tmp_path / "out").exists()
+
+
+def check_quick_map(tmp_path, stdout):
+    """The quick map's JSON, plot and printed report are complete and finite."""
     result = json.loads((tmp_path / "overoptimization_quick.json").read_text())
     assert (tmp_path / "overoptimization_quick.png").stat().st_size > 0
     cfg = result["config"]
@@ -65,18 +100,18 @@ def test_the_quick_map_is_complete_and_finite(tmp_path):
             assert name in ("length", "distinct_2", "entropy", "ref_perplexity")
             assert {"noise", "relative"} <= set(moved)
     assert result["timing"]["estimate_full_map"]["wall_s_estimate"] > 0
-    assert "best-of-n" in run.stdout and "the full map" in run.stdout
+    assert "best-of-n" in stdout and "the full map" in stdout
 
 
-def test_several_amounts_of_preference_data_are_a_case_each(monkeypatch):
+def test_several_amounts_of_preference_data_are_a_case_each():
     """``--rm-pairs 300 1000``: the learned reward model's case runs once per amount; other cases once."""
-    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
-    import overoptimization as o
+    from textgym.app import overoptimization as o
+    from textgym.app.config import OverOptimizationConfig
 
-    one = o.Config(cases=["sentiment-classifier", "helpfulness-rm"])
+    one = OverOptimizationConfig(cases=["sentiment-classifier", "helpfulness-rm"])
     assert o.expand(one.cases, o.known_cases(one), one.rm_pairs) == one.cases
     assert o.known_cases(one)["helpfulness-rm"].rm_pairs == 3000
-    several = o.Config(cases=["sentiment-classifier", "helpfulness-rm"], rm_pairs=[300, 1000])
+    several = OverOptimizationConfig(cases=["sentiment-classifier", "helpfulness-rm"], rm_pairs=[300, 1000])
     known = o.known_cases(several)
     names = o.expand(several.cases, known, several.rm_pairs)
     assert names == ["sentiment-classifier", "helpfulness-rm-300", "helpfulness-rm-1000"]

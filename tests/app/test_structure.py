@@ -12,7 +12,8 @@ APP = Path(__file__).parent.parent.parent / "textgym" / "app"
 LAYERS = [
     {"config", "files"},
     {"harness", "steps", "feedback", "web"},  # the steps: the RL run (the harness), SFT, reward models, feedback
-    {"pipeline", "loop", "personalize", "bench"},  # the orchestrators: siblings, none imports another
+    # the orchestrators: siblings, none imports another
+    {"pipeline", "loop", "personalize", "bench", "overoptimization"},
     {"cli"},
 ]
 ORCHESTRATORS = LAYERS[2]

@@ -3,7 +3,8 @@
 ``textgym demo`` runs the offline RLHF pipeline (:mod:`textgym.app.pipeline`); ``textgym train``
 trains any causal LM on any text env and reward with any agent (:mod:`textgym.app.harness`);
 ``textgym eval`` compares models on a task's held-out prompts (:mod:`textgym.eval.report`);
-``textgym bench`` runs the benchmark across reward functions (:mod:`textgym.app.bench`);
+``textgym bench`` runs the benchmark across reward functions (:mod:`textgym.app.bench`), ``textgym bench
+overoptimization`` the reward over-optimisation map (:mod:`textgym.app.overoptimization`);
 ``textgym label`` collects rankings from a person (terminal or web page) or a judge
 (:mod:`textgym.app.feedback`); ``textgym loop`` runs RLHF as a loop of feedback rounds
 (:mod:`textgym.app.loop`); ``textgym personalize`` trains a reward model and LoRA adapters per
@@ -17,6 +18,7 @@ imports what it needs when it runs.
 from __future__ import annotations
 
 import argparse
+import functools
 import signal
 import sys
 from typing import Any
@@ -25,6 +27,7 @@ from textgym.app.config import (
     BenchConfig,
     DemoConfig,
     LoopConfig,
+    OverOptimizationConfig,
     PersonalizeConfig,
     TrainConfig,
     build_config,
@@ -49,8 +52,9 @@ def _flag_type(annotation: str):
 def _add_dataclass_flags(parser: argparse.ArgumentParser, cls: type, suppress: bool = False) -> None:
     """One ``--flag`` per setting of ``cls`` (``--rl.kl-coef`` for a section's), with its default and docstring as help.
 
-    A section's flags form a group of the help, under the section's docstring. With ``suppress``, flags
-    left out stay out of the parsed namespace (so a config file can set them).
+    A section's flags form a group of the help, under the section's docstring; a list setting's flag takes
+    one or more values (``--kl-coefs 0 0.1``). With ``suppress``, flags left out stay out of the parsed
+    namespace (so a config file can set them).
     """
     docs, defaults = field_docs(cls), flat_settings(cls)
     groups: dict[str, Any] = {}
@@ -64,6 +68,9 @@ def _add_dataclass_flags(parser: argparse.ArgumentParser, cls: type, suppress: b
         group = groups.get(section, parser) if dot else parser
         if setting.type in ("bool", "bool | None"):
             group.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=default, help=help_text)
+        elif str(setting.type).startswith("list["):  # a list: the flag's values (--kl-coefs 0 0.1)
+            group.add_argument(flag, dest=name, nargs="+", type=_flag_type(str(setting.type)[5:-1]), default=default,
+                               help=help_text, metavar=name.rpartition(".")[2].upper())
         else:
             group.add_argument(flag, dest=name, type=_flag_type(str(setting.type)), default=default, help=help_text,
                                metavar=name.rpartition(".")[2].upper())
@@ -211,16 +218,47 @@ def evaluate(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------------- bench
-def _bench_parser(sub) -> None:
-    p = sub.add_parser("bench", help="agents x rewards x seeds on the embedded tasks -> CSV/JSON, table, plot",
+def _bench_parser(sub, kinds: bool = True) -> None:
+    """``textgym bench``; with ``kinds``, its other benchmarks (``textgym bench overoptimization``) as well.
+
+    Without them, a stray value after an unknown flag (``--kl-coef 0.1``) is reported with the flag, not as a
+    benchmark's name; the other benchmarks are only parsed where one is named first (or help is asked for).
+    """
+    p = sub.add_parser("bench", help="agents x rewards x seeds on the embedded tasks -> CSV/JSON, table, plot; "
+                                     "or the reward over-optimisation map",
                        description="The benchmark of benchmarks/rewards.py: every agent and reference sampling on "
                                    "each reward function and seed; one row per run in rewards.csv / rewards.json, "
-                                   "a summary table and a plot, in --out (runs/bench unless told).")
+                                   "a summary table and a plot, in --out (runs/bench unless told). "
+                                   "`textgym bench overoptimization` draws the reward over-optimisation map "
+                                   "instead (benchmarks/overoptimization.py; its flags: "
+                                   "`textgym bench overoptimization --help`).")
     _add_dataclass_flags(p, BenchConfig)
+    if not kinds:
+        return
+    others = p.add_subparsers(dest="bench_kind", metavar="{overoptimization}", title="other benchmarks")
+    m = others.add_parser("overoptimization", help="the reward over-optimisation map: gold, proxy, exact KL and "
+                                                  "hacking indicators along training, against best-of-n",
+                         description="For each reward case, algorithm and kl_coef (0 included): train on the proxy "
+                                     "reward and evaluate at regular points the proxy, the gold (the task's judge or "
+                                     "hidden utility), the exact KL to the reference and hacking indicators; "
+                                     "best-of-n sampling is the non-RL baseline. Writes NAME.json and NAME.png "
+                                     "(gold and proxy against sqrt(KL)) in --out (textgym.app.overoptimization). "
+                                     "Lists take several values: --kl-coefs 0 0.1.")
+    _add_dataclass_flags(m, OverOptimizationConfig)
+    m.set_defaults(kind_parser=m)  # its usage answers an unknown flag
+    m.add_argument("--quick", action="store_true", help="the smoke test: one case, one seed, 2 kl values, "
+                   "2 evaluation points (writes NAME_quick.*)")
+    m.add_argument("--estimate", action="store_true", help="time 3 updates of each (case, agent) at the configured "
+                   "sizes and estimate the full map's time, instead of running it (writes NAME_estimate.*)")
 
 
 def bench(args: argparse.Namespace) -> int:
-    """Run ``textgym bench``."""
+    """Run ``textgym bench`` (``textgym bench overoptimization``: the over-optimisation map)."""
+    if getattr(args, "bench_kind", None) == "overoptimization":
+        from textgym.app.overoptimization import run_map
+
+        run_map(_configured(args, OverOptimizationConfig), quick=args.quick, estimate_only=args.estimate)
+        return 0
     from textgym.app.bench import run_benchmark
 
     run_benchmark(_configured(args, BenchConfig))
@@ -405,11 +443,16 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``textgym`` command."""
     parser = argparse.ArgumentParser(prog="textgym", description="Text generation as an RL environment, and RLHF.")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_demo_parser, _train_parser, _eval_parser, _bench_parser, _label_parser, _loop_parser,
-                _personalize_parser, _serve_parser):
+    argv = sys.argv[1:] if argv is None else argv
+    kinds = argv[1:2] == ["overoptimization"] or "-h" in argv or "--help" in argv  # textgym bench's others
+    for add in (_demo_parser, _train_parser, _eval_parser, functools.partial(_bench_parser, kinds=kinds),
+                _label_parser, _loop_parser, _personalize_parser, _serve_parser):
         add(sub)
     args, extra = parser.parse_known_args(argv)
     if extra:  # the subcommand's own usage, not the top level's
+        kind = getattr(args, "kind_parser", None)  # textgym bench overoptimization: its own flags, none moved
+        if kind is not None:
+            kind.error(f"unrecognized arguments: {' '.join(extra)}")
         sub.choices[args.command].error(f"unrecognized arguments: {' '.join(extra)}{_moved_flags(args.command, extra)}")
     commands = {"demo": demo, "train": train, "eval": evaluate, "bench": bench, "label": label, "loop": loop,
                 "personalize": personalize, "serve": serve}

@@ -153,6 +153,72 @@ class BenchConfig:
 
 
 @dataclass
+class OverOptimizationConfig:
+    """What the reward over-optimisation map runs (``textgym bench overoptimization``); lists take several values.
+
+    On the command line a list is a flag followed by its values (``--kl-coefs 0 0.1``).
+    """
+
+    cases: list[str] = bounded(["sentiment-classifier", "helpfulness-rm"])
+    """Reward cases: the tasks' benchmark cases (``textgym bench``'s: sentiment-classifier,
+    lexicon-sentiment, rule, helpfulness-rm, detox-classifier), or ``custom`` (``--task/--reward/--judge``)."""
+    agents: list[str] = bounded(["ppo", "rloo"])
+    """Algorithms (``agents.LM_AGENTS`` names: ppo, rloo, grpo, reinforce)."""
+    kl_coefs: list[float] = bounded([0.0, 0.03, 0.1], low=0)
+    """The KL coefficients swept (beta of the penalty to the reference)."""
+    seeds: list[int] = bounded([0, 1, 2])
+    """Training seeds; each (case, agent, kl_coef) runs once per seed."""
+    updates: int = bounded(40, low=1)
+    """Updates per run."""
+    eval_every: int = bounded(8, low=1)
+    """Updates between evaluations (the first is before any update)."""
+    batch_episodes: int = bounded(32, low=1)
+    """Finished episodes per update."""
+    num_envs: int = bounded(16, low=1)
+    """Episodes sampled together."""
+    learning_rate: float = bounded(1e-4, low=0)
+    """Adam learning rate of every agent."""
+    eval_prompts: int = bounded(64, low=1)
+    """Completions per evaluation, one per held-out prompt (cycling over the task's test prompts)."""
+    max_new_tokens: int = bounded(0, low=0)
+    """Longest answer in tokens (0: the task's)."""
+    eval_seed: int = 1234
+    """Sampling seed of every evaluation (the same prompts and random numbers at every point)."""
+    best_of: int = bounded(32, low=1)
+    """The largest n of best-of-n (a power of 2): samples per prompt drawn from the reference."""
+    bootstrap: int = bounded(200, low=1)
+    """Bootstrap resamples of the reference's answers for the indicators' noise."""
+    noise_sigmas: float = bounded(3.0, low=0)
+    """The noise threshold: an indicator moved when it is this many bootstrap standard errors away."""
+    relative_change: float = bounded(0.25, low=0)
+    """The relative threshold: an indicator moved when it changed by this fraction of its first value."""
+    sft_examples: int = bounded(3000, low=1)
+    """``rm:{rm}`` cases: demonstrations for supervised fine-tuning."""
+    sft_epochs: int = bounded(6, low=1)
+    """``rm:{rm}`` cases: passes over them."""
+    rm_pairs: list[int] = bounded([3000], low=1)
+    """``rm:{rm}`` cases: preference pairs (from the task's rankings) the reward model learns from; with several
+    amounts (``--rm-pairs 300 1000 3000``) each is a case of its own, ``helpfulness-rm-300`` and so on."""
+    task: str = "sentiment"
+    """The custom case's task (its prompts, lengths and environment)."""
+    reward: str = ""
+    """The custom case's proxy reward spec (``textgym train --reward``'s, e.g. ``keyword:great``)."""
+    judge: str = ""
+    """The custom case's gold: a reward spec whose mean is the true objective, ``utility`` (the task's hidden
+    utility) or empty (the task's judge)."""
+    workers: int = bounded(2, low=1)
+    """Runs in parallel, each in its own process (1: all in this process)."""
+    threads: int = bounded(1, low=1)
+    """torch threads per process."""
+    prep: str = "runs/overoptimization"
+    """Folder of the fine-tuned models and reward models (built once, reused)."""
+    out: str = "runs/bench"
+    """Folder of the results (``benchmarks/overoptimization.py``: benchmarks/results)."""
+    name: str = "overoptimization"
+    """The results' file name, without ``.json`` / ``.png``."""
+
+
+@dataclass
 class LoopConfig:
     """What ``textgym loop`` runs: rounds of feedback, reward modelling and RL (``textgym loop --help``)."""
 
@@ -436,12 +502,13 @@ def validate(cfg: Any, prefix: str = "") -> None:
     A field's bounds are declared once, in its metadata (:func:`agents.config.bounded`): counts that must
     be positive (``rounds``, ``k`` >= 2, ``rl.total_steps``), rates and coefficients that must not be
     negative, numbers that must be finite. A field without bounds is checked for its type only; None
-    (where a field allows it) is never out of bounds. Errors name the setting as a dotted name
+    (where a field allows it) is never out of bounds; a list (``kl_coefs: list[float]``) must hold at
+    least one value, and each is checked as a setting of its own. Errors name the setting as a dotted name
     (``rl.kl_coef``).
 
     Raises:
         ValueError: A value of the wrong type (``num_envs = 2.5``, ``kl_coef = "0.1"``, ``tensorboard = "no"``),
-            a number that is not finite, or one outside its field's bounds (``gamma = -5``).
+            a number that is not finite, one outside its field's bounds (``gamma = -5``), or an empty list.
     """
     for setting in dataclasses.fields(cfg):
         name, value, kind = prefix + setting.name, getattr(cfg, setting.name), str(setting.type)
@@ -455,15 +522,33 @@ def validate(cfg: Any, prefix: str = "") -> None:
         base = kind.removesuffix(" | None").strip()
         if value is None and optional:
             continue
+        if base.startswith("list["):
+            _check_list(name, setting, base.removeprefix("list[").removesuffix("]"), value)
+            continue
         expected = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,)}[base]
         if not isinstance(value, expected) or (base != "bool" and isinstance(value, bool)):
             raise ValueError(f"{name} must be {_article(base)}{' or None' if optional else ''}, "
                              f"got {value!r} ({type(value).__name__})")
-        if not isinstance(value, int | float) or isinstance(value, bool):  # a str or bool setting: no bounds
-            continue
-        if not math.isfinite(value):
-            raise ValueError(f"{name} must be a finite number, got {value}")
-        _check_bounds(name, setting.metadata, value)
+        _check_value(name, setting, value)
+
+
+def _check_value(name: str, setting: dataclasses.Field, value: Any) -> None:
+    if not isinstance(value, int | float) or isinstance(value, bool):  # a str or bool setting: no bounds
+        return
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value}")
+    _check_bounds(name, setting.metadata, value)
+
+
+def _check_list(name: str, setting: dataclasses.Field, base: str, values: Any) -> None:
+    """A list setting (``kl_coefs: list[float]``): at least one value, each of the type and within the bounds."""
+    if not isinstance(values, list) or not values:
+        raise ValueError(f"{name} must be a list of at least one value, got {values!r}")
+    expected = {"int": (int,), "float": (int, float), "str": (str,)}[base]
+    for value in values:
+        if not isinstance(value, expected) or isinstance(value, bool):
+            raise ValueError(f"each of {name} must be {_article(base)}, got {value!r} ({type(value).__name__})")
+        _check_value(name, setting, value)
 
 
 def _check_bounds(name: str, bounds: Any, value: float) -> None:

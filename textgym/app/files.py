@@ -1,4 +1,4 @@
-"""File and process utilities of the application: atomic writes, atomic folders, fresh processes, memory.
+"""File and process utilities of the application: atomic writes, atomic folders, fresh processes, memory, the CPU.
 
 Every step of a command writes its result so that a run killed at any moment leaves the old result
 or the new one, never half of one: a file through a temporary name and a rename
@@ -94,3 +94,34 @@ def available_memory(device: Any) -> int | None:
             if line.startswith("MemAvailable:"):
                 return int(line.split()[1]) * 1024
     return None
+
+
+#: The instruction-set flags of ``/proc/cpuinfo`` that decide a CPU's matrix speed (bf16 needs avx512_bf16 or amx).
+CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "amx_fp16")
+
+
+def cpu_flags() -> dict[str, bool]:
+    """Which of :data:`CPU_FLAGS` the CPU has (``/proc/cpuinfo``; all False where it cannot be read).
+
+    >>> sorted(cpu_flags()) == sorted(CPU_FLAGS)
+    True
+    """
+    try:
+        line = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+        have = set(line.split(":", 1)[1].split())
+    except (OSError, StopIteration):
+        have = set()
+    return {flag: flag in have for flag in CPU_FLAGS}
+
+
+def cpu_name() -> str:
+    """The CPU's model name (bf16 speed on a CPU depends on it: see :func:`textgym.models.native_half`)."""
+    import platform
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
