@@ -116,3 +116,13 @@ def test_several_amounts_of_preference_data_are_a_case_each():
     names = o.expand(several.cases, known, several.rm_pairs)
     assert names == ["sentiment-classifier", "helpfulness-rm-300", "helpfulness-rm-1000"]
     assert [known[n].rm_pairs for n in names[1:]] == [300, 1000] and known[names[1]].gold == "utility"
+
+
+def test_a_flag_is_never_read_as_the_start_of_another(tmp_path, capsys):
+    """``--kl-coef`` is not short for the map's ``--kl-coefs``: it is refused, and nothing runs."""
+    from textgym.app.cli import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["bench", "overoptimization", "--kl-coef", "1", "--out", str(tmp_path / "out")])
+    assert stop.value.code == 2 and "unrecognized arguments: --kl-coef" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

@@ -439,9 +439,21 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser, and its subcommands', that takes no abbreviations.
+
+    A renamed flag (``--kl-coef``, now ``--rl.kl-coef``) must not pass as the start of another one
+    (``textgym bench overoptimization --kl-coefs``); it is refused with its new name instead.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``textgym`` command."""
-    parser = argparse.ArgumentParser(prog="textgym", description="Text generation as an RL environment, and RLHF.")
+    parser = _Parser(prog="textgym", description="Text generation as an RL environment, and RLHF.")
     sub = parser.add_subparsers(dest="command", required=True)
     argv = sys.argv[1:] if argv is None else argv
     kinds = argv[1:2] == ["overoptimization"] or "-h" in argv or "--help" in argv  # textgym bench's others
