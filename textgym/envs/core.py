@@ -586,3 +586,66 @@ def _end_of_turn_id(tokenizer: PreTrainedTokenizerBase, turns: Turns | None) -> 
     if len(ids) != 1:
         raise ValueError(f"the end-of-turn text {turns.end_of_turn!r} is {len(ids)} tokens; it must be one token")
     return ids[0]
+
+
+class CoreProperties:
+    """The settings a text environment exposes, read from (and ``kl_coef`` written to) its :class:`GenerationCore`.
+
+    Shared by :class:`textgym.envs.TextGenerationEnv` and :class:`textgym.envs.TextGenerationVectorEnv`.
+    """
+
+    core: GenerationCore
+
+    @property
+    def tokenizer(self) -> PreTrainedTokenizerBase:
+        """The tokenizer that decodes actions into text (the reference model's)."""
+        return self.core.tokenizer
+
+    @property
+    def reference(self) -> PreTrainedModel:
+        """The frozen reference model that scores every action (e.g. the starting policy to fine-tune)."""
+        return self.core.reference
+
+    @property
+    def reward_fn(self) -> RewardFunction | None:
+        """The reward function that scores finished completions (None in a conversation scored by its turns)."""
+        return self.core.reward_fn
+
+    @property
+    def prompts(self) -> Any:
+        """The prompt set episodes draw from (a list of strings or a ``datasets.Dataset``)."""
+        return self.core.prompts
+
+    @property
+    def max_context(self) -> int:
+        """The observation length: prompt plus completion fit in it."""
+        return self.core.max_context
+
+    @property
+    def max_new_tokens(self) -> int:
+        """The episode length limit in tokens after the prompt."""
+        return self.core.max_new_tokens
+
+    @property
+    def turns(self) -> Turns | None:
+        """The rules of the conversation (:class:`textgym.envs.turns.Turns`), or None: e.g. to add restarts."""
+        return self.core.turns
+
+    @property
+    def symmetries(self):
+        """The rules' symmetries as maps of token ids (:meth:`textgym.envs.turns.Turns.symmetries`), or None."""
+        return None if self.core.turns is None else self.core.turns.symmetries(self.core.tokenizer)
+
+    @property
+    def temperature(self) -> float:
+        """The sampling temperature the reference's log-probabilities are taken at."""
+        return self.core.sampling.temperature
+
+    @property
+    def kl_coef(self) -> float:
+        """Beta of the KL shaping (settable: finite and >= 0)."""
+        return self.core.kl_coef
+
+    @kl_coef.setter
+    def kl_coef(self, value: float) -> None:
+        self.core.kl_coef = value

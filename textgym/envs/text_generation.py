@@ -23,7 +23,7 @@ import numpy as np
 from gymnasium import spaces
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from textgym.envs.core import DEFAULT_MODEL, Credit, GenerationCore, PromptOverflow, RefScoring
+from textgym.envs.core import DEFAULT_MODEL, CoreProperties, Credit, GenerationCore, PromptOverflow, RefScoring
 from textgym.envs.turns import Turns
 from textgym.rewards.base import RewardFunction
 
@@ -36,7 +36,7 @@ def as_token_id(action: Any) -> int:
     return int(array.reshape(()))
 
 
-class TextGenerationEnv(gym.Env):
+class TextGenerationEnv(CoreProperties, gym.Env):
     """Generate a completion for a prompt, one token per step.
 
     ## Description
@@ -171,60 +171,6 @@ class TextGenerationEnv(gym.Env):
         self.action_space = spaces.Discrete(self.core.num_actions)
         self.observation_space = self.core.single_observation_space
         self._running = False
-
-    @property
-    def tokenizer(self) -> PreTrainedTokenizerBase:
-        """The tokenizer that decodes actions into text."""
-        return self.core.tokenizer
-
-    @property
-    def reference(self) -> PreTrainedModel:
-        """The frozen reference model that scores every action (e.g. the starting policy to fine-tune)."""
-        return self.core.reference
-
-    @property
-    def reward_fn(self) -> RewardFunction | None:
-        """The reward function that scores finished completions (None in a conversation scored by its turns)."""
-        return self.core.reward_fn
-
-    @property
-    def prompts(self) -> Any:
-        """The prompt set episodes draw from (a list of strings or a ``datasets.Dataset``)."""
-        return self.core.prompts
-
-    @property
-    def max_context(self) -> int:
-        """The observation length: prompt plus completion fit in it."""
-        return self.core.max_context
-
-    @property
-    def max_new_tokens(self) -> int:
-        """The episode length limit in tokens after the prompt."""
-        return self.core.max_new_tokens
-
-    @property
-    def turns(self) -> Turns | None:
-        """The rules of the conversation (:class:`textgym.envs.turns.Turns`), or None: e.g. to add restarts."""
-        return self.core.turns
-
-    @property
-    def symmetries(self):
-        """The rules' symmetries as maps of token ids (:meth:`textgym.envs.turns.Turns.symmetries`), or None."""
-        return None if self.core.turns is None else self.core.turns.symmetries(self.core.tokenizer)
-
-    @property
-    def temperature(self) -> float:
-        """The sampling temperature the reference's log-probabilities are taken at."""
-        return self.core.sampling.temperature
-
-    @property
-    def kl_coef(self) -> float:
-        """Beta of the KL shaping (settable: finite and >= 0)."""
-        return self.core.kl_coef
-
-    @kl_coef.setter
-    def kl_coef(self, value: float) -> None:
-        self.core.kl_coef = value
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
         """Start an episode with a new prompt (see Starting State)."""

@@ -16,11 +16,10 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from textgym.envs.core import GenerationCore
-from textgym.envs.turns import Turns
+from textgym.envs.core import CoreProperties, GenerationCore
 
 
-class TextGenerationVectorEnv(VectorEnv):
+class TextGenerationVectorEnv(CoreProperties, VectorEnv):
     """``num_envs`` copies of :class:`textgym.envs.TextGenerationEnv` in one batch.
 
     Autoreset: ``AutoresetMode.SAME_STEP``. When slot i's episode ends, the same ``step`` call
@@ -88,60 +87,6 @@ class TextGenerationVectorEnv(VectorEnv):
         self._drawn: list[dict[int, str]] = []  # per group: round -> prompt, for rounds some slot has yet to start
         self._round = np.zeros(num_envs, dtype=np.int64)  # per slot: the round its next episode plays
         self._running = False
-
-    @property
-    def tokenizer(self):
-        """The tokenizer that decodes actions into text (the reference model's)."""
-        return self.core.tokenizer
-
-    @property
-    def reference(self):
-        """The frozen reference model that scores every action (e.g. the starting policy to fine-tune)."""
-        return self.core.reference
-
-    @property
-    def reward_fn(self):
-        """The reward function that scores finished completions (None in a conversation scored by its turns)."""
-        return self.core.reward_fn
-
-    @property
-    def prompts(self) -> Any:
-        """The prompt set episodes draw from (a list of strings or a ``datasets.Dataset``)."""
-        return self.core.prompts
-
-    @property
-    def max_context(self) -> int:
-        """The observation length: prompt plus completion fit in it."""
-        return self.core.max_context
-
-    @property
-    def max_new_tokens(self) -> int:
-        """The episode length limit in tokens after the prompt."""
-        return self.core.max_new_tokens
-
-    @property
-    def turns(self) -> Turns | None:
-        """The rules of the conversation (:class:`textgym.envs.turns.Turns`), or None: e.g. to add restarts."""
-        return self.core.turns
-
-    @property
-    def symmetries(self):
-        """The rules' symmetries as maps of token ids (:meth:`textgym.envs.turns.Turns.symmetries`), or None."""
-        return None if self.core.turns is None else self.core.turns.symmetries(self.core.tokenizer)
-
-    @property
-    def temperature(self) -> float:
-        """The sampling temperature the reference's log-probabilities are taken at (``TextGenerationEnv``)."""
-        return self.core.sampling.temperature
-
-    @property
-    def kl_coef(self) -> float:
-        """Beta of the KL shaping (settable: finite and >= 0)."""
-        return self.core.kl_coef
-
-    @kl_coef.setter
-    def kl_coef(self, value: float) -> None:
-        self.core.kl_coef = value
 
     def reset(self, *, seed: int | list[int | None] | None = None, options: dict | None = None) -> tuple[dict, dict]:
         """Start a new episode in every slot."""
