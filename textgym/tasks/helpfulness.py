@@ -32,7 +32,7 @@ def reward():
 
 
 def heldout(limit: int) -> tuple[list[str], list[str]]:
-    """Held-out chosen dialogues and their prompts (seed 003's perplexity texts)."""
+    """Held-out chosen dialogues and their prompts: the texts of the perplexity of held-out preferred answers."""
     rows = synthetic.dialogues()["test"]
     return list(rows["chosen"])[:limit], list(rows["prompt"])[:limit]
 
