@@ -38,14 +38,14 @@ import time
 from pathlib import Path
 
 import torch
-from scale import cpu_flags, cpu_name  # benchmarks/scale.py, beside this script
 
-from textgym.eval.report import heldout_texts
+from textgym.app.files import cpu_flags, cpu_name
 from textgym.eval.text import perplexity
 from textgym.models import load_causal_lm, load_tokenizer, no_progress_bars
 from textgym.models.build import encode, fit, lm_loss
 from textgym.models.sft import SFTTrainingConfig, train_sft
 from textgym.tasks import DEFAULT_MODEL, get_task
+from textgym.tasks.evaluation import heldout_texts
 
 METHODS = ("handwritten", "trainer")
 

@@ -48,10 +48,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from rollout import add_config_flags  # benchmarks/rollout.py, beside this script
-from scale import cpu_flags, cpu_name  # benchmarks/scale.py
 from transformers import PrinterCallback, TrainerCallback
 
 import textgym  # noqa: F401  (registers the environments)
+from textgym.app.files import cpu_flags, cpu_name
 from textgym.integrations.trl import TextgymRollout, env_objective, prompt_dataset
 from textgym.models import load_causal_lm, load_tokenizer, native_half, no_progress_bars
 from textgym.models.tiny import random_causal_lm
