@@ -126,3 +126,13 @@ def test_a_flag_is_never_read_as_the_start_of_another(tmp_path, capsys):
         main(["bench", "overoptimization", "--kl-coef", "1", "--out", str(tmp_path / "out")])
     assert stop.value.code == 2 and "unrecognized arguments: --kl-coef" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_name_names_the_result_files(tmp_path):
+    """``--name mymap`` writes mymap_quick.json and .png (so a second map can sit beside the default one)."""
+    from textgym.app.cli import main
+
+    assert main(["bench", "overoptimization", "--quick", "--name", "mymap", "--out", str(tmp_path),
+                 "--prep", str(tmp_path / "prep")]) == 0
+    assert sorted(p.name for p in tmp_path.glob("*_quick.*")) == ["mymap_quick.json", "mymap_quick.png"]
