@@ -62,6 +62,7 @@ from agents.rollout import EpisodeBatch, Rollout, evaluate
 from agents.sampling import LMSampler
 from agents.update import KLController, ppo_loss, reseed, resume_kl, run_epochs, start_kl, steer_kl
 from textgym.models import disable_dropout, load_causal_lm, load_tokenizer
+from textgym.models.precision import compute_frozen_in_fp32
 from textgym.models.sampling import Sampling
 
 
@@ -100,6 +101,7 @@ class LMAgent:
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
         self.accelerator = accelerator or Accelerator()
         disable_dropout(model)  # acting and learning must see the same policy
+        compute_frozen_in_fp32(model, device=self.accelerator.device)  # a LoRA base, where bf16 is emulated
         if self.cfg.gradient_checkpointing:
             _enable_checkpointing(model)
         sampling = Sampling(self.cfg.temperature, self.cfg.top_k, self.cfg.top_p)

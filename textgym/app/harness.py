@@ -320,8 +320,11 @@ def build_envs(cfg: TrainConfig, derived: dict, agent: Any, accelerator: Any, re
 
         reference = AdapterDisabledReference(agent.model)  # the same weights, adapters off
     else:
+        from textgym.models.precision import compute_frozen_in_fp32
+
         reference = load_causal_lm(cfg.reference or derived["model"], trust_remote_code=cfg.trust_remote_code,
                                    dtype=None if cfg.dtype == "auto" else cfg.dtype).to(accelerator.device)
+        compute_frozen_in_fp32(reference.requires_grad_(False))  # where bf16 is emulated
     env_kwargs: dict[str, Any] = {"model": reference, "tokenizer": agent.tokenizer, "kl_coef": cfg.kl_coef,
                                   "max_new_tokens": derived["max_new_tokens"], "ref_scoring": "episode",
                                   "temperature": cfg.temperature}
