@@ -210,7 +210,9 @@ def ppo_loss(mb: Any, new_logprob: torch.Tensor, entropy: torch.Tensor | None, n
         clip_vloss = getattr(cfg, "clip_vloss", True)  # the toy config's switch; the LM algorithms always clip
         v_loss = value_loss(new_value, mb.values, mb.returns, cfg.clip_coef if clip_vloss else None, mask, total)
     mean_entropy = masked_mean(entropy, mask, total) if entropy is not None else v_loss.new_zeros(())
-    loss = pg_loss - cfg.ent_coef * mean_entropy + cfg.vf_coef * v_loss
+    loss = pg_loss + cfg.vf_coef * v_loss
+    if cfg.ent_coef:  # at 0 the entropies stay out of the graph, and their backward is skipped
+        loss = loss - cfg.ent_coef * mean_entropy
     with torch.no_grad():  # diagnostics stay on the device: no synchronisation per minibatch
         log_ratio = new_logprob - mb.logprobs
         stats = {"losses/policy_loss": pg_loss.detach(), "losses/value_loss": v_loss.detach(),

@@ -29,6 +29,7 @@ from torch import nn
 
 from textgym.models import model_device, native_half
 from textgym.models.kv import keep_last, left_pad_np, positions_from_mask
+from textgym.models.precision import Fp32CopyLinear, Fp32Linear
 from textgym.models.sampling import Sampling
 
 #: fp32 logits alive at once per chunk of tokens (64 MB).
@@ -74,7 +75,7 @@ def split_model(model: nn.Module) -> HeadParts | None:
     get_head = getattr(inner, "get_output_embeddings", None)
     head = get_head() if get_head is not None else None
     trunk = getattr(inner, getattr(inner, "base_model_prefix", "") or "-", None)
-    if type(head) is not nn.Linear or not isinstance(trunk, nn.Module) or trunk is inner:
+    if type(head) not in (nn.Linear, Fp32Linear, Fp32CopyLinear) or not isinstance(trunk, nn.Module) or trunk is inner:
         return None
     config = inner.config
     scale = float(getattr(config, "logit_scale", None) or 1.0) / float(getattr(config, "logits_scaling", None) or 1.0)
@@ -85,7 +86,9 @@ def split_model(model: nn.Module) -> HeadParts | None:
 def _logits(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, softcap: float | None,
             scale: float) -> torch.Tensor:
     """fp32 logits (n, V) of hidden states (n, H): the head's product in ``weight``'s dtype, then fp32."""
-    logits = F.linear(hidden.to(weight.dtype), weight, bias).float() * scale
+    logits = F.linear(hidden.to(weight.dtype), weight, bias).float()
+    if scale != 1:
+        logits = logits * scale
     return softcap * torch.tanh(logits / softcap) if softcap else logits
 
 
@@ -107,26 +110,40 @@ def head_dtype(weight: torch.Tensor) -> torch.dtype:
 class _ChunkedHead(torch.autograd.Function):
     """Log-probabilities and entropies of targets through the output head, a chunk of tokens at a time.
 
-    Forward keeps no logits; backward recomputes each chunk's and applies
-    ``d log p(y) / d z = onehot(y) - p`` and ``d H / d z = -p * (z - E_p[z])`` (through the
-    soft-capping, when there is one), so the peak is one chunk's logits either way.
+    Forward keeps no logits of a call that takes several chunks; backward recomputes each chunk's and
+    applies ``d log p(y) / d z = onehot(y) - p`` and ``d H / d z = -p * (z - E_p[z])`` (through the
+    soft-capping, when there is one), so the peak is one chunk's logits either way. A call whose
+    logits fit in half a chunk (a small vocabulary, a short batch) keeps them for its backward
+    instead of multiplying by the head again. Entropies are computed only when asked for, and their
+    term of the backward only when something depends on them (a loss with an entropy bonus).
     """
 
     @staticmethod
-    def forward(ctx, hidden, targets, weight, bias, softcap, scale, rows, allowed=None, sampling=None):  # noqa: D102
-        logprobs, entropies = torch.empty(len(hidden), device=hidden.device), torch.empty(len(hidden),
-                                                                                        device=hidden.device)
+    def forward(ctx, hidden, targets, weight, bias, softcap, scale, rows, allowed=None, sampling=None,  # noqa: D102
+                entropy=True):
+        ctx.set_materialize_grads(False)
+        logprobs = torch.empty(len(hidden), device=hidden.device)
+        entropies = torch.empty(len(hidden) if entropy else 0, device=hidden.device)
         head = weight.to(head_dtype(weight))
         head_bias = None if bias is None else bias.to(head.dtype)
+        keep = any(ctx.needs_input_grad[:4]) and 2 * len(hidden) <= rows  # one chunk, with room for its probs
+        ctx.kept = None
         for start in range(0, len(hidden), rows):
             chunk = slice(start, start + rows)
-            logits = _scored(_logits(hidden[chunk], head, head_bias, softcap, scale), targets[chunk],
-                             None if allowed is None else allowed[chunk], sampling)  # (n, V)
+            capped = _logits(hidden[chunk], head, head_bias, softcap, scale)  # (n, V)
+            logits = _scored(capped, targets[chunk], None if allowed is None else allowed[chunk], sampling)
             lse = logits.logsumexp(-1)
             logprobs[chunk] = logits.gather(-1, targets[chunk, None]).squeeze(-1) - lse
-            entropies[chunk] = lse - (logits.softmax(-1) * logits).sum(-1)
+            probs = None
+            if entropy:
+                probs = (logits - lse[:, None]).exp_()
+                entropies[chunk] = lse - (probs * logits).sum(-1)
+            if keep:
+                ctx.kept = (capped, logits, probs)
         ctx.save_for_backward(hidden, targets, weight, bias, allowed)
         ctx.softcap, ctx.scale, ctx.rows, ctx.sampling = softcap, scale, rows, sampling
+        if not entropy:
+            ctx.mark_non_differentiable(entropies)
         return logprobs, entropies
 
     @staticmethod
@@ -140,26 +157,36 @@ class _ChunkedHead(torch.autograd.Function):
         head_bias = None if bias is None else bias.to(head.dtype)
         for start in range(0, len(hidden), ctx.rows):
             chunk = slice(start, start + ctx.rows)
-            capped = _logits(hidden[chunk], head, head_bias, ctx.softcap, ctx.scale)  # (n, V)
-            logits = _scored(capped, targets[chunk], None if allowed is None else allowed[chunk], ctx.sampling)
-            probs = logits.softmax(-1)
-            grad = -probs * grad_logprobs[chunk, None]  # d/dz of log p(y), times its gradient
-            grad.scatter_add_(-1, targets[chunk, None], grad_logprobs[chunk, None])
-            grad -= grad_entropies[chunk, None] * probs * (logits - (probs * logits).sum(-1, keepdim=True))
-            if ctx.sampling is not None:
+            if ctx.kept is not None:
+                capped, logits, probs = ctx.kept
+            else:
+                capped = _logits(hidden[chunk], head, head_bias, ctx.softcap, ctx.scale)  # (n, V)
+                logits = _scored(capped, targets[chunk], None if allowed is None else allowed[chunk], ctx.sampling)
+                probs = None
+            probs = logits.softmax(-1) if probs is None else probs
+            if grad_logprobs is not None:  # d/dz of log p(y), times its gradient
+                grad = probs * grad_logprobs[chunk, None].neg()
+                grad.scatter_add_(-1, targets[chunk, None], grad_logprobs[chunk, None])
+            else:
+                grad = torch.zeros_like(probs)
+            if grad_entropies is not None and grad_entropies.numel():
+                grad -= grad_entropies[chunk, None] * probs * (logits - (probs * logits).sum(-1, keepdim=True))
+            if ctx.sampling is not None and ctx.sampling.temperature != 1:
                 grad /= ctx.sampling.temperature  # cut tokens have probability 0: no gradient through the cut
             if ctx.softcap:
                 grad *= 1 - (capped / ctx.softcap) ** 2
-            grad *= ctx.scale  # (n, V): the gradient at the head's raw output
+            if ctx.scale != 1:
+                grad *= ctx.scale  # (n, V): the gradient at the head's raw output
             if need_hidden:
                 grad_hidden[chunk] = (grad.to(head.dtype) @ head).to(hidden.dtype)
             if need_weight:
-                grad_weight += grad.T @ hidden[chunk].float()
+                grad_weight.addmm_(grad.T, hidden[chunk].float())
             if need_bias:
                 grad_bias += grad.sum(0)
+        ctx.kept = None
         grad_weight = None if grad_weight is None else grad_weight.to(weight.dtype)
         grad_bias = None if grad_bias is None else grad_bias.to(bias.dtype)
-        return grad_hidden, None, grad_weight, grad_bias, None, None, None, None, None
+        return grad_hidden, None, grad_weight, grad_bias, None, None, None, None, None, None
 
 
 def token_logprobs(
@@ -203,6 +230,8 @@ def token_logprobs(
     states = parts.trunk(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions)
     states = states[:, -num_targets - 1:-1]  # (B, K, H): the position before each target
     weight: torch.Tensor = parts.head.weight
+    if isinstance(parts.head, Fp32CopyLinear) and not weight.requires_grad:
+        weight = parts.head.fp32_weight  # a frozen tied head's fp32 copy, made once (textgym.models.precision)
     bias: torch.Tensor | None = parts.head.bias
     if num_actions is not None:
         weight, bias = weight[:num_actions], None if bias is None else bias[:num_actions]
@@ -210,7 +239,7 @@ def token_logprobs(
     rows = max(1, budget // weight.shape[0] // (4 if sampling is not None and sampling.truncates else 1))  # a sort
     flat_allowed = None if allowed is None else allowed.reshape(-1, allowed.shape[-1])  # (B * K, A)
     logprobs, entropies = _ChunkedHead.apply(flat, flat_targets, weight, bias, parts.softcap, parts.scale, rows,
-                                             flat_allowed, sampling)
+                                             flat_allowed, sampling, entropy)
     return TokenScores(logprobs.view(targets.shape), entropies.view(targets.shape) if entropy else None,
                        states if hidden else None)
 
