@@ -116,34 +116,41 @@ class LMSampler:
         starts = np.flatnonzero(np.asarray(episode_start))
         if self._last_actions is None and len(starts) < self.num_envs:
             raise ValueError("the first act() call must mark every slot as an episode start")
-        contexts = [ids[mask == 1] for ids, mask in zip(input_ids, attention_mask, strict=True)]
-        logits, hidden = self._ingest(contexts, starts)
+        lengths = attention_mask.sum(1)  # (N,) each slot's context length
+        logits, hidden = self._ingest(input_ids, attention_mask, lengths, starts)
         allowed = None if action_mask is None else torch.as_tensor(np.atleast_2d(action_mask), device=self.device) == 1
         logits = self.sampling.logits(logits[:, :self.num_actions], allowed)  # (N, A) fp32: the distribution drawn
         actions = logits.argmax(-1) if deterministic else sample_tokens(logits, self.generator)
         logprobs = torch.log_softmax(logits, -1).gather(1, actions[:, None]).squeeze(1)
         values = self.value_head(hidden).squeeze(-1) if self.value_head is not None else torch.zeros_like(logprobs)
         self._last_actions = actions
-        self._cached = np.array([len(c) for c in contexts])
+        self._cached = lengths
         return actions, logprobs, values
 
-    def _ingest(self, contexts: list[np.ndarray], starts: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _ingest(self, input_ids: np.ndarray, attention_mask: np.ndarray, lengths: np.ndarray,
+                starts: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Bring every slot's cache up to its observed context; next-token logits (N, V) and hidden states."""
+
+        def context(slot: int) -> np.ndarray:
+            return input_ids[slot][attention_mask[slot] == 1]
+
         logits: torch.Tensor | None = None
         hidden: torch.Tensor | None = None  # with a value head only: the cache keeps hidden states then
         last = self._last_actions  # None only before the first act(), which starts every slot
         if len(starts) < self.num_envs and last is not None:  # every cache takes the token its slot sampled last
             logits, hidden = self.cache.step(last), self.cache.last_hidden
-            written = [s for s in range(self.num_envs) if s not in starts and len(contexts[s]) > self._cached[s] + 1]
+            grown = lengths > self._cached + 1  # more than the sampled token arrived
+            grown[starts] = False
+            written = np.flatnonzero(grown).tolist()
             if written:  # and the environment's turn after it, where it took one
                 rows = torch.as_tensor(written, device=self.device)
-                extra = [contexts[s][self._cached[s] + 1:] for s in written]
+                extra = [context(s)[self._cached[s] + 1:] for s in written]
                 logits = logits.index_copy(0, rows, self.cache.extend(written, extra))
                 written_hidden = self.cache.last_hidden
                 if hidden is not None and written_hidden is not None:
                     hidden = hidden.index_copy(0, rows, written_hidden)
         if len(starts):
-            fresh = self.cache.start(starts.tolist(), [contexts[s] for s in starts])
+            fresh = self.cache.start(starts.tolist(), [context(s) for s in starts])
             rows = torch.as_tensor(starts, device=self.device)
             logits = fresh if logits is None else logits.index_copy(0, rows, fresh)
             fresh_hidden = self.cache.last_hidden

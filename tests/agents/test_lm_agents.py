@@ -131,7 +131,8 @@ def test_save_load_plain_transformers_and_a_pipeline_that_generates(tokenizer, t
     torch.testing.assert_close(plain(ids).logits, lm(ids).logits)
     from transformers import pipeline
 
-    generated = pipeline("text-generation", model=str(tmp_path / "run"))("w1 w2", max_new_tokens=4, do_sample=False)
+    generate = pipeline("text-generation", model=str(tmp_path / "run"))
+    generated = generate("w1 w2", max_new_tokens=4, min_new_tokens=4, do_sample=False)  # no EOS: four words
     text = generated[0]["generated_text"]
     assert text.startswith("w1 w2") and text.count("w") == 6  # the folder's own tokenizer decodes four new words
     resumed = LMAgent.load(tmp_path / "run")

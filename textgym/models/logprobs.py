@@ -132,12 +132,14 @@ class _ChunkedHead(torch.autograd.Function):
             chunk = slice(start, start + rows)
             capped = _logits(hidden[chunk], head, head_bias, softcap, scale)  # (n, V)
             logits = _scored(capped, targets[chunk], None if allowed is None else allowed[chunk], sampling)
-            lse = logits.logsumexp(-1)
-            logprobs[chunk] = logits.gather(-1, targets[chunk, None]).squeeze(-1) - lse
+            log_p = logits.log_softmax(-1)  # one fused pass; cut tokens stay finite (the lowest float)
+            logprobs[chunk] = log_p.gather(-1, targets[chunk, None]).squeeze(-1)
             probs = None
             if entropy:
-                probs = (logits - lse[:, None]).exp_()
-                entropies[chunk] = lse - (probs * logits).sum(-1)
+                probs = log_p.exp()
+                entropies[chunk] = -(probs * log_p).sum(-1)
+            elif keep:
+                probs = log_p.exp_()  # the backward's softmax, at the price of one exp
             if keep:
                 ctx.kept = (capped, logits, probs)
         ctx.save_for_backward(hidden, targets, weight, bias, allowed)
