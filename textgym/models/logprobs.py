@@ -133,13 +133,12 @@ class _ChunkedHead(torch.autograd.Function):
             capped = _logits(hidden[chunk], head, head_bias, softcap, scale)  # (n, V)
             logits = _scored(capped, targets[chunk], None if allowed is None else allowed[chunk], sampling)
             log_p = logits.log_softmax(-1)  # one fused pass; cut tokens stay finite (the lowest float)
-            logprobs[chunk] = log_p.gather(-1, targets[chunk, None]).squeeze(-1)
-            probs = None
-            if entropy:
-                probs = log_p.exp()
-                entropies[chunk] = -(probs * log_p).sum(-1)
-            elif keep:
-                probs = log_p.exp_()  # the backward's softmax, at the price of one exp
+            target_logprobs = log_p.gather(-1, targets[chunk, None])  # (n, 1)
+            logprobs[chunk] = target_logprobs.squeeze(-1)
+            probs = log_p.exp_() if entropy or keep else None  # in place: log_p is not needed again
+            if entropy:  # H = logsumexp(z) - E_p[z], with no (n, V) temporary
+                lse = logits.gather(-1, targets[chunk, None]) - target_logprobs  # a target is never cut
+                entropies[chunk] = (lse - torch.bmm(probs[:, None], logits[:, :, None]).view(-1, 1)).squeeze(-1)
             if keep:
                 ctx.kept = (capped, logits, probs)
         ctx.save_for_backward(hidden, targets, weight, bias, allowed)
@@ -165,14 +164,18 @@ class _ChunkedHead(torch.autograd.Function):
                 capped = _logits(hidden[chunk], head, head_bias, ctx.softcap, ctx.scale)  # (n, V)
                 logits = _scored(capped, targets[chunk], None if allowed is None else allowed[chunk], ctx.sampling)
                 probs = None
-            probs = logits.softmax(-1) if probs is None else probs
+            probs = logits.softmax(-1) if probs is None else probs  # (n, V), overwritten by the gradient
+            entropy_term = None
+            if grad_entropies is not None and grad_entropies.numel():  # d H / d z, times its gradient
+                mean = torch.bmm(probs[:, None], logits[:, :, None]).view(-1, 1)  # E_p[z]
+                entropy_term = (logits - mean).mul_(probs).mul_(grad_entropies[chunk, None])
             if grad_logprobs is not None:  # d/dz of log p(y), times its gradient
-                grad = probs * grad_logprobs[chunk, None].neg()
+                grad = probs.mul_(grad_logprobs[chunk, None].neg())
                 grad.scatter_add_(-1, targets[chunk, None], grad_logprobs[chunk, None])
             else:
-                grad = torch.zeros_like(probs)
-            if grad_entropies is not None and grad_entropies.numel():
-                grad -= grad_entropies[chunk, None] * probs * (logits - (probs * logits).sum(-1, keepdim=True))
+                grad = probs.zero_()
+            if entropy_term is not None:
+                grad -= entropy_term
             if ctx.sampling is not None and ctx.sampling.temperature != 1:
                 grad /= ctx.sampling.temperature  # cut tokens have probability 0: no gradient through the cut
             if ctx.softcap:
