@@ -12,6 +12,7 @@ from transformers.generation.logits_process import TemperatureLogitsWarper, TopK
 
 from textgym.models.logprobs import token_logprobs
 from textgym.models.sampling import Sampling
+from textgym.models.tiny import random_causal_lm
 
 VOCAB, HIDDEN = 97, 32
 
@@ -171,3 +172,24 @@ def test_top_k_0_and_none_and_top_p_1_cut_nothing():
     logits = torch.randn(3, 7)
     for sampling in (Sampling(), Sampling(top_k=0), Sampling(top_k=None, top_p=1.0), Sampling(top_k=50)):
         torch.testing.assert_close(sampling.logits(logits), logits)
+
+
+def test_under_no_grad_the_head_keeps_nothing_for_a_backward(monkeypatch):
+    """A scoring pass under no_grad (the reference, old log-probs) does not pay for the backward's probabilities."""
+    from textgym.models import logprobs as module
+
+    model = random_causal_lm(VOCAB, 1, 16, n_positions=32, seed=0)  # its parameters require grad
+    ids = torch.randint(1, VOCAB, (2, 6))
+    calls = []
+    original = module._ChunkedHead.forward
+
+    def spy(ctx, *args):
+        out = original(ctx, *args)
+        calls.append(ctx.kept is not None)
+        return out
+
+    monkeypatch.setattr(module._ChunkedHead, "forward", staticmethod(spy))
+    with torch.no_grad():
+        token_logprobs(model, ids, torch.ones_like(ids), 3)
+    token_logprobs(model, ids, torch.ones_like(ids), 3).logprobs.sum().backward()
+    assert calls == [False, True]

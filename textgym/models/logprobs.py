@@ -136,9 +136,9 @@ class _ChunkedHead(torch.autograd.Function):
             target_logprobs = log_p.gather(-1, targets[chunk, None])  # (n, 1)
             logprobs[chunk] = target_logprobs.squeeze(-1)
             probs = log_p.exp_() if entropy or keep else None  # in place: log_p is not needed again
-            if entropy:  # H = logsumexp(z) - E_p[z], with no (n, V) temporary
+            if entropy:  # H = logsumexp(z) - E_p[z]
                 lse = logits.gather(-1, targets[chunk, None]) - target_logprobs  # a target is never cut
-                entropies[chunk] = (lse - torch.bmm(probs[:, None], logits[:, :, None]).view(-1, 1)).squeeze(-1)
+                entropies[chunk] = lse.squeeze(-1) - torch.linalg.vecdot(probs, logits)
             if keep:
                 ctx.kept = (capped, logits, probs)
         ctx.save_for_backward(hidden, targets, weight, bias, allowed)
@@ -167,7 +167,7 @@ class _ChunkedHead(torch.autograd.Function):
             probs = logits.softmax(-1) if probs is None else probs  # (n, V), overwritten by the gradient
             entropy_term = None
             if grad_entropies is not None and grad_entropies.numel():  # d H / d z, times its gradient
-                mean = torch.bmm(probs[:, None], logits[:, :, None]).view(-1, 1)  # E_p[z]
+                mean = torch.linalg.vecdot(probs, logits)[:, None]  # E_p[z]
                 entropy_term = (logits - mean).mul_(probs).mul_(grad_entropies[chunk, None])
             if grad_logprobs is not None:  # d/dz of log p(y), times its gradient
                 grad = probs.mul_(grad_logprobs[chunk, None].neg())
@@ -240,6 +240,8 @@ def token_logprobs(
     bias: torch.Tensor | None = parts.head.bias
     if num_actions is not None:
         weight, bias = weight[:num_actions], None if bias is None else bias[:num_actions]
+    if not torch.is_grad_enabled():  # a Function sees requires_grad, not the grad mode: keep nothing for a backward
+        weight, bias = weight.detach(), None if bias is None else bias.detach()
     flat, flat_targets = states.reshape(-1, states.shape[-1]), targets.reshape(-1)  # (B * K, H), (B * K,)
     rows = max(1, budget // weight.shape[0] // (4 if sampling is not None and sampling.truncates else 1))  # a sort
     flat_allowed = None if allowed is None else allowed.reshape(-1, allowed.shape[-1])  # (B * K, A)
