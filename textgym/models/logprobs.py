@@ -75,7 +75,9 @@ def split_model(model: nn.Module) -> HeadParts | None:
     get_head = getattr(inner, "get_output_embeddings", None)
     head = get_head() if get_head is not None else None
     trunk = getattr(inner, getattr(inner, "base_model_prefix", "") or "-", None)
-    if type(head) not in (nn.Linear, Fp32Linear, Fp32CopyLinear) or not isinstance(trunk, nn.Module) or trunk is inner:
+    if not isinstance(head, nn.Linear) or type(head) not in (nn.Linear, Fp32Linear, Fp32CopyLinear):
+        return None  # a head that is more than a product with one matrix
+    if not isinstance(trunk, nn.Module) or trunk is inner:
         return None
     config = inner.config
     scale = float(getattr(config, "logit_scale", None) or 1.0) / float(getattr(config, "logits_scaling", None) or 1.0)

@@ -100,7 +100,9 @@ def compute_frozen_in_fp32(model: nn.Module, *, device: torch.device | str | Non
     converted = 0
     for module in model.modules():
         fp32_class = _FP32_CLASS.get(type(module))
-        if fp32_class is None or module.weight.dtype not in (torch.bfloat16, torch.float16):
+        if fp32_class is None or not isinstance(module, (nn.Linear, Conv1D)):
+            continue
+        if module.weight.dtype not in (torch.bfloat16, torch.float16):
             continue
         parameters = list(module.parameters(recurse=False))
         if any(p.requires_grad for p in parameters):
