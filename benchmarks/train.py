@@ -5,8 +5,16 @@ completions per update (RLOO and GRPO: 4 prompts x 4 completions, as TRL's ``num
 PPO: 16 prompts), a fixed reward (a keyword count), one update epoch in one minibatch, KL
 coefficient 0.05, no entropy bonus (TRL's losses have none), fp32, CPU, 1 torch thread.
 Completions/s counts rollout + reward + update, timed after a warm-up update. Ratios compare each
-textgym algorithm with TRL's implementation of the same one (PPO with the faster of TRL's). Writes
-``benchmarks/results/train.json``; needs the ``bench`` extra (TRL).
+textgym algorithm with TRL's implementation of the same one (PPO with the faster of TRL's).
+
+Beside the ratios: the model FLOPs per second each method reaches, and the machine's matrix-product
+peak measured in the same run (fp32 ``torch.mm`` on square matrices, at the benchmark's one thread).
+Model FLOPs count the work every method must do for a completion, whatever it recomputes: the
+forward of the prompt and the sampled tokens while sampling, the reference's forward, and the
+policy's forward and backward (twice the forward) in the update; the output head only where a
+token's distribution is needed. So FLOPs/s are completions/s in the units of the hardware, and their
+share of the peak says how far a method is from compute-bound. Writes
+``benchmarks/results/train.json`` with the CPU's name and flags; needs the ``bench`` extra (TRL).
 
 Run: ``python benchmarks/train.py`` (``--quick`` for one small smoke case).
 """
@@ -27,12 +35,35 @@ from transformers import TrainerCallback
 
 from agents import agent_class
 from agents.lm import LMConfig
+from textgym.app.files import cpu_flags, cpu_name
 from textgym.envs import TextGenerationVectorEnv
 from textgym.models import load_causal_lm
 from textgym.models.tiny import random_causal_lm, word_tokenizer
 from textgym.rewards import KeywordReward
 
 COMPLETIONS, GROUP, NEW_TOKENS, PROMPT_TOKENS, VOCAB, KL, LR = 16, 4, 32, 16, 8192, 0.05, 1e-5
+
+
+def model_flops_per_completion(layers: int, width: int) -> float:
+    """Model FLOPs of one completion (module docstring): 5 forwards' worth of matrix products, GPT-2 shapes."""
+    positions = PROMPT_TOKENS + NEW_TOKENS - 1  # every token but the last sampled one goes through the trunk
+    per_position = layers * (24 * width ** 2 + 4 * width * (positions + 1) / 2)  # projections, MLP, attention
+    head = 2 * width * VOCAB * NEW_TOKENS  # a distribution per sampled token
+    return 5 * (positions * per_position + head)  # sampling, reference, update (forward + 2x backward)
+
+
+def matmul_peak(seconds: float = 2.0) -> float:
+    """FLOPs/s of the fastest of a few fp32 ``torch.mm`` sizes, at the current thread count."""
+    best = 0.0
+    for n in (256, 512, 1024, 2048):
+        a, b = torch.randn(n, n), torch.randn(n, n)
+        torch.mm(a, b)  # warm-up
+        count, began = 0, time.perf_counter()
+        while (elapsed := time.perf_counter() - began) < seconds / 4:
+            torch.mm(a, b)
+            count += 1
+        best = max(best, 2 * n ** 3 * count / elapsed)
+    return best
 
 
 def setup(size: str, folder: Path) -> tuple[str, list[str], KeywordReward]:
@@ -94,39 +125,47 @@ def trl_run(path: str, prompts: list[str], reward: KeywordReward, trainer_name: 
 
 
 def main() -> None:
-    """Alternate every method per round; report medians and ratios."""
+    """Run every method once per round, in an order rotated each round; report medians and ratios."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=["2x128", "6x384"])
     parser.add_argument("--updates", type=int, default=4, help="timed updates per run")
-    parser.add_argument("--rounds", type=int, default=3, help="runs of each method (median reported)")
+    parser.add_argument("--rounds", type=int, default=5, help="runs of each method (median reported)")
     parser.add_argument("--output", default="benchmarks/results/train.json")
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     if args.quick:
         args.models, args.updates, args.rounds = ["2x128"], 2, 1
     torch.set_num_threads(1)
+    peak = matmul_peak()
+    print(f"matmul peak: {peak / 1e9:.1f} GFLOP/s (fp32, 1 thread)", flush=True)
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for size in args.models:
             path, prompts, reward = setup(size, Path(tmp) / size)
             runs: dict[str, list[float]] = {name: [] for name in ("textgym_ppo", "textgym_rloo", "textgym_grpo",
                                                                    "trl_grpo", "trl_rloo")}
-            for _ in range(args.rounds):
-                for algorithm in ("ppo", "rloo", "grpo"):
-                    runs[f"textgym_{algorithm}"].append(textgym_run(path, prompts, reward, algorithm, args.updates))
-                for algorithm in ("grpo", "rloo"):
-                    runs[f"trl_{algorithm}"].append(trl_run(path, prompts, reward, algorithm, args.updates,
-                                                            f"{tmp}/out"))
+            names = list(runs)
+            for round_ in range(args.rounds):  # each round starts with the next method: drift hits all alike
+                for name in names[round_ % len(names):] + names[:round_ % len(names)]:
+                    library, algorithm = name.split("_")
+                    speed = (textgym_run(path, prompts, reward, algorithm, args.updates) if library == "textgym"
+                             else trl_run(path, prompts, reward, algorithm, args.updates, f"{tmp}/out"))
+                    runs[name].append(speed)
             medians = {k: statistics.median(v) for k, v in runs.items()}
             ratios = {"grpo": medians["textgym_grpo"] / medians["trl_grpo"],
                       "rloo": medians["textgym_rloo"] / medians["trl_rloo"],
                       "ppo_over_best_trl": medians["textgym_ppo"] / max(medians["trl_grpo"], medians["trl_rloo"])}
-            results[size] = {"completions_per_s": medians, "runs": runs, "ratios": ratios}
-            print(f"{size}: " + ", ".join(f"{k} {v:.1f}" for k, v in medians.items()) + " completions/s; ratios "
-                  + ", ".join(f"{k} {v:.2f}x" for k, v in ratios.items()), flush=True)
+            flops = model_flops_per_completion(*(int(x) for x in size.split("x")))
+            results[size] = {"completions_per_s": medians, "ratios": ratios,
+                             "model_gflops_per_s": {k: v * flops / 1e9 for k, v in medians.items()},
+                             "share_of_matmul_peak": {k: v * flops / peak for k, v in medians.items()},
+                             "model_gflops_per_completion": flops / 1e9, "runs": runs}
+            print(f"{size}: " + ", ".join(f"{k} {v:.1f} ({v * flops / peak:.0%} of peak)" for k, v in medians.items())
+                  + " completions/s; ratios " + ", ".join(f"{k} {v:.2f}x" for k, v in ratios.items()), flush=True)
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps({"results": results, "args": vars(args), "torch": torch.__version__},
-                                            indent=2))
+    machine = {"cpu": cpu_name(), "cpu_flags": cpu_flags(), "threads": 1, "torch": torch.__version__,
+               "matmul_peak_gflops_per_s": peak / 1e9}
+    Path(args.output).write_text(json.dumps({"results": results, "args": vars(args), "machine": machine}, indent=2))
     print(f"wrote {args.output}")
 
 

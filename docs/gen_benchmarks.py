@@ -56,7 +56,8 @@ ABOUT: dict[str, tuple[str, str]] = {
                    "place in the answer, for saved policies of the loop study."),
 }
 
-MACHINE_KEYS = ("device", "cpu", "cpu_flags", "cpu_native_bf16", "threads", "torch", "transformers", "trl")
+MACHINE_KEYS = ("device", "cpu", "cpu_flags", "cpu_native_bf16", "threads", "torch", "transformers", "trl",
+                "matmul_peak_gflops_per_s")
 SETTINGS_KEYS = ("config", "args", "settings", "machine")
 MAX_LIST = 8  # longer lists (learning curves, per-step timings) stay in the JSON file
 
@@ -140,19 +141,39 @@ def tables(data: dict[str, Any]) -> list[str]:
     return out
 
 
+def by_kind(data: dict[str, Any]) -> tuple[str, list[dict[str, Any]]] | None:
+    """``(key, entries)`` of a file that keeps one entry per kind of machine (``{"by_cpu_kind": [...]}``)."""
+    if len(data) != 1:
+        return None
+    (key, value), = data.items()
+    if key.startswith("by_") and isinstance(value, list) and all(isinstance(v, dict) for v in value):
+        return key.removeprefix("by_"), value
+    return None
+
+
+def body(data: dict[str, Any]) -> list[str]:
+    """A result's machine line, settings and tables."""
+    parts = [machine(data)]
+    settings = {k: flatten(data[k]) for k in SETTINGS_KEYS if isinstance(data.get(k), dict) and k != "machine"}
+    for name, values in settings.items():
+        parts.append(f"Settings (`{name}`): " + "; ".join(f"{k} {cell(v)}" for k, v in values.items()) + ".")
+    return parts + tables(data)
+
+
 def section(path: Path) -> str:
-    """The page's section for one result file."""
+    """The page's section for one result file; a file with an entry per kind of machine gets one for each."""
     data = json.loads(path.read_text())
     command, about = ABOUT.get(path.stem, ("", ""))
     written = f", written by `{command}`." if command else "."
     parts = [f"## {path.stem}", f"`benchmarks/results/{path.name}`{written}"]
     if about:
         parts.append(about)
-    parts.append(machine(data))
-    settings = {k: flatten(data[k]) for k in SETTINGS_KEYS if isinstance(data.get(k), dict) and k != "machine"}
-    for name, values in settings.items():
-        parts.append(f"Settings (`{name}`): " + "; ".join(f"{k} {cell(v)}" for k, v in values.items()) + ".")
-    parts += tables(data)
+    kinds = by_kind(data)
+    if kinds is None:
+        parts += body(data)
+    for entry in kinds[1] if kinds else []:
+        name = entry.get(kinds[0], "?") if kinds else "?"
+        parts += [f"### {path.stem}: {name}", *body({k: v for k, v in entry.items() if k != kinds[0]})]
     if (path.with_suffix(".png")).exists():
         parts.append(f"![{path.stem}](results/{path.stem}.png)")
     return "\n\n".join(parts)
