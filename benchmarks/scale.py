@@ -15,7 +15,13 @@ split into sampling, reference, reward and update (textgym; TRL's own profiling 
 completions/s and their ratio to TRL's, the peak resident memory of the process, and on a GPU the
 peak GPU memory; also the error of the bf16 model's log-probabilities against an fp32 copy.
 
-    python benchmarks/scale.py                  # CPU: 2 minutes on 2 cores with bf16 instructions, 30 without
+A CPU without bf16 instructions emulates bf16 products; there the LM agents compute the frozen base's
+linears in fp32 (:func:`textgym.models.precision.compute_frozen_in_fp32`), which the JSON records as
+``frozen_linears_in_fp32``. bf16 speed depends on the kind of CPU, so the JSON keeps one entry per
+kind (``by_cpu_kind``: native bf16, or emulated), each with the CPU's name and flags; a run replaces
+its own kind's entry and keeps the others.
+
+    python benchmarks/scale.py                  # CPU: 2 minutes on 2 cores with bf16 instructions, 20 without
     python benchmarks/scale.py --device cuda    # the same on a GPU; the same JSON, plus peak GPU memory
 
 Writes ``benchmarks/results/scale.json`` (``scale-cuda.json`` on a GPU).
@@ -29,7 +35,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from textgym.app.files import cpu_name, in_fresh_process
+from textgym.app.files import cpu_flags, cpu_name, in_fresh_process
 
 PROMPT_TOKENS, NEW_TOKENS, COMPLETIONS, KL, LR, RANK = 16, 32, 8, 0.05, 1e-5, 16
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
@@ -71,6 +77,13 @@ def prompt_and_reward():
     return " ".join(f"w{i}" for i in rng.integers(1, VOCAB, PROMPT_TOKENS)), EvenWords()
 
 
+def cpu_kind(device: str, native_bf16: bool) -> str:
+    """The kind of machine a result stands for: a GPU, or a CPU with bf16 arithmetic or without it."""
+    if device != "cpu":
+        return device
+    return "cpu, native bf16" if native_bf16 else "cpu, bf16 emulated"
+
+
 def peaks(device: str) -> dict[str, float]:
     """Peak resident memory of this process (and of the GPU), GiB."""
     import torch
@@ -92,6 +105,7 @@ def textgym_run(folder: str, algorithm: str, device: str, threads: int) -> dict:
     from agents.lora import AdapterDisabledReference, lora_policy
     from textgym.envs import TextGenerationVectorEnv
     from textgym.models import load_causal_lm, load_tokenizer
+    from textgym.models.precision import Fp32CopyLinear, Fp32Linear
 
     torch.set_num_threads(threads)
     tokenizer = load_tokenizer(folder)
@@ -104,6 +118,7 @@ def textgym_run(folder: str, algorithm: str, device: str, threads: int) -> dict:
                                    ref_scoring="episode")
     agent = agent_class(algorithm)(policy, tokenizer, LMConfig(learning_rate=LR, batch_episodes=COMPLETIONS,
                                                                num_minibatches=1, update_epochs=1))
+    converted = sum(isinstance(m, (Fp32Linear, Fp32CopyLinear)) for m in policy.modules())  # the tied head's copy too
     clock: dict[str, float] = {}
     timed(envs.core, "score_reference", clock, "reference")
     timed(envs.core, "reward_fn", clock, "reward", attribute=True)
@@ -122,7 +137,8 @@ def textgym_run(folder: str, algorithm: str, device: str, threads: int) -> dict:
     (t0, c0), (t1, c1) = stamps[0], stamps[-1]
     split = {phase: c1.get(phase, 0.0) - c0.get(phase, 0.0) for phase in ("sampling", "reference", "reward", "update")}
     return {"method": f"textgym {algorithm}", "seconds_per_update": t1 - t0, "split_seconds": split,
-            "completions_per_s": COMPLETIONS / (t1 - t0), "tokens": NEW_TOKENS, **peaks(device)}
+            "completions_per_s": COMPLETIONS / (t1 - t0), "tokens": NEW_TOKENS, "frozen_linears_in_fp32": converted,
+            **peaks(device)}
 
 
 def timed(owner, name: str, clock: dict, phase: str, attribute: bool = False) -> None:
@@ -186,12 +202,17 @@ def trl_run(folder: str, device: str, threads: int) -> dict:
 
 
 def logprob_error(folder: str, threads: int) -> dict:
-    """Mean and max |log p_bf16 - log p_fp32| of 8 x 32 completion tokens (fp32 copy of the same weights)."""
+    """Mean and max |log p_bf16 - log p_fp32| of 8 x 32 completion tokens (fp32 copy of the same weights).
+
+    Also the same for the bf16 model with its linears computed in fp32 (``frozen_in_fp32_*``), as the
+    agents run a frozen base where bf16 is emulated.
+    """
     import numpy as np
     import torch
 
     from textgym.models import load_causal_lm
     from textgym.models.logprobs import completion_logprobs
+    from textgym.models.precision import compute_frozen_in_fp32
 
     torch.set_num_threads(threads)
     rng = np.random.default_rng(1)
@@ -199,8 +220,13 @@ def logprob_error(folder: str, threads: int) -> dict:
     completions = [rng.integers(1, VOCAB, NEW_TOKENS).tolist() for _ in range(COMPLETIONS)]
     half = completion_logprobs(load_causal_lm(folder, dtype="bf16"), prompts, completions, 0)
     full = completion_logprobs(load_causal_lm(folder, dtype="fp32"), prompts, completions, 0)
-    errors = torch.cat([(a - b).abs() for a, b in zip(half, full, strict=True)])
+    converted = load_causal_lm(folder, dtype="bf16").requires_grad_(False)
+    compute_frozen_in_fp32(converted, force=True)
+    mixed = completion_logprobs(converted, prompts, completions, 0)
+    errors, mixed_errors = (torch.cat([(a - b).abs() for a, b in zip(x, full, strict=True)]) for x in (half, mixed))
     return {"mean_abs_error": float(errors.mean()), "max_abs_error": float(errors.max()),
+            "frozen_in_fp32_mean_abs_error": float(mixed_errors.mean()),
+            "frozen_in_fp32_max_abs_error": float(mixed_errors.max()),
             "mean_abs_logprob": float(torch.cat(full).abs().mean())}
 
 
@@ -227,13 +253,16 @@ def main() -> None:
     trl_speed = runs[-1]["completions_per_s"]
     from textgym.models import native_half
 
-    result = {"device": args.device, "torch": torch.__version__, "threads": args.threads,
-              "cpu": cpu_name(), "cpu_native_bf16": native_half("cpu", torch.bfloat16),
+    native = native_half(args.device, torch.bfloat16)
+    result = {"cpu_kind": cpu_kind(args.device, native), "device": args.device, "torch": torch.__version__,
+              "threads": args.threads, "cpu": cpu_name(), "cpu_flags": cpu_flags(), "cpu_native_bf16": native,
               "model": "Qwen2-0.5B shape, random, bf16, LoRA r16 (q,k,v,o)", "runs": runs,
               "ratio_to_trl_grpo": {r["method"]: r["completions_per_s"] / trl_speed for r in runs[:2]},
               "bf16_logprob_error_vs_fp32": error}
+    kinds = json.loads(output.read_text()).get("by_cpu_kind", []) if output.exists() else []
+    kinds = [k for k in kinds if k.get("cpu_kind") != result["cpu_kind"]] + [result]
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(result, indent=2))
+    output.write_text(json.dumps({"by_cpu_kind": kinds}, indent=2))
     print(json.dumps({k: result[k] for k in ("ratio_to_trl_grpo", "bf16_logprob_error_vs_fp32")}, indent=2))
     print(f"wrote {output}")
 
