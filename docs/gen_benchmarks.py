@@ -171,9 +171,10 @@ def section(path: Path) -> str:
     kinds = by_kind(data)
     if kinds is None:
         parts += body(data)
-    for entry in kinds[1] if kinds else []:
-        name = entry.get(kinds[0], "?") if kinds else "?"
-        parts += [f"### {path.stem}: {name}", *body({k: v for k, v in entry.items() if k != kinds[0]})]
+    else:
+        key, entries = kinds
+        for entry in entries:
+            parts += [f"### {path.stem}: {entry.get(key, '?')}", *body({k: v for k, v in entry.items() if k != key})]
     if (path.with_suffix(".png")).exists():
         parts.append(f"![{path.stem}](results/{path.stem}.png)")
     return "\n\n".join(parts)
